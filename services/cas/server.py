@@ -1,0 +1,101 @@
+"""The CAS shard's internal gRPC service: a thin translation onto its BlobAccess."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from services.common.blobaccess import BatchItem, BlobAccess
+from services.common.convert import (
+    compressor_in,
+    compressor_out,
+    digest_in,
+    digest_out,
+    scope_in,
+    scope_out,
+    status_out,
+)
+from services.common.errors import ApiError, InvalidArgument
+from services.gen.bbapi.internal.v1 import cas_pb2
+
+LIST_BATCH = 1000
+
+Context = Any  # grpc.aio.ServicerContext
+
+
+class CasShardServicer:
+    def __init__(self, store: BlobAccess, keys: Any = None) -> None:
+        self.store = store
+        self._keys = keys  # callable returning the stored keys, for ListKeys
+
+    async def FindMissing(self, request: cas_pb2.FindMissingRequest, context: Context) -> cas_pb2.FindMissingResponse:
+        digests = [digest_in(d) for d in request.digests]
+        missing = await self.store.find_missing(scope_in(request.scope), digests)
+        return cas_pb2.FindMissingResponse(missing=[digest_out(d) for d in missing])
+
+    async def Read(self, request: cas_pb2.ReadRequest, context: Context) -> AsyncIterator[cas_pb2.ReadResponse]:
+        stream = self.store.read(scope_in(request.scope), digest_in(request.digest), request.offset,
+                                 request.limit, compressor_in(request.compressor))
+        async for data in stream:
+            yield cas_pb2.ReadResponse(data=data)
+
+    async def Write(self, requests: AsyncIterator[cas_pb2.WriteRequest], context: Context) -> cas_pb2.WriteResponse:
+        first = await anext(requests, None)
+        if first is None or not first.HasField("digest"):
+            raise InvalidArgument("the first write message must name the digest")
+
+        async def data() -> AsyncIterator[bytes]:
+            if first.data:
+                yield first.data
+            async for request in requests:
+                yield request.data
+
+        existed = await self.store.write(scope_in(first.scope), digest_in(first.digest), data(),
+                                         compressor_in(first.compressor))
+        return cas_pb2.WriteResponse(already_existed=existed)
+
+    async def BatchRead(self, request: cas_pb2.BatchReadRequest, context: Context) -> cas_pb2.BatchReadResponse:
+        compressor = compressor_in(request.compressor)
+        results = await self.store.batch_read(scope_in(request.scope), [digest_in(d) for d in request.digests],
+                                              compressor)
+        return cas_pb2.BatchReadResponse(blobs=[
+            cas_pb2.BlobData(digest=digest_out(r.digest), data=r.data, compressor=compressor_out(compressor),
+                             status=status_out(r.error))
+            for r in results])
+
+    async def BatchWrite(self, request: cas_pb2.BatchWriteRequest, context: Context) -> cas_pb2.BatchWriteResponse:
+        items = [BatchItem(digest_in(b.digest), b.data, compressor_in(b.compressor)) for b in request.blobs]
+        results = await self.store.batch_write(scope_in(request.scope), items)
+        return cas_pb2.BatchWriteResponse(results=[
+            cas_pb2.BlobData(digest=digest_out(r.digest), status=status_out(r.error)) for r in results])
+
+    async def Delete(self, request: cas_pb2.DeleteRequest, context: Context) -> cas_pb2.DeleteResponse:
+        existed = await self.store.delete(scope_in(request.scope), digest_in(request.digest))
+        return cas_pb2.DeleteResponse(existed=existed)
+
+    async def GetActionResult(self, request: cas_pb2.ActionKey, context: Context) -> cas_pb2.ActionResultBlob:
+        data = await self.store.get_action_result(scope_in(request.scope), digest_in(request.action_digest))
+        return cas_pb2.ActionResultBlob(action_result=data)
+
+    async def PutActionResult(self, request: cas_pb2.PutActionResultRequest,
+                              context: Context) -> cas_pb2.PutActionResultResponse:
+        await self.store.put_action_result(scope_in(request.key.scope), digest_in(request.key.action_digest),
+                                           request.action_result)
+        return cas_pb2.PutActionResultResponse()
+
+    async def DeleteActionResult(self, request: cas_pb2.ActionKey, context: Context) -> cas_pb2.DeleteResponse:
+        existed = await self.store.delete_action_result(scope_in(request.scope), digest_in(request.action_digest))
+        return cas_pb2.DeleteResponse(existed=existed)
+
+    async def ListKeys(self, request: cas_pb2.ListKeysRequest,
+                       context: Context) -> AsyncIterator[cas_pb2.ListKeysResponse]:
+        if self._keys is None:
+            raise ApiError("this shard cannot list its keys")
+        batch: list[cas_pb2.StoredKey] = []
+        for key in self._keys():
+            batch.append(cas_pb2.StoredKey(scope=scope_out(key.scope), kind=key.kind, digest=digest_out(key.digest)))
+            if len(batch) >= LIST_BATCH:
+                yield cas_pb2.ListKeysResponse(keys=batch)
+                batch = []
+        if batch:
+            yield cas_pb2.ListKeysResponse(keys=batch)

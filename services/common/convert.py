@@ -1,0 +1,51 @@
+"""Conversions between wire messages and the domain types, validating on the way in."""
+
+from __future__ import annotations
+
+import grpc
+
+from services.common.blobaccess import Scope
+from services.common.errors import ApiError
+from services.common.resources import Compressor, Digest, check_compressor, check_digest
+from services.gen.bbapi.internal.v1 import cas_pb2
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from services.gen.google.rpc import status_pb2
+
+
+def digest_in(message: re_pb2.Digest) -> Digest:
+    return check_digest(message.hash, message.size_bytes)
+
+
+def digest_out(digest: Digest) -> re_pb2.Digest:
+    return re_pb2.Digest(hash=digest.hash, size_bytes=digest.size)
+
+
+def scope_in(message: cas_pb2.Scope) -> Scope:
+    return Scope(message.tenant, message.instance_name)
+
+
+def scope_out(scope: Scope) -> cas_pb2.Scope:
+    return cas_pb2.Scope(tenant=scope.tenant, instance_name=scope.instance_name)
+
+
+def compressor_in(value: int) -> Compressor:
+    return check_compressor(value)
+
+
+def compressor_out(compressor: Compressor) -> re_pb2.Compressor.Value.ValueType:
+    return re_pb2.Compressor.Value.ValueType(compressor.value)
+
+
+def status_out(error: ApiError | None) -> status_pb2.Status:
+    if error is None:
+        return status_pb2.Status()
+    return status_pb2.Status(code=error.code.value[0], message=error.message)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_in(status: status_pb2.Status) -> ApiError | None:
+    if status.code == 0:
+        return None
+    return ApiError(status.message, _CODES.get(status.code, grpc.StatusCode.UNKNOWN))

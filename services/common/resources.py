@@ -1,0 +1,150 @@
+"""Digests, instance names and ByteStream resource names, validated once at the edge.
+
+Grammar (REAPI v2):
+  read:   [{instance}/]blobs/{hash}/{size}
+          [{instance}/]compressed-blobs/{compressor}/{hash}/{size}
+  write:  [{instance}/]uploads/{uuid}/blobs/{hash}/{size}[/{metadata...}]
+          [{instance}/]uploads/{uuid}/compressed-blobs/{compressor}/{hash}/{size}[/{metadata...}]
+Only SHA-256 is supported, so the optional `{digest_function}/` segment (used for functions whose
+hash length is ambiguous) is rejected with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from services.common.errors import InvalidArgument, Unimplemented
+
+SHA256_EMPTY = hashlib.sha256(b"").hexdigest()
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SEGMENT = re.compile(r"[A-Za-z0-9._~@+=,:-]+")
+_RESERVED = frozenset({"blobs", "uploads", "actions", "actionResults", "operations", "capabilities",
+                       "compressed-blobs"})
+MAX_INSTANCE_NAME = 256
+
+
+class Compressor(Enum):
+    """Wire values of build.bazel.remote.execution.v2.Compressor.Value we support."""
+
+    IDENTITY = 0
+    ZSTD = 1
+
+
+_COMPRESSOR_NAMES = {"zstd": Compressor.ZSTD, "identity": Compressor.IDENTITY}
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    hash: str
+    size: int
+
+    def __str__(self) -> str:
+        return f"{self.hash}/{self.size}"
+
+
+def check_digest(hash_: str, size: int) -> Digest:
+    """A valid SHA-256 digest or INVALID_ARGUMENT saying what is wrong."""
+    if not _HEX64.fullmatch(hash_):
+        raise InvalidArgument(f"invalid digest hash {hash_!r}: want 64 lowercase hex characters (SHA-256)")
+    if size < 0:
+        raise InvalidArgument(f"invalid digest size {size} for {hash_}: must not be negative")
+    if size == 0 and hash_ != SHA256_EMPTY:
+        raise InvalidArgument(f"digest {hash_}/0 has size 0 but is not the empty blob's hash")
+    return Digest(hash_, size)
+
+
+def check_instance_name(name: str) -> str:
+    """Instance names become storage keys: refuse anything that could escape or confuse them."""
+    if len(name) > MAX_INSTANCE_NAME:
+        raise InvalidArgument(f"instance name longer than {MAX_INSTANCE_NAME} characters")
+    if name == "":
+        return name
+    if name.startswith("/") or name.endswith("/"):
+        raise InvalidArgument(f"instance name {name!r} must not start or end with '/'")
+    for segment in name.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidArgument(f"instance name {name!r} contains an empty, '.' or '..' segment")
+        if segment in _RESERVED:
+            raise InvalidArgument(f"instance name {name!r} uses the reserved word {segment!r}")
+        if not _SEGMENT.fullmatch(segment):
+            raise InvalidArgument(f"instance name {name!r} contains characters outside [A-Za-z0-9._~@+=,:-]")
+    return name
+
+
+def check_compressor(value: int) -> Compressor:
+    try:
+        return Compressor(value)
+    except ValueError:
+        raise Unimplemented(f"unsupported compressor {value}: this server supports identity and zstd") from None
+
+
+@dataclass(frozen=True, slots=True)
+class BlobResource:
+    instance_name: str
+    digest: Digest
+    compressor: Compressor = Compressor.IDENTITY
+
+
+def _parse_tail(name: str, instance_parts: list[str], kind: str, rest: list[str]) -> tuple[BlobResource, list[str]]:
+    """Parse `{hash}/{size}` (after `blobs`) or `{compressor}/{hash}/{size}` (after `compressed-blobs`)."""
+    compressor = Compressor.IDENTITY
+    if kind == "compressed-blobs":
+        if not rest:
+            raise InvalidArgument(f"resource name {name!r}: missing compressor after 'compressed-blobs'")
+        compressor = _COMPRESSOR_NAMES.get(rest[0])  # type: ignore[assignment]
+        if compressor is None:
+            raise Unimplemented(f"resource name {name!r}: unsupported compressor {rest[0]!r} (supported: zstd)")
+        if compressor is Compressor.IDENTITY:
+            raise InvalidArgument(f"resource name {name!r}: use 'blobs/' for uncompressed data")
+        rest = rest[1:]
+    if len(rest) >= 3 and not _HEX64.fullmatch(rest[0]) and _HEX64.fullmatch(rest[1]):
+        raise InvalidArgument(f"resource name {name!r}: digest function {rest[0]!r} is not supported "
+                              "(this server uses SHA-256)")
+    if len(rest) < 2:
+        raise InvalidArgument(f"resource name {name!r}: expected .../{kind}/<hash>/<size>")
+    hash_, size_text = rest[0], rest[1]
+    if not size_text.isdigit():
+        raise InvalidArgument(f"resource name {name!r}: size {size_text!r} is not a non-negative integer")
+    digest = check_digest(hash_, int(size_text))
+    instance = check_instance_name("/".join(instance_parts))
+    return BlobResource(instance, digest, compressor), rest[2:]
+
+
+def _split_at(name: str, keywords: tuple[str, ...]) -> tuple[list[str], str, list[str]]:
+    parts = name.split("/")
+    for i, part in enumerate(parts):
+        if part in keywords:
+            return parts[:i], part, parts[i + 1:]
+    raise InvalidArgument(f"malformed resource name {name!r}: no {' or '.join(keywords)} segment")
+
+
+def parse_read_resource(name: str) -> BlobResource:
+    if not name:
+        raise InvalidArgument("resource_name is empty")
+    instance, kind, rest = _split_at(name, ("blobs", "compressed-blobs"))
+    resource, extra = _parse_tail(name, instance, kind, rest)
+    if extra:
+        raise InvalidArgument(f"resource name {name!r}: unexpected trailing segments {'/'.join(extra)!r}")
+    return resource
+
+
+def parse_write_resource(name: str) -> BlobResource:
+    if not name:
+        raise InvalidArgument("resource_name is empty on the first write request")
+    instance, _, rest = _split_at(name, ("uploads",))
+    if len(rest) < 2 or rest[1] not in ("blobs", "compressed-blobs") or not rest[0]:
+        raise InvalidArgument(f"malformed write resource name {name!r}: expected "
+                              "[instance/]uploads/<uuid>/blobs/<hash>/<size>")
+    resource, _metadata = _parse_tail(name, instance, rest[1], rest[2:])
+    return resource
+
+
+def resource_path(resource: BlobResource) -> str:
+    """The read resource name for a blob (the inverse of parse_read_resource)."""
+    prefix = f"{resource.instance_name}/" if resource.instance_name else ""
+    if resource.compressor is Compressor.ZSTD:
+        return f"{prefix}compressed-blobs/zstd/{resource.digest}"
+    return f"{prefix}blobs/{resource.digest}"

@@ -1,0 +1,100 @@
+"""gRPC plumbing shared by the internal services: serving servicers, channels, error mapping.
+
+A servicer is a plain object with one `async def` per RPC, named as in the proto, taking
+`(request, context)` (a request iterator for client streaming) and returning the response (or
+an async iterator of responses). `serve_servicer` builds the grpc.aio handlers from the proto's
+service descriptor, so there is no generated base class to inherit and one place maps
+`ApiError` to a status and logs what escaped unexpectedly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+from services.common.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
+
+def message_class(descriptor: Any) -> Any:
+    return message_factory.GetMessageClass(descriptor)
+
+
+def method_kind(method: MethodDescriptor) -> str:
+    return {(False, False): "unary_unary", (False, True): "unary_stream",
+            (True, False): "stream_unary", (True, True): "stream_stream"}[
+        (method.client_streaming, method.server_streaming)]
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException, method: str) -> None:
+    if isinstance(err, ApiError):
+        await context.abort(err.code, err.message)
+    log.exception("unexpected error in %s", method, exc_info=err)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}")
+
+
+def _wrap(kind: str, impl: Callable[..., Any], name: str) -> Callable[..., Any]:
+    if kind in ("unary_unary", "stream_unary"):
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await impl(request, context)
+            except grpc.aio.AbortError:
+                raise
+            except Exception as err:
+                await _abort(context, err, name)
+        return unary
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for response in impl(request, context):
+                yield response
+        except grpc.aio.AbortError:
+            raise
+        except Exception as err:
+            await _abort(context, err, name)
+    return streaming
+
+
+def serve_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+    """Register `servicer`'s methods for `service` on an aio server."""
+    handlers = {}
+    for method in service.methods:
+        kind = method_kind(method)
+        impl = getattr(servicer, method.name)
+        factory = getattr(grpc, f"{kind}_rpc_method_handler")
+        handlers[method.name] = factory(
+            _wrap(kind, impl, method.full_name),
+            request_deserializer=message_class(method.input_type).FromString,
+            response_serializer=message_class(method.output_type).SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+def insecure_channel(target: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+
+
+def new_server() -> grpc.aio.Server:
+    return grpc.aio.server(options=SERVER_OPTIONS)

@@ -1,0 +1,16 @@
+"""Prometheus figures of the public edge."""
+
+from prometheus_client import Counter, Histogram
+
+RPC_LATENCY = Histogram(
+    "bbapi_gateway_rpc_seconds", "Public gRPC call latency by method and status code", ["method", "code"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+HTTP_LATENCY = Histogram(
+    "bbapi_gateway_http_seconds", "HTTP API call latency by method and status", ["method", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+STREAMED_BYTES = Counter(
+    "bbapi_gateway_streamed_bytes", "Blob bytes moved through the edge by direction and wire compression",
+    ["direction", "compression"])
+CACHE_REQUESTS = Counter(
+    "bbapi_gateway_cache_requests", "Cache lookups by cache (cas, ac) and result (hit, miss)", ["cache", "result"])
+AUTH_FAILURES = Counter("bbapi_gateway_auth_failures", "Calls refused for a missing or invalid API key")
