@@ -100,3 +100,43 @@ class BlobAccess(abc.ABC):
 async def read_all(access: BlobAccess, scope: Scope, digest: Digest) -> bytes:
     """A whole (small) blob; for Tree and Directory messages, never for user data."""
     return b"".join([chunk async for chunk in access.read(scope, digest)])
+
+
+class BlobAccessDecorator(BlobAccess):
+    """Forwards everything to `backend`; decorators override only what they change."""
+
+    def __init__(self, backend: BlobAccess) -> None:
+        self.backend = backend
+
+    async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
+        return await self.backend.find_missing(scope, digests)
+
+    def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
+             compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
+        return self.backend.read(scope, digest, offset, limit, compressor)
+
+    async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
+                    compressor: Compressor = Compressor.IDENTITY) -> bool:
+        return await self.backend.write(scope, digest, chunks, compressor)
+
+    async def batch_read(self, scope: Scope, digests: Sequence[Digest],
+                         compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
+        return await self.backend.batch_read(scope, digests, compressor)
+
+    async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
+        return await self.backend.batch_write(scope, items)
+
+    async def delete(self, scope: Scope, digest: Digest) -> bool:
+        return await self.backend.delete(scope, digest)
+
+    async def get_action_result(self, scope: Scope, action: Digest) -> bytes:
+        return await self.backend.get_action_result(scope, action)
+
+    async def put_action_result(self, scope: Scope, action: Digest, result: bytes) -> None:
+        await self.backend.put_action_result(scope, action, result)
+
+    async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
+        return await self.backend.delete_action_result(scope, action)
+
+    async def close(self) -> None:
+        await self.backend.close()

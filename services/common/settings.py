@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -41,6 +42,15 @@ class DataDirSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """What a generated flag documents (read by scripts/settings_doc.py)."""
+
+    env: str
+    default: Any
+    description: str
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -66,13 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser, model: type[BaseSettings],
         default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
         help_text = f"{field.description or name} [env {env}; default {default!r}]"
         if _is_bool(field.annotation):
-            parser.add_argument(_flag(name), dest=name, default=None, help=help_text,
-                                action=argparse.BooleanOptionalAction)
+            action = parser.add_argument(_flag(name), dest=name, default=None, help=help_text,
+                                         action=argparse.BooleanOptionalAction)
         elif _is_list(field.annotation):
-            parser.add_argument(_flag(name), dest=name, default=None, action="append",
-                                help=help_text + " (repeatable)")
+            action = parser.add_argument(_flag(name), dest=name, default=None, action="append",
+                                         help=help_text + " (repeatable)")
         else:
-            parser.add_argument(_flag(name), dest=name, default=None, help=help_text)
+            action = parser.add_argument(_flag(name), dest=name, default=None, help=help_text)
+        action.setting = Setting(env, default, field.description or name)  # type: ignore[attr-defined]
 
 
 def from_args(model: type[S], args: argparse.Namespace, **overrides: Any) -> S:

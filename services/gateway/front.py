@@ -83,6 +83,7 @@ class _Inbox:
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.credits = threading.Semaphore(WINDOW)
         self.closed = False
+        self.finished = False
 
     def put(self, item: Any) -> bool:
         while not self.credits.acquire(timeout=1.0):
@@ -100,13 +101,18 @@ class _Inbox:
         self.closed = True
         self.credits.release(WINDOW)
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
-        while True:
-            item = await self.queue.get()
-            self.credits.release()
-            if item is self._END:
-                return
-            yield item
+    def __aiter__(self) -> _Inbox:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.finished:
+            raise StopAsyncIteration
+        item = await self.queue.get()
+        self.credits.release()
+        if item is self._END:
+            self.finished = True
+            raise StopAsyncIteration
+        return item
 
 
 class _Outbox:

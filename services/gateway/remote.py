@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import TypeVar
 
@@ -9,7 +10,7 @@ import grpc
 
 from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
 from services.common.convert import compressor_out, digest_in, digest_out, scope_out, status_in
-from services.common.errors import from_rpc_error
+from services.common.errors import ApiError, from_rpc_error
 from services.common.resources import Compressor, Digest
 from services.common.rpc import insecure_channel
 from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
@@ -59,21 +60,32 @@ class RemoteBlobAccess(BlobAccess):
 
     async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
+        failure: list[BaseException] = []
+
         async def requests() -> AsyncIterator[cas_pb2.WriteRequest]:
             yield cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
                                        compressor=compressor_out(compressor))
             pending: list[bytes] = []
             size = 0
-            async for chunk in chunks:
-                pending.append(chunk)
-                size += len(chunk)
-                if size >= COALESCE:
-                    yield cas_pb2.WriteRequest(data=b"".join(pending))
-                    pending, size = [], 0
+            try:
+                async for chunk in chunks:
+                    pending.append(chunk)
+                    size += len(chunk)
+                    if size >= COALESCE:
+                        yield cas_pb2.WriteRequest(data=b"".join(pending))
+                        pending, size = [], 0
+            except BaseException as err:
+                failure.append(err)  # grpc turns a failing request iterator into a bare cancellation
+                raise
             if pending:
                 yield cas_pb2.WriteRequest(data=b"".join(pending))
 
-        response: cas_pb2.WriteResponse = await _unary(self.stub.Write(requests()))
+        try:
+            response: cas_pb2.WriteResponse = await _unary(self.stub.Write(requests()))
+        except (ApiError, asyncio.CancelledError):
+            if failure and not isinstance(failure[0], asyncio.CancelledError):
+                raise failure[0] from None
+            raise
         return response.already_existed
 
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],

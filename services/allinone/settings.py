@@ -1,0 +1,30 @@
+"""Settings of the all-in-one process (`bbapi serve`): every service on embedded defaults."""
+
+from pathlib import Path
+
+from pydantic import ByteSize, Field, SecretStr
+
+from services.common.settings import CommonSettings
+
+
+class EmbeddedDatabase(CommonSettings):
+    """Where the all-in-one keeps its tables: SQLite files in the data directory unless a URL is given."""
+
+    data_dir: Path = Field(Path("./bbapi-data"), description="directory for the database, blobs and logs")
+    database: str = Field("", description="database URL; empty means SQLite files in the data directory")
+
+    def database_url(self, name: str) -> str:
+        if self.database:
+            return self.database
+        return f"sqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+
+
+class ServeSettings(EmbeddedDatabase):
+    host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
+    grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
+    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
+    max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="CAS budget on disk, e.g. 50GiB")
+    min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
+    bootstrap_api_key: SecretStr | None = Field(
+        None, description="an admin key for tenant 'default' to create at start if absent")
+    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")

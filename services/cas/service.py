@@ -1,0 +1,30 @@
+"""A running CAS shard: the local store behind the internal gRPC contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.cas.local import LocalBlobAccess
+from services.cas.server import CasShardServicer
+from services.cas.settings import CasSettings
+from services.common.server import RunningServer, start_grpc
+from services.gen.bbapi.internal.v1 import cas_pb2
+
+
+@dataclass
+class CasService:
+    store: LocalBlobAccess
+    server: RunningServer
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+
+async def start(settings: CasSettings) -> CasService:
+    store = LocalBlobAccess(settings.data_dir, int(settings.max_size_bytes), settings.low_water_fraction,
+                            settings.min_age_seconds)
+    await store.start()
+    servicer = CasShardServicer(store, store.keys)
+    server = await start_grpc(f"cas {settings.shard_id}", settings.host, settings.port,
+                              [(cas_pb2.DESCRIPTOR.services_by_name["CasShard"], servicer)])
+    return CasService(store, server)

@@ -1,0 +1,82 @@
+"""One service per process, as in a cluster: `bbapi cas|metadata|gateway|migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import prometheus_client
+from pydantic import Field
+
+from services.cas import service as cas
+from services.cas.settings import CasSettings
+from services.cli.runtime import run_until_signal, setup_logging
+from services.common import membership
+from services.common.errors import Unimplemented
+from services.common.rpc import insecure_channel
+from services.common.settings import CommonSettings, add_arguments, from_args
+from services.gateway import service as gateway
+from services.gateway.remote import RemoteBlobAccess
+from services.gateway.settings import GatewaySettings
+from services.metadata import db as metadata_db
+from services.metadata import service as metadata
+from services.metadata.settings import MetadataSettings
+
+Stop = Callable[[], Awaitable[None]]
+
+
+class MigrateSettings(CommonSettings):
+    database: str = Field(..., description="database URL to migrate: sqlite:///FILE or postgresql://...")
+
+
+def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    services: list[tuple[str, str, type[CommonSettings], Callable[..., Awaitable[Stop]]]] = [
+        ("cas", "run one CAS shard (internal gRPC)", CasSettings, _cas),
+        ("metadata", "run the metadata service (internal gRPC)", MetadataSettings, _metadata),
+        ("gateway", "run the public gateway (gRPC and HTTP)", GatewaySettings, _gateway),
+    ]
+    for name, helptext, settings, start in services:
+        parser = commands.add_parser(name, help=helptext)
+        add_arguments(parser, settings)
+        parser.set_defaults(run=_runner(settings, start))
+    parser = commands.add_parser("migrate", help="create or upgrade the database tables, then exit")
+    add_arguments(parser, MigrateSettings)
+    parser.set_defaults(run=_migrate)
+
+
+def _runner(model: type[CommonSettings], start: Callable[..., Awaitable[Stop]]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        settings = from_args(model, args)
+        setup_logging(settings)
+        metrics_port = getattr(settings, "metrics_port", 0)
+        if metrics_port:
+            prometheus_client.start_http_server(metrics_port)
+        return run_until_signal(lambda: start(settings))
+    return run
+
+
+async def _cas(settings: CasSettings) -> Stop:
+    return (await cas.start(settings)).stop
+
+
+async def _metadata(settings: MetadataSettings) -> Stop:
+    return (await metadata.start(settings)).stop
+
+
+async def _gateway(settings: GatewaySettings) -> Stop:
+    config = membership.load(settings.membership_file)
+    if len(config.members) != 1:
+        raise Unimplemented("more than one CAS member needs the sharded gateway")
+    cas_channel = insecure_channel(config.members[0].address)
+    backends = gateway.Backends(RemoteBlobAccess(config.members[0].address, cas_channel),
+                                insecure_channel(settings.metadata_target), [cas_channel])
+    return (await gateway.start(settings, backends)).stop
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = from_args(MigrateSettings, args)
+    setup_logging(settings)
+    asyncio.run(metadata_db.migrate(settings.database))
+    print("database is up to date")
+    return 0

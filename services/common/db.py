@@ -1,0 +1,77 @@
+"""Database engines and migrations for the services that own tables (metadata, logs).
+
+Users give plain URLs (`sqlite:///path`, `postgresql://user@host/db`); we pick the asyncio
+drivers (aiosqlite, asyncpg). Each service migrates its own tables with its own Alembic history
+and version table, so metadata and logs can share one PostgreSQL database without touching each
+other's tables. SQLite runs in WAL mode with a busy timeout so readers never block the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from services.common.errors import InvalidArgument
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
+
+
+def async_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except Exception as err:
+        raise InvalidArgument(f"invalid database URL {url!r}: {err}") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise InvalidArgument(f"unsupported database {backend!r}: use sqlite:///FILE or postgresql://...")
+    if "+" not in parsed.drivername:
+        parsed = parsed.set(drivername=_ASYNC_DRIVERS[parsed.drivername])
+    return parsed
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL is durable across process crashes
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    parsed = async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def _alembic_config(url: str, script_location: Path, version_table: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("sqlalchemy.url", async_url(url).render_as_string(hide_password=False).replace("%", "%%"))
+    config.attributes["version_table"] = version_table
+    return config
+
+
+def migrate(url: str, script_location: Path, version_table: str) -> None:
+    """Bring the service's tables to the newest revision (idempotent)."""
+    command.upgrade(_alembic_config(url, script_location, version_table), "head")
+
+
+async def migrate_async(url: str, script_location: Path, version_table: str) -> None:
+    await asyncio.to_thread(migrate, url, script_location, version_table)

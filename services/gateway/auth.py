@@ -1,0 +1,83 @@
+"""Resolving API keys to principals, with a short cache in front of the metadata service.
+
+Positive answers are cached for `ttl` seconds and negative ones for `negative_ttl`, so a hot
+build costs one lookup per key per interval, and a revoked key stops working within `ttl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+
+from services.common.auth import Capability, Principal, check_key_format, hash_key, redact
+from services.common.errors import Unauthenticated, from_rpc_error
+from services.gateway import metrics
+from services.gateway.front import CallContext
+from services.gen.bbapi.internal.v1 import metadata_pb2, metadata_pb2_grpc
+
+MAX_CACHED = 10_000
+
+
+class KeyResolver:
+    def __init__(self, channel: grpc.aio.Channel, ttl: float = 30.0, negative_ttl: float = 5.0) -> None:
+        self.stub = metadata_pb2_grpc.MetadataStub(channel)
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._inflight: dict[str, asyncio.Future[Principal | None]] = {}
+
+    async def resolve(self, key: str) -> Principal:
+        """The key's principal, or UNAUTHENTICATED for malformed, unknown and revoked keys."""
+        key = check_key_format(key)
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            principal = cached[1]
+        else:
+            principal = await self._lookup(digest)
+        if principal is None:
+            metrics.AUTH_FAILURES.inc()
+            raise Unauthenticated(f"Invalid API key {redact(key)}")
+        return principal
+
+    async def _lookup(self, digest: str) -> Principal | None:
+        """One call per key at a time, however many requests wait for it."""
+        pending = self._inflight.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        try:
+            try:
+                response = await self.stub.ResolveApiKey(metadata_pb2.ResolveApiKeyRequest(key_hash=digest))
+            except grpc.aio.AioRpcError as err:
+                raise from_rpc_error(err) from None
+            principal = (Principal(response.tenant, Capability(response.capability), response.key_id)
+                         if response.found else None)
+            ttl = self.ttl if principal is not None else self.negative_ttl
+            self._remember(digest, principal, ttl)
+            future.set_result(principal)
+            return principal
+        except BaseException as err:
+            future.set_exception(err)
+            future.exception()  # mark retrieved: waiters, if any, re-raise it
+            raise
+        finally:
+            del self._inflight[digest]
+
+    def _remember(self, digest: str, principal: Principal | None, ttl: float) -> None:
+        now = time.monotonic()
+        if len(self._cache) >= MAX_CACHED:  # random bad keys must not grow memory without bound
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
+        self._cache[digest] = (now + ttl, principal)
+
+    async def authenticate(self, ctx: CallContext) -> None:
+        """Front hook: attach the caller's principal when a key was sent (BES may send it later)."""
+        key = ctx.api_key()
+        if key:
+            ctx.principal = await self.resolve(key)

@@ -1,0 +1,199 @@
+"""REAPI v2 Capabilities, ContentAddressableStorage and ActionCache at the public edge.
+
+Handlers are thin: check the caller's capability, validate names and digests, scope the call to
+the caller's tenant and instance, and hand it to the BlobAccess stack.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from services.common.auth import Capability
+from services.common.blobaccess import BatchItem, BlobAccess, Scope, read_all
+from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, status_out
+from services.common.errors import InvalidArgument, NotFound, Unimplemented
+from services.common.resources import Compressor, Digest, check_instance_name
+from services.gateway import metrics
+from services.gateway.front import CallContext
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from services.gen.build.bazel.semver import semver_pb2
+
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+TREE_PAGE = 1000
+SHA256 = re_pb2.DigestFunction.Value.SHA256
+ZSTD = re_pb2.Compressor.Value.ZSTD
+
+
+def scope_for(ctx: CallContext, capability: Capability, instance_name: str, digest_function: int = 0) -> Scope:
+    """Authorise the call and scope it to the caller's tenant and the request's instance."""
+    principal = ctx.require(capability)
+    if digest_function not in (re_pb2.DigestFunction.Value.UNKNOWN, SHA256):
+        raise InvalidArgument(f"digest function {digest_function} is not supported: this server uses SHA256")
+    return Scope(principal.tenant, check_instance_name(instance_name))
+
+
+@dataclass
+class CapabilitiesServicer:
+    async def GetCapabilities(self, request: re_pb2.GetCapabilitiesRequest,
+                              ctx: CallContext) -> re_pb2.ServerCapabilities:
+        principal = ctx.require(Capability.READ)
+        check_instance_name(request.instance_name)
+        return re_pb2.ServerCapabilities(
+            cache_capabilities=re_pb2.CacheCapabilities(
+                digest_functions=[SHA256],
+                action_cache_update_capabilities=re_pb2.ActionCacheUpdateCapabilities(
+                    update_enabled=principal.capability >= Capability.CACHE_WRITE),
+                max_batch_total_size_bytes=MAX_BATCH_BYTES,
+                symlink_absolute_path_strategy=re_pb2.SymlinkAbsolutePathStrategy.Value.ALLOWED,
+                supported_compressors=[ZSTD],
+                supported_batch_update_compressors=[ZSTD],
+            ),
+            low_api_version=semver_pb2.SemVer(major=2, minor=0),
+            high_api_version=semver_pb2.SemVer(major=2, minor=3),
+        )
+
+
+@dataclass
+class CasServicer:
+    blobs: BlobAccess
+
+    async def FindMissingBlobs(self, request: re_pb2.FindMissingBlobsRequest,
+                               ctx: CallContext) -> re_pb2.FindMissingBlobsResponse:
+        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
+        digests = list(dict.fromkeys(digest_in(d) for d in request.blob_digests))
+        missing = await self.blobs.find_missing(scope, digests)
+        metrics.CACHE_REQUESTS.labels("cas", "hit").inc(len(digests) - len(missing))
+        metrics.CACHE_REQUESTS.labels("cas", "miss").inc(len(missing))
+        return re_pb2.FindMissingBlobsResponse(missing_blob_digests=[digest_out(d) for d in missing])
+
+    async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
+                               ctx: CallContext) -> re_pb2.BatchUpdateBlobsResponse:
+        scope = scope_for(ctx, Capability.CACHE_WRITE, request.instance_name, request.digest_function)
+        total = sum(len(r.data) for r in request.requests)
+        if total > MAX_BATCH_BYTES:
+            raise InvalidArgument(f"batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; "
+                                  "use ByteStream for large blobs")
+        items = [BatchItem(digest_in(r.digest), r.data, compressor_in(r.compressor)) for r in request.requests]
+        results = await self.blobs.batch_write(scope, items)
+        metrics.STREAMED_BYTES.labels("in", "batch").inc(total)
+        return re_pb2.BatchUpdateBlobsResponse(responses=[
+            re_pb2.BatchUpdateBlobsResponse.Response(digest=digest_out(r.digest), status=status_out(r.error))
+            for r in results])
+
+    async def BatchReadBlobs(self, request: re_pb2.BatchReadBlobsRequest,
+                             ctx: CallContext) -> re_pb2.BatchReadBlobsResponse:
+        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
+        digests = [digest_in(d) for d in request.digests]
+        total = sum(d.size for d in digests)
+        if total > MAX_BATCH_BYTES:
+            raise InvalidArgument(f"batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; "
+                                  "use ByteStream for large blobs")
+        compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
+        results = await self.blobs.batch_read(scope, digests, compressor)
+        hits = sum(r.error is None for r in results)
+        metrics.CACHE_REQUESTS.labels("cas", "hit").inc(hits)
+        metrics.CACHE_REQUESTS.labels("cas", "miss").inc(len(results) - hits)
+        metrics.STREAMED_BYTES.labels("out", "batch").inc(sum(len(r.data) for r in results))
+        return re_pb2.BatchReadBlobsResponse(responses=[
+            re_pb2.BatchReadBlobsResponse.Response(
+                digest=digest_out(r.digest), data=r.data, status=status_out(r.error),
+                compressor=compressor_out(compressor if r.error is None else Compressor.IDENTITY))
+            for r in results])
+
+    async def GetTree(self, request: re_pb2.GetTreeRequest, ctx: CallContext) -> AsyncIterator[re_pb2.GetTreeResponse]:
+        """Breadth-first from the root; with page_size set, one page and a token (directories sent so far)."""
+        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
+        size = request.page_size if request.page_size > 0 else TREE_PAGE
+        sent = _decode_token(request.page_token)
+        walk = self._walk(scope, digest_in(request.root_digest))
+        for _ in range(sent):
+            if await anext(walk, None) is None:
+                break
+        page: list[re_pb2.Directory] = []
+        async for directory in walk:
+            page.append(directory)
+            if len(page) < size:
+                continue
+            following = await anext(walk, None)
+            sent += len(page)
+            if following is None:
+                break
+            yield re_pb2.GetTreeResponse(directories=page, next_page_token=_encode_token(sent))
+            if request.page_size > 0:
+                return
+            page = [following]
+        yield re_pb2.GetTreeResponse(directories=page)
+
+    async def _walk(self, scope: Scope, root: Digest) -> AsyncIterator[re_pb2.Directory]:
+        queue, seen, position = [root], {root}, 0
+        while position < len(queue):
+            digest = queue[position]
+            position += 1
+            try:
+                directory = re_pb2.Directory.FromString(await read_all(self.blobs, scope, digest))
+            except DecodeError:
+                raise InvalidArgument(f"blob {digest} is not a Directory message") from None
+            except NotFound:
+                if digest == root:
+                    raise NotFound(f"root directory {digest} not found") from None
+                continue  # REAPI allows a partial tree when a subtree is missing
+            for child in directory.directories:
+                child_digest = digest_in(child.digest)
+                if child_digest not in seen:
+                    seen.add(child_digest)
+                    queue.append(child_digest)
+            yield directory
+
+    async def SplitBlob(self, request: re_pb2.SplitBlobRequest, ctx: CallContext) -> re_pb2.SplitBlobResponse:
+        raise Unimplemented("SplitBlob is not supported (split_blob_support is false)")
+
+    async def SpliceBlob(self, request: re_pb2.SpliceBlobRequest, ctx: CallContext) -> re_pb2.SpliceBlobResponse:
+        raise Unimplemented("SpliceBlob is not supported (splice_blob_support is false)")
+
+
+def _encode_token(count: int) -> str:
+    return base64.urlsafe_b64encode(f"tree:{count}".encode()).decode()
+
+
+def _decode_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        kind, _, count = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "tree" and count.isdigit():
+            return int(count)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise InvalidArgument(f"invalid page_token {token!r}")
+
+
+@dataclass
+class ActionCacheServicer:
+    blobs: BlobAccess
+
+    async def GetActionResult(self, request: re_pb2.GetActionResultRequest, ctx: CallContext) -> re_pb2.ActionResult:
+        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
+        try:
+            data = await self.blobs.get_action_result(scope, digest_in(request.action_digest))
+        except NotFound:
+            metrics.CACHE_REQUESTS.labels("ac", "miss").inc()
+            raise
+        metrics.CACHE_REQUESTS.labels("ac", "hit").inc()
+        return re_pb2.ActionResult.FromString(data)
+
+    async def UpdateActionResult(self, request: re_pb2.UpdateActionResultRequest,
+                                 ctx: CallContext) -> re_pb2.ActionResult:
+        scope = scope_for(ctx, Capability.CACHE_WRITE, request.instance_name, request.digest_function)
+        action = digest_in(request.action_digest)
+        result = request.action_result
+        for output in result.output_files:
+            digest_in(output.digest)
+        for directory in result.output_directories:
+            if directory.HasField("tree_digest"):
+                digest_in(directory.tree_digest)
+        await self.blobs.put_action_result(scope, action, result.SerializeToString())
+        return result

@@ -1,0 +1,115 @@
+"""A running gateway: the public gRPC front and the HTTP app, over the internal services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.blobaccess import BlobAccess
+from services.gateway.auth import KeyResolver
+from services.gateway.bytestream import ByteStreamServicer
+from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
+from services.gateway.completeness import CompletenessChecking
+from services.gateway.front import Front
+from services.gateway.http import create_app
+from services.gateway.settings import GatewaySettings
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from services.gen.google.bytestream import bytestream_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Backends:
+    """Connections to the internal services the gateway fronts."""
+
+    blobs: BlobAccess
+    metadata: grpc.aio.Channel
+    health_checked: Sequence[grpc.aio.Channel] = field(default_factory=list)
+
+    async def readiness(self) -> dict[str, bool]:
+        results = await asyncio.gather(*(_serving(c) for c in [self.metadata, *self.health_checked]))
+        return {"metadata": results[0], "cas": all(results[1:])}
+
+    async def close(self) -> None:
+        await self.blobs.close()
+        await self.metadata.close()
+
+
+async def _serving(channel: grpc.aio.Channel) -> bool:
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@dataclass
+class GatewayService:
+    front: Front
+    grpc_server: grpc.Server
+    grpc_port: int
+    http: uvicorn.Server
+    http_port: int
+    http_task: asyncio.Task[None]
+    backends: Backends
+
+    async def stop(self, grace: float = 5.0) -> None:
+        stopped = self.grpc_server.stop(grace)
+        self.http.should_exit = True
+        await asyncio.to_thread(stopped.wait)
+        await self.http_task
+        self.front.shutdown()
+        await self.backends.close()
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: the process (CLI or test) decides when to stop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several gateway processes may share a port
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+async def start(settings: GatewaySettings, backends: Backends) -> GatewayService:
+    loop = asyncio.get_running_loop()
+    resolver = KeyResolver(backends.metadata, ttl=settings.key_cache_seconds)
+    blobs = CompletenessChecking(backends.blobs)
+    front = Front(loop, resolver.authenticate, max_workers=settings.grpc_workers)
+    services = re_pb2.DESCRIPTOR.services_by_name
+    front.add(services["Capabilities"], CapabilitiesServicer())
+    front.add(services["ContentAddressableStorage"], CasServicer(blobs))
+    front.add(services["ActionCache"], ActionCacheServicer(blobs))
+    front.add(bytestream_pb2.DESCRIPTOR.services_by_name["ByteStream"], ByteStreamServicer(blobs))
+    server = front.server()
+    grpc_port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+    if grpc_port == 0:
+        raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}")
+    server.start()
+
+    sock = _listen(settings.host, settings.http_port)
+    config = uvicorn.Config(create_app(backends.readiness), log_level="warning", lifespan="off",
+                            access_log=False, timeout_graceful_shutdown=5)
+    http = _HttpServer(config)
+    http_task = asyncio.create_task(http.serve(sockets=[sock]))
+    log.info("gateway: gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host,
+             sock.getsockname()[1])
+    return GatewayService(front, server, grpc_port, http, sock.getsockname()[1], http_task, backends)

@@ -1,0 +1,19 @@
+"""Settings of the gateway process (`bbapi gateway`)."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.common.settings import CommonSettings
+
+
+class GatewaySettings(CommonSettings):
+    host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
+    grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
+    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
+    metadata_target: str = Field("127.0.0.1:7002", description="host:port of the metadata service")
+    logs_target: str = Field("127.0.0.1:7003", description="host:port of the logs service")
+    membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
+                                  description="CAS membership JSON (members, replication); re-read when it changes")
+    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
+    grpc_workers: int = Field(256, description="threads serving public gRPC calls (bounds concurrent streams)")

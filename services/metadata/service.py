@@ -1,0 +1,43 @@
+"""A running metadata service: migrated database, bootstrap key, internal gRPC server."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common import db
+from services.common.auth import Capability
+from services.common.server import RunningServer, start_grpc
+from services.gen.bbapi.internal.v1 import metadata_pb2
+from services.metadata import keys
+from services.metadata.db import migrate, sessions
+from services.metadata.server import MetadataServicer
+from services.metadata.settings import MetadataSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MetadataService:
+    engine: AsyncEngine
+    sessions: keys.Sessions
+    server: RunningServer
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.engine.dispose()
+
+
+async def start(settings: MetadataSettings) -> MetadataService:
+    await migrate(settings.database)
+    engine = db.create_engine(settings.database)
+    maker = sessions(engine)
+    if settings.bootstrap_api_key is not None:
+        created = await keys.ensure_key(maker, settings.bootstrap_api_key.get_secret_value(), "default",
+                                        Capability.ADMIN)
+        log.info("bootstrap API key %s", "created" if created else "already present")
+    server = await start_grpc("metadata", settings.host, settings.port,
+                              [(metadata_pb2.DESCRIPTOR.services_by_name["Metadata"], MetadataServicer(maker))])
+    return MetadataService(engine, maker, server)

@@ -1,0 +1,50 @@
+"""Driving a real Bazel (Debian's bazel-bootstrap, offline) against bbapi."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+E2E = Path(__file__).resolve().parent.parent / "e2e"
+COMMON_FLAGS = ["--color=no", "--curses=no", "--noshow_progress", "--show_timestamps=false"]
+
+
+@dataclass
+class BazelRun:
+    returncode: int
+    output: str
+
+    def processes(self) -> dict[str, int]:
+        """Bazel's process summary, e.g. {'remote cache hit': 3, 'internal': 10}."""
+        match = re.search(r"INFO: \d+ process(?:es)?: (.*?)\.?\n", self.output)
+        if match is None:
+            return {}
+        counts: dict[str, int] = {}
+        for part in match[1].split(", "):
+            number, _, kind = part.partition(" ")
+            counts[kind.rstrip(".")] = int(number)
+        return counts
+
+
+@dataclass
+class Workspace:
+    root: Path
+    output_user_root: Path
+
+    @classmethod
+    def create(cls, path: Path, output_user_root: Path) -> Workspace:
+        shutil.copytree(E2E / "workspace", path)
+        shutil.copytree(E2E / "third_party", path / "third_party")
+        return cls(path, output_user_root)
+
+    def bazel(self, command: str, *args: str, timeout: float = 300) -> BazelRun:
+        cmd = ["bazel", f"--output_user_root={self.output_user_root}", command, *COMMON_FLAGS, *args]
+        proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
+        return BazelRun(proc.returncode, proc.stdout + proc.stderr)
+
+    def shutdown(self) -> None:
+        subprocess.run(["bazel", f"--output_user_root={self.output_user_root}", "shutdown"], cwd=self.root,
+                       capture_output=True, timeout=60)

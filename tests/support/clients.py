@@ -1,0 +1,76 @@
+"""Thin gRPC clients for tests, speaking to the public port exactly as Bazel would."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
+from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
+from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
+
+CHUNK = 16 * 1024  # Bazel's upload chunk size
+
+
+def digest(data: bytes) -> re_pb2.Digest:
+    return re_pb2.Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+
+
+@dataclass
+class CacheClient:
+    target: str
+    key: str | None
+    channel: grpc.Channel = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.channel = grpc.insecure_channel(self.target, options=[("grpc.max_receive_message_length", -1)])
+        self.cas = re_grpc.ContentAddressableStorageStub(self.channel)
+        self.ac = re_grpc.ActionCacheStub(self.channel)
+        self.caps = re_grpc.CapabilitiesStub(self.channel)
+        self.bytestream = bs_grpc.ByteStreamStub(self.channel)
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("x-buildbuddy-api-key", self.key)] if self.key else []
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def missing(self, *blobs: bytes, instance: str = "") -> list[str]:
+        response = self.cas.FindMissingBlobs(
+            re_pb2.FindMissingBlobsRequest(instance_name=instance, blob_digests=[digest(b) for b in blobs]),
+            metadata=self.metadata)
+        return [d.hash for d in response.missing_blob_digests]
+
+    def write_requests(self, data: bytes, resource: str, chunk: int = CHUNK) -> Iterator[bs_pb2.WriteRequest]:
+        offset = 0
+        while True:
+            piece = data[offset:offset + chunk]
+            last = offset + len(piece) >= len(data)
+            yield bs_pb2.WriteRequest(resource_name=resource if offset == 0 else "", write_offset=offset,
+                                      data=piece, finish_write=last)
+            offset += len(piece)
+            if last:
+                return
+
+    def upload(self, data: bytes, instance: str = "", compressed: bytes | None = None) -> int:
+        d = digest(data)
+        prefix = f"{instance}/" if instance else ""
+        kind = "compressed-blobs/zstd" if compressed is not None else "blobs"
+        resource = f"{prefix}uploads/{uuid.uuid4()}/{kind}/{d.hash}/{d.size_bytes}"
+        payload = compressed if compressed is not None else data
+        response = self.bytestream.Write(self.write_requests(payload, resource), metadata=self.metadata)
+        return int(response.committed_size)
+
+    def download(self, data_digest: re_pb2.Digest, instance: str = "", offset: int = 0, limit: int = 0,
+                 compressed: bool = False) -> bytes:
+        prefix = f"{instance}/" if instance else ""
+        kind = "compressed-blobs/zstd" if compressed else "blobs"
+        request = bs_pb2.ReadRequest(resource_name=f"{prefix}{kind}/{data_digest.hash}/{data_digest.size_bytes}",
+                                     read_offset=offset, read_limit=limit)
+        return b"".join(r.data for r in self.bytestream.Read(request, metadata=self.metadata))

@@ -1,0 +1,73 @@
+"""Resource names and digests: what the edge accepts and what it refuses, with messages."""
+
+import pytest
+
+from services.common.errors import InvalidArgument, Unimplemented
+from services.common.resources import (
+    SHA256_EMPTY,
+    BlobResource,
+    Compressor,
+    Digest,
+    check_digest,
+    parse_read_resource,
+    parse_write_resource,
+    resource_path,
+)
+
+H = "ab" * 32
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    (f"blobs/{H}/12", BlobResource("", Digest(H, 12))),
+    (f"my/instance/blobs/{H}/12", BlobResource("my/instance", Digest(H, 12))),
+    (f"compressed-blobs/zstd/{H}/12", BlobResource("", Digest(H, 12), Compressor.ZSTD)),
+    (f"x/compressed-blobs/zstd/{H}/0".replace(H, SHA256_EMPTY), BlobResource("x", Digest(SHA256_EMPTY, 0),
+                                                                               Compressor.ZSTD)),
+])
+def test_read_names(name: str, expected: BlobResource) -> None:
+    assert parse_read_resource(name) == expected
+    assert resource_path(expected) == name
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    (f"uploads/5d1b/blobs/{H}/12", BlobResource("", Digest(H, 12))),
+    (f"inst/uploads/5d1b/blobs/{H}/12/extra/metadata", BlobResource("inst", Digest(H, 12))),
+    (f"uploads/5d1b/compressed-blobs/zstd/{H}/99", BlobResource("", Digest(H, 99), Compressor.ZSTD)),
+])
+def test_write_names(name: str, expected: BlobResource) -> None:
+    assert parse_write_resource(name) == expected
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("", "empty"),
+    (f"blobs/{H}", "expected"),
+    (f"blobs/{H}/-1", "non-negative"),
+    (f"blobs/{H}/1/2", "trailing"),
+    (f"blobs/{H.upper()}/1", "64 lowercase hex"),
+    (f"../blobs/{H}/1", "'..'"),
+    (f"a//b/blobs/{H}/1", "empty"),
+    (f"blobs/blake3/{H}/1", "digest function"),
+    (f"compressed-blobs/identity/{H}/1", "use 'blobs/'"),
+    (f"nothing/{H}/1", "no blobs"),
+    (f"blobs/{'0' * 64}/0", "not the empty blob"),
+])
+def test_bad_read_names(name: str, message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        parse_read_resource(name)
+
+
+def test_unknown_compressor_is_unimplemented() -> None:
+    with pytest.raises(Unimplemented, match="lz4"):
+        parse_read_resource(f"compressed-blobs/lz4/{H}/1")
+
+
+def test_write_name_needs_uuid_and_kind() -> None:
+    for name in (f"uploads/blobs/{H}/1", f"uploads//blobs/{H}/1", f"blobs/{H}/1"):
+        with pytest.raises(InvalidArgument):
+            parse_write_resource(name)
+
+
+def test_digest_checks() -> None:
+    assert check_digest(SHA256_EMPTY, 0) == Digest(SHA256_EMPTY, 0)
+    with pytest.raises(InvalidArgument, match="negative"):
+        check_digest(H, -1)
