@@ -1,0 +1,166 @@
+"""kopf wiring: what triggers a reconcile, how passes are serialised, and kopf's settings.
+
+A reconcile runs when the BuildBuddyAPI is created, changed or found at start-up, when one of
+its Deployments or StatefulSets changes (so status follows the pods), and on a timer while a
+CAS membership copy is in flight or after a failure. There are no kopf timers or daemons and
+no delete handler: those would put a finalizer on every object, and owner references already
+let the garbage collector delete the children, even while the operator is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import kopf
+
+from bbapi_operator import crd
+from bbapi_operator.kube import KubeApi, connect
+from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY
+from bbapi_operator.probe import GatewayProbe, PodProbe
+from bbapi_operator.reconcile import Outcome, Reconciler
+from bbapi_operator.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+ProbeFactory = Callable[[KubeApi, float], GatewayProbe]
+CHILD_KINDS = ("deployments", "statefulsets")
+
+
+class Controller:
+    """Runs reconciles in worker threads, at most one per object at a time.
+
+    Triggers that arrive while a pass runs collapse into one more pass, so a burst of child
+    events costs two passes, not one per event.
+    """
+
+    def __init__(self, reconciler: Reconciler, config: OperatorSettings) -> None:
+        self._reconciler = reconciler
+        self._config = config
+        self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
+        self._running: dict[Key, bool] = {}  # object -> another pass was asked for meanwhile
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        """Reconcile now (or after the pass already running); errors propagate to the caller."""
+        key = (namespace, name)
+        if key in self._running:
+            self._running[key] = True
+            return
+        self._running[key] = False
+        outcome = Outcome()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                outcome = await loop.run_in_executor(self._executor, self._reconciler.reconcile, namespace, name)
+                if not self._running[key]:
+                    break
+                self._running[key] = False
+        finally:
+            del self._running[key]
+        if outcome.requeue_after is not None:
+            self._schedule(key, outcome.requeue_after)
+
+    def nudge(self, namespace: str, name: str) -> None:
+        """Reconcile in the background; a failure is logged and retried later."""
+        task = asyncio.get_running_loop().create_task(self._guarded(namespace, name))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, namespace: str, name: str) -> None:
+        try:
+            await self.reconcile(namespace, name)
+        except Exception:
+            log.exception("%s/%s: reconcile failed; retrying in %ss", namespace, name, self._config.retry_seconds)
+            self._schedule((namespace, name), self._config.retry_seconds)
+
+    def _schedule(self, key: Key, delay: float) -> None:
+        if key not in self._timers:  # an earlier re-check is already due
+            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        del self._timers[key]
+        self.nudge(*key)
+
+    async def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+
+
+def configure(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
+    """kopf's settings: own annotation prefix, no scanning (least privilege), bounded waits."""
+    settings.persistence.finalizer = f"{crd.GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=crd.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=crd.GROUP, key="last-handled-configuration")
+    settings.posting.enabled = config.post_events
+    settings.posting.level = logging.getLevelNamesMapping()[config.events_level.upper()]
+    settings.scanning.disabled = True  # no cluster-wide CRD or namespace listing needed
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = config.request_timeout_seconds
+    settings.networking.request_timeout = config.request_timeout_seconds
+    settings.execution.max_workers = config.workers
+    for plural in CHILD_KINDS:  # watch only our own children, not every workload in the cluster
+        settings.watching.label_selectors["apps", plural] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
+def _owner_name(body: kopf.Body) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences", []):
+        if ref.get("apiVersion") == crd.API_VERSION and ref.get("kind") == crd.KIND:
+            return str(ref["name"])
+    return None
+
+
+class _Slot:
+    """Holds the controller built at start-up, when the API connection exists."""
+
+    controller: Controller | None = None
+
+    def get(self) -> Controller:
+        if self.controller is None:
+            raise kopf.TemporaryError("operator is still starting", delay=1)
+        return self.controller
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
+             probe_factory: ProbeFactory = PodProbe) -> None:
+    """Register every handler in `registry`. Tests pass their own registry and gateway probe."""
+    slot = _Slot()
+    owner_options: dict[str, Any] = {"registry": registry, "errors": kopf.ErrorsMode.TEMPORARY,
+                                     "backoff": config.retry_seconds}
+
+    @kopf.on.startup(registry=registry)
+    def start(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, config)
+        api = KubeApi(connect(), config.request_timeout_seconds)
+        slot.controller = Controller(Reconciler(api, probe_factory(api, config.request_timeout_seconds), config),
+                                     config)
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(**_: Any) -> None:
+        if slot.controller is not None:
+            await slot.controller.stop()
+
+    @kopf.on.resume(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
+    @kopf.on.create(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
+    @kopf.on.update(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
+    async def reconcile(namespace: str | None, name: str, **_: Any) -> None:
+        assert namespace is not None  # BuildBuddyAPI is namespaced
+        await slot.get().reconcile(namespace, name)
+
+    async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        owner = _owner_name(body)
+        if owner is not None and namespace is not None and slot.controller is not None:
+            slot.controller.nudge(namespace, owner)
+
+    for plural in CHILD_KINDS:
+        kopf.on.event("apps", "v1", plural, labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)(child_changed)

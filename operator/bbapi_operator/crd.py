@@ -1,0 +1,249 @@
+"""The `BuildBuddyAPI` CustomResourceDefinition, built in code so defaults have one source.
+
+The chart ships the rendered YAML in `charts/bbapi/crds/`; a test keeps it equal to `crd()`.
+The operator applies the same schema defaults itself (`defaults.py`) so it never depends on
+the API server having defaulted an object. Regenerate the chart file with
+`python -m bbapi_operator.crd > charts/bbapi/crds/buildbuddyapis.bbapi.dev.yaml`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+GROUP = "bbapi.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "BuildBuddyAPI"
+PLURAL = "buildbuddyapis"
+SINGULAR = "buildbuddyapi"
+
+Schema = dict[str, Any]
+
+# The pattern Kubernetes itself uses for resource.Quantity.
+QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+                    r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _obj(description: str, properties: Schema, *, required: tuple[str, ...] = (),
+         default: Any = None, rules: tuple[tuple[str, str], ...] = ()) -> Schema:
+    schema: Schema = {"type": "object", "description": description, "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if default is not None:
+        schema["default"] = default
+    if rules:
+        schema["x-kubernetes-validations"] = [{"rule": rule, "message": message} for rule, message in rules]
+    return schema
+
+
+def _int(description: str, default: int | None = None, minimum: int | None = None,
+         maximum: int | None = None) -> Schema:
+    schema: Schema = {"type": "integer", "description": description}
+    for key, value in (("default", default), ("minimum", minimum), ("maximum", maximum)):
+        if value is not None:
+            schema[key] = value
+    return schema
+
+
+def _str(description: str, default: str | None = None, enum: tuple[str, ...] = (),
+         pattern: str | None = None) -> Schema:
+    schema: Schema = {"type": "string", "description": description}
+    if default is not None:
+        schema["default"] = default
+    if enum:
+        schema["enum"] = list(enum)
+    if pattern:
+        schema["pattern"] = pattern
+    return schema
+
+
+def _bool(description: str, default: bool) -> Schema:
+    return {"type": "boolean", "description": description, "default": default}
+
+
+def _quantity(description: str, default: str | None = None) -> Schema:
+    schema: Schema = {"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
+                      "x-kubernetes-int-or-string": True, "description": description}
+    if default is not None:
+        schema["default"] = default
+    return schema
+
+
+def _quantity_map(description: str) -> Schema:
+    return {"type": "object", "description": description,
+            "additionalProperties": _quantity("amount of this resource")}
+
+
+def _resources(cpu: str, memory: str, memory_limit: str) -> Schema:
+    return _obj(
+        "container resources, as in a Pod spec",
+        {"requests": _quantity_map("guaranteed amounts, e.g. cpu: 250m, memory: 256Mi"),
+         "limits": _quantity_map("hard caps; a memory limit protects the node")},
+        default={"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}})
+
+
+def _secret_ref(description: str, default_key: str) -> Schema:
+    return _obj(description, {
+        "name": _str("name of the Secret in the same namespace", pattern=DNS_LABEL_PATTERN),
+        "key": _str("key inside the Secret", default=default_key),
+    }, required=("name",))
+
+
+def _component(description: str, replicas: int, resources: Schema, extra: Schema | None = None,
+               rules: tuple[tuple[str, str], ...] = ()) -> Schema:
+    properties: Schema = {"replicas": _int("number of pods", default=replicas, minimum=1),
+                          "resources": resources}
+    return _obj(description, properties | (extra or {}), default={}, rules=rules)
+
+
+def spec_schema() -> Schema:
+    """The `spec` of a BuildBuddyAPI: every field has a default except the references."""
+    return _obj("desired state of one bbapi installation", {
+        "image": _str("container image for every bbapi process; defaults to the operator's own image"),
+        "imagePullPolicy": _str("when kubelet pulls the image", default="IfNotPresent",
+                                enum=("Always", "IfNotPresent", "Never")),
+        "imagePullSecrets": {"type": "array", "description": "Secrets for pulling from a private registry",
+                             "items": _obj("a Secret reference", {"name": _str("Secret name")},
+                                           required=("name",))},
+        "gateway": _component(
+            "the public edge: HTTP API, gRPC API, BES and REAPI", 2, _resources("250m", "256Mi", "1Gi"),
+            {"autoscaling": _obj("CPU-based HorizontalPodAutoscaler; replicas is its floor", {
+                "enabled": _bool("scale the gateway with an HPA", True),
+                "maxReplicas": _int("HPA ceiling", default=10, minimum=1),
+                "targetCPUUtilizationPercentage": _int("average CPU use the HPA aims for", default=70,
+                                                       minimum=1, maximum=100),
+            }, default={})},
+            rules=(("!self.autoscaling.enabled || self.autoscaling.maxReplicas >= self.replicas",
+                    "autoscaling.maxReplicas cannot be below replicas"),)),
+        "metadata": _component("build metadata and API keys over PostgreSQL", 2,
+                               _resources("100m", "256Mi", "1Gi")),
+        "logs": _component("build logs over PostgreSQL", 2, _resources("100m", "256Mi", "1Gi")),
+        "cas": _obj("content-addressed storage, one shard per pod with its own volume", {
+            "shards": _int("number of CAS pods; changing it migrates data before dropping a shard",
+                           default=3, minimum=1, maximum=256),
+            "replication": _int("copies of every blob, on distinct shards", default=2, minimum=1, maximum=5),
+            "volumeSize": _str("size of each shard's volume; the cache uses about 80% of it",
+                               default="50Gi", pattern=QUANTITY_PATTERN),
+            "storageClassName": _str("StorageClass of the shard volumes; empty uses the cluster default"),
+            "resources": _resources("250m", "512Mi", "2Gi"),
+        }, default={}, rules=(("self.replication <= self.shards", "replication cannot exceed shards"),)),
+        "database": _obj("where metadata and logs live", {
+            "embedded": _bool("single-pod trial: one all-in-one pod with SQLite on its volume", False),
+            "postgres": _obj("PostgreSQL for the distributed mode", {
+                "secretRef": _secret_ref("Secret holding a postgresql:// URL", "url"),
+            }, required=("secretRef",)),
+        }, default={}, rules=(("self.embedded || has(self.postgres)",
+                               "set database.embedded: true or database.postgres.secretRef"),)),
+        "apiKeySecret": _secret_ref(
+            "Secret with the bootstrap admin API key; if unset the operator creates <name>-api-key",
+            "api-key"),
+        "service": _obj("the gateway Service", {
+            "type": _str("Service type", default="ClusterIP", enum=("ClusterIP", "NodePort", "LoadBalancer")),
+            "grpcPort": _int("port for REAPI, BES and the gRPC API", default=1985, minimum=1, maximum=65535),
+            "httpPort": _int("port for /api/v1, health and metrics", default=8080, minimum=1, maximum=65535),
+            "annotations": {"type": "object", "description": "annotations of the gateway Service",
+                            "additionalProperties": {"type": "string"}},
+        }, default={}, rules=(("self.grpcPort != self.httpPort", "grpcPort and httpPort must differ"),)),
+        "metrics": _obj("Prometheus scraping", {
+            "enabled": _bool("add prometheus.io/scrape annotations to every pod", True),
+        }, default={}),
+        "tracing": _obj("OpenTelemetry traces", {
+            "exporter": _str("where spans go", default="none", enum=("none", "console", "otlp")),
+            "endpoint": _str("OTLP/gRPC collector address, host:port", default=""),
+        }, default={}, rules=(("self.exporter != 'otlp' || self.endpoint != ''",
+                               "tracing.endpoint is required with the otlp exporter"),)),
+    }, default={})
+
+
+def status_schema() -> Schema:
+    """What the operator reports; declared so the structural schema keeps it."""
+    count = _int("pods")
+    return _obj("observed state, written by the operator", {
+        "observedGeneration": _int("the metadata.generation this status describes"),
+        "conditions": {
+            "type": "array", "description": "Ready, Progressing and Degraded",
+            "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+            "items": _obj("a standard condition", {
+                "type": _str("condition type"),
+                "status": _str("True, False or Unknown", enum=("True", "False", "Unknown")),
+                "reason": _str("machine-readable CamelCase reason"),
+                "message": _str("human-readable detail"),
+                "lastTransitionTime": {"type": "string", "format": "date-time",
+                                       "description": "when status last changed"},
+                "observedGeneration": _int("generation the condition was computed for"),
+            }, required=("type", "status")),
+        },
+        "components": {
+            "type": "array", "description": "pod counts per component",
+            "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+            "items": _obj("one component", {"name": _str("gateway, metadata, logs, cas or server"),
+                                             "desired": count, "ready": count, "updated": count},
+                          required=("name",)),
+        },
+        "cas": _obj("CAS membership", {
+            "shards": _int("shards in the membership the gateways use"),
+            "desiredShards": _int("shards asked for in spec"),
+            "phase": _str("Stable, WaitingForShards, Migrating or WaitingForMigration"),
+            "copied": _int("blobs copied by the migration in flight"),
+            "scanned": _int("blobs scanned by the migration in flight"),
+        }),
+        "apiKeySecret": _obj("where the bootstrap API key is", {"name": _str("Secret"), "key": _str("key")}),
+        "endpoints": _obj("in-cluster addresses of the gateway", {
+            "grpc": _str("grpc:// address for Bazel's --remote_cache and --bes_backend"),
+            "http": _str("http:// address of the REST API"),
+        }),
+    })
+
+
+def _printer_columns() -> list[Schema]:
+    def column(name: str, path: str, kind: str = "string", priority: int = 0) -> Schema:
+        return {"name": name, "type": kind, "jsonPath": path, "priority": priority}
+    return [
+        column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+        column("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
+        column("Shards", ".status.cas.shards", "integer"),
+        column("Phase", ".status.cas.phase", priority=1),
+        column("Endpoint", ".status.endpoints.grpc", priority=1),
+        column("Age", ".metadata.creationTimestamp", "date"),
+    ]
+
+
+def crd() -> Schema:
+    """The CustomResourceDefinition manifest."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{GROUP}",
+                     "labels": {"app.kubernetes.io/name": "bbapi", "app.kubernetes.io/part-of": "bbapi"}},
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL, "singular": SINGULAR,
+                      "shortNames": ["bbapi"], "categories": ["bbapi"]},
+            "versions": [{
+                "name": VERSION,
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": _printer_columns(),
+                "schema": {"openAPIV3Schema": _obj(
+                    "A self-hosted BuildBuddy API, Build Event Service and remote cache",
+                    {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                     "metadata": {"type": "object"}, "spec": spec_schema(), "status": status_schema()})},
+            }],
+        },
+    }
+
+
+def render() -> str:
+    """The CRD as the YAML file the chart ships."""
+    header = "# Generated by `python -m bbapi_operator.crd`; edit operator/bbapi_operator/crd.py instead.\n"
+    return header + yaml.safe_dump(crd(), sort_keys=False, width=1000)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

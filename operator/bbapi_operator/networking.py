@@ -1,0 +1,44 @@
+"""Services: the public gateway Service, internal ClusterIP Services and the CAS headless Service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bbapi_operator.meta import Owner
+from bbapi_operator.pods import CAS_PORT
+from bbapi_operator.spec import Spec
+
+
+def _port(name: str, number: int, protocol: str) -> dict[str, Any]:
+    return {"name": name, "port": number, "targetPort": name, "protocol": "TCP", "appProtocol": protocol}
+
+
+def _service(owner: Owner, component: str, selects: str, ports: list[dict[str, Any]], *,
+             annotations: dict[str, str] | None = None, **spec_fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": owner.metadata(component, annotations=annotations),
+            "spec": {"selector": owner.selector(selects), "ports": ports, **spec_fields}}
+
+
+def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
+    """The one public Service; in embedded mode it fronts the all-in-one pod instead."""
+    selects = "server" if spec.embedded else "gateway"
+    return _service(owner, "gateway", selects,
+                    [_port("grpc", spec.service.grpc_port, "grpc"), _port("http", spec.service.http_port, "http")],
+                    type=spec.service.type, annotations=spec.service.annotations)
+
+
+def internal(owner: Owner, component: str, number: int) -> dict[str, Any]:
+    """metadata or logs, reached by the gateways over gRPC."""
+    return _service(owner, component, component, [_port("grpc", number, "grpc")], type="ClusterIP")
+
+
+def cas_headless(owner: Owner) -> dict[str, Any]:
+    """Gives each shard a stable DNS name; published before ready so membership always resolves."""
+    return _service(owner, "cas", "cas", [_port("grpc", CAS_PORT, "grpc")],
+                    clusterIP="None", publishNotReadyAddresses=True)
+
+
+def endpoints(owner: Owner, spec: Spec) -> dict[str, str]:
+    host = f"{owner.child('gateway')}.{owner.namespace}.svc"
+    return {"grpc": f"grpc://{host}:{spec.service.grpc_port}", "http": f"http://{host}:{spec.service.http_port}"}

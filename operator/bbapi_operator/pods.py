@@ -1,0 +1,115 @@
+"""Pod and container building blocks shared by every bbapi workload."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bbapi_operator.meta import Owner
+from bbapi_operator.spec import Resources, SecretRef, Spec
+
+RUN_AS = 10001
+METRICS_PORT = 9090
+CAS_PORT = 7001
+METADATA_PORT = 7002
+LOGS_PORT = 7003
+MEMBERSHIP_DIR = "/etc/bbapi"
+DATA_DIR = "/data"
+
+Env = dict[str, Any]
+
+
+def env(name: str, value: object) -> Env:
+    return {"name": f"BBAPI_{name}", "value": str(value)}
+
+
+def env_secret(name: str, ref: SecretRef) -> Env:
+    return {"name": f"BBAPI_{name}", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def env_pod_name(name: str) -> Env:
+    return {"name": f"BBAPI_{name}", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+
+
+def tracing_env(spec: Spec) -> list[Env]:
+    """Every process understands the tracing settings, so every container gets them."""
+    return [env("TRACING_EXPORTER", spec.tracing_exporter), env("OTLP_ENDPOINT", spec.tracing_endpoint)]
+
+
+def http_probe(path: str, port: str, period: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": 3}
+
+
+def grpc_probe(port: int, period: int) -> dict[str, Any]:
+    """Native gRPC probe against grpc.health.v1.Health, which every internal service serves."""
+    return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": 3}
+
+
+def port(name: str, number: int) -> dict[str, Any]:
+    return {"name": name, "containerPort": number, "protocol": "TCP"}
+
+
+@dataclass
+class Container:
+    """One bbapi process: the image's entrypoint is `bbapi`, `args` picks the subcommand.
+
+    Only `args` is set, never `command`, so image-level entrypoint wrappers (e.g. Tilt's
+    restart helper) keep working.
+    """
+
+    name: str
+    args: list[str]
+    resources: Resources
+    env: list[Env] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    liveness: dict[str, Any] | None = None
+    readiness: dict[str, Any] | None = None
+    mounts: list[dict[str, Any]] = field(default_factory=list)
+
+    def build(self, spec: Spec) -> dict[str, Any]:
+        container: dict[str, Any] = {
+            "name": self.name,
+            "image": spec.image,
+            "imagePullPolicy": spec.image_pull_policy,
+            "args": self.args,
+            "env": self.env + tracing_env(spec),
+            "resources": self.resources,
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        }
+        optional = {"ports": self.ports, "livenessProbe": self.liveness, "readinessProbe": self.readiness,
+                    "volumeMounts": self.mounts}
+        container.update({key: value for key, value in optional.items() if value})
+        return container
+
+
+def metrics_annotations(spec: Spec, port_number: int, path: str = "/metrics") -> dict[str, str]:
+    """Prometheus scrape annotations; "false" rather than absent so turning them off sticks."""
+    if not spec.metrics:
+        return {"prometheus.io/scrape": "false"}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port_number), "prometheus.io/path": path}
+
+
+def template(owner: Owner, component: str, spec: Spec, containers: list[Container], *,
+             metrics_port: int, init: Sequence[Container] = (),
+             volumes: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A restricted-profile pod template (non-root, no privilege escalation, no capabilities),
+    spread over nodes so one node failure takes out as few replicas as possible."""
+    pod: dict[str, Any] = {
+        "enableServiceLinks": False,  # service env vars like BBAPI_CAS_PORT would shadow settings
+        "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
+                            "fsGroup": RUN_AS, "seccompProfile": {"type": "RuntimeDefault"}},
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": owner.selector(component)}}],
+        "containers": [container.build(spec) for container in containers],
+    }
+    if init:
+        pod["initContainers"] = [container.build(spec) for container in init]
+    if volumes:
+        pod["volumes"] = list(volumes)
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": name} for name in spec.image_pull_secrets]
+    return {"metadata": {"labels": owner.labels(component),
+                         "annotations": metrics_annotations(spec, metrics_port)},
+            "spec": pod}

@@ -1,0 +1,104 @@
+"""One reconcile pass: read the object, converge its children, report status.
+
+Level-triggered: it reads everything it decides on (the object, the membership ConfigMap,
+the CAS StatefulSet) fresh from the API server, so it can run after a create, an update, a
+child's change, an operator restart or a timed re-check with the same result.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from bbapi_operator import apikey, crd, desired, membership, networking
+from bbapi_operator.apply import apply, prune
+from bbapi_operator.kube import KINDS, KubeApi
+from bbapi_operator.meta import Owner
+from bbapi_operator.probe import GatewayProbe
+from bbapi_operator.settings import OperatorSettings
+from bbapi_operator.spec import InvalidSpec, Spec, parse
+from bbapi_operator.status import WORKLOAD_KINDS, ComponentState, Problem, failure, report
+
+log = logging.getLogger(__name__)
+OWNER_KIND = KINDS[crd.KIND]
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """When to look again without being told: a copy in flight or a failure; None = on change."""
+
+    requeue_after: float | None = None
+
+
+class Reconciler:
+    def __init__(self, api: KubeApi, probe: GatewayProbe, settings: OperatorSettings,
+                 clock: Callable[[], datetime.datetime] = utcnow) -> None:
+        self._api = api
+        self._probe = probe
+        self._settings = settings
+        self._clock = clock
+        self._keys_created: set[str] = set()  # owner uids whose generated key Secret exists
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        body = self._api.get(OWNER_KIND, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return Outcome()  # gone or going: the garbage collector removes the children
+        owner = Owner.of(body)
+        try:
+            spec = parse(body.get("spec"), self._settings.default_image)
+        except InvalidSpec as error:
+            log.warning("%s/%s: invalid spec: %s", namespace, name, error)
+            self._write_status(owner, failure(body, Problem("InvalidSpec", str(error)), self._clock()))
+            return Outcome()
+        try:
+            components, plan = self._converge(owner, spec)
+        except ApiException as error:
+            log.warning("%s/%s: reconcile failed: %s %s", namespace, name, error.status, error.reason)
+            problem = Problem("ReconcileFailed", f"Kubernetes API answered {error.status} {error.reason}")
+            self._write_status(owner, failure(body, problem, self._clock()))
+            return Outcome(self._settings.retry_seconds)
+        self._write_status(owner, report(body, components, plan, None, apikey.secret_ref(owner, spec),
+                                         networking.endpoints(owner, spec), self._clock()))
+        return Outcome(None if plan is None or plan.settled else self._settings.poll_seconds)
+
+    def _converge(self, owner: Owner, spec: Spec) -> tuple[list[ComponentState], membership.Plan | None]:
+        self._ensure_api_key(owner, spec)
+        plan = None if spec.embedded else self._plan(owner, spec)
+        wanted = desired.children(owner, spec, plan)
+        live = [apply(self._api, obj) for obj in wanted]
+        for gone in prune(self._api, owner, wanted):
+            log.info("%s/%s: deleted %s, no longer in spec", owner.namespace, owner.name, gone)
+        return [ComponentState.of(obj) for obj in live if obj["kind"] in WORKLOAD_KINDS], plan
+
+    def _ensure_api_key(self, owner: Owner, spec: Spec) -> None:
+        """Create `<name>-api-key` once; an existing Secret is never read or replaced, so the
+        operator needs no permission to read Secrets and the key never changes."""
+        if spec.api_key_secret is not None or owner.uid in self._keys_created:
+            return
+        if self._api.create_if_absent(apikey.secret(owner, apikey.generate_key())):
+            log.info("%s/%s: created API key Secret %s", owner.namespace, owner.name, owner.child("api-key"))
+        self._keys_created.add(owner.uid)
+
+    def _plan(self, owner: Owner, spec: Spec) -> membership.Plan:
+        configmap = self._api.get(KINDS["ConfigMap"], owner.namespace, membership.configmap_name(owner))
+        text = ((configmap or {}).get("data") or {}).get(membership.CONFIG_KEY)
+        shards = self._api.get(KINDS["StatefulSet"], owner.namespace, owner.child("cas"))
+        ready = ((shards or {}).get("status") or {}).get("readyReplicas", 0)
+        reports = self._probe(owner, spec.service.http_port) if membership.in_flight(text) else []
+        plan = membership.plan(owner, spec.cas.shards, spec.cas.replication, text, ready, reports)
+        if plan.text != text:
+            log.info("%s/%s: CAS membership -> %d shards (%s)", owner.namespace, owner.name, plan.shards,
+                     plan.phase.value)
+        return plan
+
+    def _write_status(self, owner: Owner, status: dict[str, Any]) -> None:
+        self._api.patch(OWNER_KIND, owner.namespace, owner.name, {"status": status}, subresource="status")

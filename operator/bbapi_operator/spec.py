@@ -1,0 +1,128 @@
+"""A typed, defaulted view of a `BuildBuddyAPI` object, so builders never touch raw dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bbapi_operator import crd
+from bbapi_operator.defaults import apply_defaults
+
+Resources = dict[str, Any]
+
+
+class InvalidSpec(ValueError):
+    """The object breaks a rule the CRD's CEL validations would have rejected."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> SecretRef | None:
+        return None if raw is None else cls(name=raw["name"], key=raw["key"])
+
+
+@dataclass(frozen=True)
+class Component:
+    """A stateless Deployment: how many pods and what each may use."""
+
+    replicas: int
+    resources: Resources
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Component:
+        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]))
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    enabled: bool
+    max_replicas: int
+    target_cpu_percent: int
+
+
+@dataclass(frozen=True)
+class Gateway(Component):
+    autoscaling: Autoscaling
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Gateway:
+        scaling = raw["autoscaling"]
+        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]),
+                   autoscaling=Autoscaling(enabled=scaling["enabled"], max_replicas=scaling["maxReplicas"],
+                                           target_cpu_percent=scaling["targetCPUUtilizationPercentage"]))
+
+
+@dataclass(frozen=True)
+class Cas:
+    shards: int
+    replication: int
+    volume_size: str
+    storage_class: str | None
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class Service:
+    type: str
+    grpc_port: int
+    http_port: int
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Spec:
+    image: str
+    image_pull_policy: str
+    image_pull_secrets: tuple[str, ...]
+    gateway: Gateway
+    metadata: Component
+    logs: Component
+    cas: Cas
+    embedded: bool
+    postgres: SecretRef | None
+    api_key_secret: SecretRef | None
+    service: Service
+    metrics: bool
+    tracing_exporter: str
+    tracing_endpoint: str
+
+
+def parse(raw_spec: Mapping[str, Any] | None, default_image: str) -> Spec:
+    """Default the spec with the CRD schema, then check the rules the API server may not have."""
+    raw = apply_defaults(crd.spec_schema(), dict(raw_spec or {}))
+    cas, database, service, tracing = raw["cas"], raw["database"], raw["service"], raw["tracing"]
+    postgres = database.get("postgres")
+    spec = Spec(
+        image=raw.get("image") or default_image,
+        image_pull_policy=raw["imagePullPolicy"],
+        image_pull_secrets=tuple(ref["name"] for ref in raw.get("imagePullSecrets", [])),
+        gateway=Gateway.parse(raw["gateway"]),
+        metadata=Component.parse(raw["metadata"]),
+        logs=Component.parse(raw["logs"]),
+        cas=Cas(shards=cas["shards"], replication=cas["replication"], volume_size=cas["volumeSize"],
+                storage_class=cas.get("storageClassName") or None, resources=dict(cas["resources"])),
+        embedded=database["embedded"],
+        postgres=SecretRef.parse(postgres["secretRef"]) if postgres else None,
+        api_key_secret=SecretRef.parse(raw.get("apiKeySecret")),
+        service=Service(type=service["type"], grpc_port=service["grpcPort"], http_port=service["httpPort"],
+                        annotations=dict(service.get("annotations", {}))),
+        metrics=raw["metrics"]["enabled"],
+        tracing_exporter=tracing["exporter"],
+        tracing_endpoint=tracing["endpoint"],
+    )
+    _check(spec)
+    return spec
+
+
+def _check(spec: Spec) -> None:
+    if not spec.embedded and spec.postgres is None:
+        raise InvalidSpec("set database.embedded: true or database.postgres.secretRef")
+    if not spec.embedded and spec.cas.replication > spec.cas.shards:
+        raise InvalidSpec(f"cas.replication ({spec.cas.replication}) cannot exceed cas.shards ({spec.cas.shards})")
+    if spec.tracing_exporter == "otlp" and not spec.tracing_endpoint:
+        raise InvalidSpec("tracing.endpoint is required with the otlp exporter")

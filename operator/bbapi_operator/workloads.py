@@ -1,0 +1,146 @@
+"""Deployments and StatefulSets: one bbapi process per container, the command picks which."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+from bbapi_operator import apikey, membership
+from bbapi_operator.meta import Owner
+from bbapi_operator.pods import (
+    CAS_PORT,
+    DATA_DIR,
+    LOGS_PORT,
+    MEMBERSHIP_DIR,
+    METADATA_PORT,
+    METRICS_PORT,
+    Container,
+    env,
+    env_pod_name,
+    env_secret,
+    grpc_probe,
+    http_probe,
+    port,
+    template,
+)
+from bbapi_operator.spec import Component, Spec
+
+CACHE_SHARE = Decimal("0.8")  # of the volume; the rest is headroom for temp files and eviction lag
+DATA_VOLUME = "data"
+
+
+def cache_budget(volume_size: str) -> int:
+    """BBAPI_MAX_SIZE_BYTES for a shard whose volume has this size."""
+    return int(parse_quantity(volume_size) * CACHE_SHARE)  # type: ignore[no-untyped-call]
+
+
+def service_address(owner: Owner, component: str, number: int) -> str:
+    return f"{owner.child(component)}.{owner.namespace}.svc:{number}"
+
+
+def _deployment(owner: Owner, component: str, pod: dict[str, Any], replicas: int | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": owner.selector(component)},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "revisionHistoryLimit": 5,
+        "template": pod,
+    }
+    if replicas is not None:  # None hands the count to the HPA
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": owner.metadata(component), "spec": spec}
+
+
+def _statefulset(owner: Owner, component: str, spec: Spec, pod: dict[str, Any], replicas: int,
+                 service: str) -> dict[str, Any]:
+    claim: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                             "resources": {"requests": {"storage": spec.cas.volume_size}}}
+    if spec.cas.storage_class:
+        claim["storageClassName"] = spec.cas.storage_class
+    return {
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": owner.metadata(component),
+        "spec": {
+            "serviceName": service,
+            "replicas": replicas,
+            "podManagementPolicy": "Parallel",  # shards are independent; start them together
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": owner.selector(component)},
+            "template": pod,
+            "volumeClaimTemplates": [{"metadata": {"name": DATA_VOLUME, "labels": owner.labels(component)},
+                                      "spec": claim}],
+        },
+    }
+
+
+def _data_mount() -> dict[str, Any]:
+    return {"name": DATA_VOLUME, "mountPath": DATA_DIR}
+
+
+def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
+    """The stateless edge; reads the CAS membership from a mounted ConfigMap it watches."""
+    grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+    container = Container(
+        name="gateway", args=["gateway"], resources=spec.gateway.resources,
+        env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port),
+             env("METADATA_TARGET", service_address(owner, "metadata", METADATA_PORT)),
+             env("LOGS_TARGET", service_address(owner, "logs", LOGS_PORT)),
+             env("MEMBERSHIP_FILE", f"{MEMBERSHIP_DIR}/{membership.CONFIG_KEY}")],
+        ports=[port("grpc", grpc_port), port("http", http_port)],
+        liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
+        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}])
+    pod = template(owner, "gateway", spec, [container], metrics_port=http_port,
+                   volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}}])
+    replicas = None if spec.gateway.autoscaling.enabled else spec.gateway.replicas
+    return _deployment(owner, "gateway", pod, replicas)
+
+
+def database_backed(owner: Owner, spec: Spec, component: str) -> dict[str, Any]:
+    """metadata or logs: stateless over PostgreSQL, migrated by an init container first.
+
+    Both components run `bbapi migrate` before starting, so migrations must be safe to run
+    concurrently (the services take a database lock).
+    """
+    assert spec.postgres is not None  # spec.parse guarantees it outside embedded mode
+    settings: Component = spec.metadata if component == "metadata" else spec.logs
+    number = METADATA_PORT if component == "metadata" else LOGS_PORT
+    database = env_secret("DATABASE", spec.postgres)
+    extra = [env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))] if component == "metadata" else []
+    container = Container(
+        name=component, args=[component], resources=settings.resources,
+        env=[env("PORT", number), database, env("METRICS_PORT", METRICS_PORT), *extra],
+        ports=[port("grpc", number), port("metrics", METRICS_PORT)],
+        liveness=grpc_probe(number, 10), readiness=grpc_probe(number, 5))
+    migrate = Container(name="migrate", args=["migrate"], resources=settings.resources, env=[database])
+    pod = template(owner, component, spec, [container], metrics_port=METRICS_PORT, init=[migrate])
+    return _deployment(owner, component, pod, settings.replicas)
+
+
+def cas(owner: Owner, spec: Spec, replicas: int) -> dict[str, Any]:
+    """CAS shards; `replicas` comes from the membership plan, not straight from spec."""
+    container = Container(
+        name="cas", args=["cas"], resources=spec.cas.resources,
+        env=[env("PORT", CAS_PORT), env("DATA_DIR", DATA_DIR),
+             env("MAX_SIZE_BYTES", cache_budget(spec.cas.volume_size)), env_pod_name("SHARD_ID"),
+             env("METRICS_PORT", METRICS_PORT)],
+        ports=[port("grpc", CAS_PORT), port("metrics", METRICS_PORT)],
+        liveness=grpc_probe(CAS_PORT, 10), readiness=grpc_probe(CAS_PORT, 5), mounts=[_data_mount()])
+    pod = template(owner, "cas", spec, [container], metrics_port=METRICS_PORT)
+    return _statefulset(owner, "cas", spec, pod, replicas, service=owner.child("cas"))
+
+
+def server(owner: Owner, spec: Spec) -> dict[str, Any]:
+    """The embedded single-pod trial: `bbapi serve` with SQLite and the cache on one volume.
+
+    It uses the gateway's resources and the CAS volume settings.
+    """
+    grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+    container = Container(
+        name="server", args=["serve"], resources=spec.gateway.resources,
+        env=[env("DATA_DIR", DATA_DIR), env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port),
+             env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
+        ports=[port("grpc", grpc_port), port("http", http_port)],
+        liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
+        mounts=[_data_mount()])
+    pod = template(owner, "server", spec, [container], metrics_port=http_port)
+    return _statefulset(owner, "server", spec, pod, 1, service=owner.child("gateway"))

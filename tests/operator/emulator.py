@@ -1,0 +1,73 @@
+"""A kmock API server that behaves a little more like kube-apiserver.
+
+kmock 0.8 stores objects as given. This subclass adds what the operator and kopf rely on:
+uid, creationTimestamp and generation on create; a new resourceVersion on every write;
+generation bumps on spec changes; and the garbage collector's cascade through owner
+references, so deleting a BuildBuddyAPI really removes its children.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import uuid
+from typing import Any
+
+import aiohttp.web
+from kmock import KubernetesEmulator
+from kmock._internal import enums, rendering
+
+
+class ApiServer(KubernetesEmulator):
+    _versions = itertools.count(1)
+
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        version = str(next(self._versions))
+        if request.resource is not None and request.action == enums.action.CREATE:
+            self._stamp_new(request.data, version)
+        elif request.resource is not None and request.action == enums.action.UPDATE and request.name:
+            self._stamp_change(request, version)
+        response: aiohttp.web.StreamResponse = await super()._handle(request)
+        if request.resource is not None and request.action in (enums.action.UPDATE, enums.action.DELETE):
+            await self._collect_garbage()
+        return response
+
+    @staticmethod
+    def _stamp_new(data: dict[str, Any], version: str) -> None:
+        meta = data.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        meta["resourceVersion"] = version
+        meta["generation"] = 1
+
+    def _stamp_change(self, request: rendering.Request, version: str) -> None:
+        assert request.resource is not None and request.name is not None
+        try:
+            current = self.objects[request.resource, request.namespace, request.name]
+            generation = current.last.raw.get("metadata", {}).get("generation", 1)
+        except (KeyError, ValueError):
+            return  # the parent answers 404
+        if isinstance(request.data, list):  # JSON patch
+            spec_changed = any(op.get("path", "").startswith("/spec") for op in request.data)
+            request.data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
+            if spec_changed:
+                request.data.append({"op": "add", "path": "/metadata/generation", "value": generation + 1})
+        elif isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {}) or {}
+            request.data["metadata"] = meta
+            meta["resourceVersion"] = version
+            if "spec" in request.data and request.subresource is None:
+                meta["generation"] = generation + 1
+
+    async def _collect_garbage(self) -> None:
+        """Delete, transitively, every object whose controller owner no longer exists."""
+        while True:
+            alive = {obj.raw["metadata"].get("uid") for _, obj in self.objects.items() if not obj.deleted}
+            orphans = [(key, obj) for key, obj in self.objects.items() if not obj.deleted and any(
+                ref.get("uid") not in alive for ref in obj.raw["metadata"].get("ownerReferences", []))]
+            if not orphans:
+                return
+            for (resource, _, _), obj in orphans:
+                raw = obj.raw
+                obj.delete()
+                await self._buses[resource].put({"type": "DELETED", "object": raw})
