@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from services.common import cas_codec
 from services.common.blobaccess import BatchItem, BlobAccess
+from services.common.cas_codec import WriteMessage
 from services.common.convert import (
     compressor_in,
     compressor_out,
@@ -16,9 +18,12 @@ from services.common.convert import (
     status_out,
 )
 from services.common.errors import ApiError, InvalidArgument
+from services.common.rpc import Codec, passthrough
 from services.gen.bbapi.internal.v1 import cas_pb2
 
 LIST_BATCH = 1000
+CODECS = {"Read": Codec(response_serializer=passthrough),
+          "Write": Codec(request_deserializer=cas_codec.decode_write)}
 
 Context = Any  # grpc.aio.ServicerContext
 
@@ -33,15 +38,16 @@ class CasShardServicer:
         missing = await self.store.find_missing(scope_in(request.scope), digests)
         return cas_pb2.FindMissingResponse(missing=[digest_out(d) for d in missing])
 
-    async def Read(self, request: cas_pb2.ReadRequest, context: Context) -> AsyncIterator[cas_pb2.ReadResponse]:
+    async def Read(self, request: cas_pb2.ReadRequest, context: Context) -> AsyncIterator[bytes]:
         stream = self.store.read(scope_in(request.scope), digest_in(request.digest), request.offset,
                                  request.limit, compressor_in(request.compressor))
         async for data in stream:
-            yield cas_pb2.ReadResponse(data=data)
+            yield cas_codec.encode_read(data)
 
-    async def Write(self, requests: AsyncIterator[cas_pb2.WriteRequest], context: Context) -> cas_pb2.WriteResponse:
+    async def Write(self, requests: AsyncIterator[WriteMessage], context: Context) -> cas_pb2.WriteResponse:
         first = await anext(requests, None)
-        if first is None or not first.HasField("digest"):
+        header = first.header if first is not None else None
+        if first is None or header is None or not header.HasField("digest"):
             raise InvalidArgument("the first write message must name the digest")
 
         async def data() -> AsyncIterator[bytes]:
@@ -50,8 +56,8 @@ class CasShardServicer:
             async for request in requests:
                 yield request.data
 
-        existed = await self.store.write(scope_in(first.scope), digest_in(first.digest), data(),
-                                         compressor_in(first.compressor))
+        existed = await self.store.write(scope_in(header.scope), digest_in(header.digest), data(),
+                                         compressor_in(header.compressor))
         return cas_pb2.WriteResponse(already_existed=existed)
 
     async def BatchRead(self, request: cas_pb2.BatchReadRequest, context: Context) -> cas_pb2.BatchReadResponse:

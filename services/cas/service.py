@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.cas.local import LocalBlobAccess
-from services.cas.server import CasShardServicer
+from services.cas.server import CODECS, CasShardServicer
 from services.cas.settings import CasSettings
 from services.common.server import RunningServer, start_grpc
 from services.gen.bbapi.internal.v1 import cas_pb2
@@ -26,5 +26,5 @@ async def start(settings: CasSettings) -> CasService:
     await store.start()
     servicer = CasShardServicer(store, store.keys)
     server = await start_grpc(f"cas {settings.shard_id}", settings.host, settings.port,
-                              [(cas_pb2.DESCRIPTOR.services_by_name["CasShard"], servicer)])
+                              [(cas_pb2.DESCRIPTOR.services_by_name["CasShard"], servicer, CODECS)])
     return CasService(store, server)

@@ -10,7 +10,8 @@ service descriptor, so there is no generated base class to inherit and one place
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -77,18 +78,37 @@ def _wrap(kind: str, impl: Callable[..., Any], name: str) -> Callable[..., Any]:
     return streaming
 
 
-def serve_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object) -> None:
+@dataclass(frozen=True)
+class Codec:
+    """Replaces protobuf for one method's bulk messages (see services.common.wire)."""
+
+    request_deserializer: Callable[[bytes], Any] | None = None
+    response_serializer: Callable[[Any], bytes] | None = None
+
+
+def passthrough(message: bytes) -> bytes:
+    """Serializer for responses a servicer already encoded."""
+    return message
+
+
+def serializers(method: MethodDescriptor, codec: Codec | None) -> dict[str, Callable[..., Any]]:
+    codec = codec or Codec()
+    return {
+        "request_deserializer": codec.request_deserializer or message_class(method.input_type).FromString,
+        "response_serializer": codec.response_serializer or message_class(method.output_type).SerializeToString,
+    }
+
+
+def serve_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object,
+                   codecs: Mapping[str, Codec] | None = None) -> None:
     """Register `servicer`'s methods for `service` on an aio server."""
     handlers = {}
     for method in service.methods:
         kind = method_kind(method)
         impl = getattr(servicer, method.name)
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
-        handlers[method.name] = factory(
-            _wrap(kind, impl, method.full_name),
-            request_deserializer=message_class(method.input_type).FromString,
-            response_serializer=message_class(method.output_type).SerializeToString,
-        )
+        handlers[method.name] = factory(_wrap(kind, impl, method.full_name),
+                                        **serializers(method, (codecs or {}).get(method.name)))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 

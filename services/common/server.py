@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from services.common.rpc import new_server, serve_servicer
+from services.common.rpc import Codec, new_server, serve_servicer
 
 log = logging.getLogger(__name__)
 
@@ -30,18 +30,20 @@ class RunningServer:
         await self.server.stop(grace)
 
 
-async def start_grpc(name: str, host: str, port: int,
-                     services: Sequence[tuple[ServiceDescriptor, object]]) -> RunningServer:
+Registration = tuple[ServiceDescriptor, object] | tuple[ServiceDescriptor, object, Mapping[str, Codec]]
+
+
+async def start_grpc(name: str, host: str, port: int, services: Sequence[Registration]) -> RunningServer:
     server = new_server()
     checker = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
-    for service, servicer in services:
-        serve_servicer(server, service, servicer)
+    for service, servicer, *codecs in services:
+        serve_servicer(server, service, servicer, *codecs)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"{name}: cannot listen on {host}:{port}")
     await server.start()
-    for service, _ in services:
+    for service, *_ in services:
         await checker.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)
     await checker.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("%s listening on %s:%d", name, host, bound)

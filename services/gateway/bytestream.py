@@ -11,10 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from services.common import wire
 from services.common.auth import Capability
 from services.common.blobaccess import STREAM_CHUNK, BlobAccess
 from services.common.errors import InvalidArgument, OutOfRange
 from services.common.resources import BlobResource, Compressor, parse_read_resource, parse_write_resource
+from services.common.rpc import Codec, passthrough
 from services.gateway import metrics
 from services.gateway.cache import scope_for
 from services.gateway.front import CallContext
@@ -25,11 +27,38 @@ def _compression(resource: BlobResource) -> str:
     return resource.compressor.name.lower()
 
 
+@dataclass(frozen=True, slots=True)
+class WriteChunk:
+    """google.bytestream.WriteRequest, decoded without protobuf (services.common.wire)."""
+
+    resource_name: str = ""
+    write_offset: int = 0
+    finish_write: bool = False
+    data: bytes = b""
+
+
+def decode_write_request(raw: bytes) -> WriteChunk:
+    values: dict[int, int | memoryview] = dict(wire.fields(raw))
+    name, offset, finish, data = (values.get(n) for n in (1, 2, 3, 10))
+    return WriteChunk(bytes(name).decode() if isinstance(name, memoryview) else "",
+                      wire.int64(offset) if isinstance(offset, int) else 0,
+                      bool(finish) if isinstance(finish, int) else False,
+                      bytes(data) if isinstance(data, memoryview) else b"")
+
+
+def encode_read_response(data: bytes) -> bytes:
+    return wire.bytes_field(10, data)
+
+
+CODECS = {"Write": Codec(request_deserializer=decode_write_request),
+          "Read": Codec(response_serializer=passthrough)}
+
+
 @dataclass
 class ByteStreamServicer:
     blobs: BlobAccess
 
-    async def Read(self, request: bs_pb2.ReadRequest, ctx: CallContext) -> AsyncIterator[bs_pb2.ReadResponse]:
+    async def Read(self, request: bs_pb2.ReadRequest, ctx: CallContext) -> AsyncIterator[bytes]:
         resource = parse_read_resource(request.resource_name)
         scope = scope_for(ctx, Capability.READ, resource.instance_name)
         if request.read_offset < 0 or request.read_offset > resource.digest.size:
@@ -45,9 +74,9 @@ class ByteStreamServicer:
             for start in range(0, len(block), STREAM_CHUNK):
                 piece = block[start:start + STREAM_CHUNK]
                 counter.inc(len(piece))
-                yield bs_pb2.ReadResponse(data=piece)
+                yield encode_read_response(piece)
 
-    async def Write(self, requests: AsyncIterator[bs_pb2.WriteRequest], ctx: CallContext) -> bs_pb2.WriteResponse:
+    async def Write(self, requests: AsyncIterator[WriteChunk], ctx: CallContext) -> bs_pb2.WriteResponse:
         first = await anext(requests, None)
         if first is None:
             raise InvalidArgument("empty write stream")
@@ -65,7 +94,7 @@ class ByteStreamServicer:
 
         async def data() -> AsyncIterator[bytes]:
             nonlocal received
-            request: bs_pb2.WriteRequest | None = first
+            request: WriteChunk | None = first
             while request is not None:
                 if request.resource_name and request.resource_name != first.resource_name:
                     raise InvalidArgument("resource_name changed in the middle of a write")

@@ -1,25 +1,18 @@
-"""The public gRPC port: grpcio's threaded server in front of async servicers.
+"""The public gRPC port: async servicers on grpc.aio, each call authenticated and measured.
 
-Why not grpc.aio here: Bazel before 5 sends the API key only as userinfo in the target
-(`grpc://KEY@host`), which arrives as the HTTP/2 `:authority`, and only grpcio's threaded server
-exposes it (grpc/grpc#38906; the aio accessor is not released). So each RPC runs in a server
-thread that hands the work to the gateway's event loop, where the servicers are the same kind
-of async objects the internal services use (see services.common.rpc).
-
-Streams cross the thread boundary through bounded windows (WINDOW messages in flight per
-direction), so memory per stream stays bounded and a slow client slows its producer down.
-A client that cancels or disconnects cancels the async handler, whose cleanup then runs.
+Servicers are plain objects with one `async def` per RPC (as in services.common.rpc) that get
+a `CallContext` instead of grpc's context: the caller's metadata, `:authority` and, once
+`authenticate` ran, the principal. The API key may come from the `x-buildbuddy-api-key`
+header or from userinfo in the target (`grpc://KEY@host`, Bazel 4), which arrives in
+`:authority` (see services.gateway.authority).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +21,15 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from services.common.auth import Capability, Principal
 from services.common.errors import ApiError, Unauthenticated
-from services.common.rpc import SERVER_OPTIONS, message_class, method_kind
+from services.common.rpc import SERVER_OPTIONS, Codec, method_kind, passthrough, serializers
 from services.gateway import metrics
+from services.gateway.authority import AuthorityReader
 
 log = logging.getLogger(__name__)
 
-WINDOW = 32
 API_KEY_HEADER = "x-buildbuddy-api-key"
+CALIBRATION_METHOD = "/bbapi.Calibrate/Probe"  # short enough to be stored inline by grpc
+CALIBRATION_AUTHORITY = "calibration@bbapi.invalid"
 
 
 @dataclass
@@ -67,253 +62,121 @@ class CallContext:
 
 
 Authenticate = Callable[[CallContext], Awaitable[None]]
-
-
-class _Closed(Exception):
-    pass
-
-
-class _Inbox:
-    """Requests from a server thread to the async handler, at most WINDOW in flight."""
-
-    _END = object()
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.credits = threading.Semaphore(WINDOW)
-        self.closed = False
-        self.finished = False
-
-    def put(self, item: Any) -> bool:
-        while not self.credits.acquire(timeout=1.0):
-            if self.closed:
-                return False
-        if self.closed:
-            return False
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        return True
-
-    def finish(self) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, self._END)
-
-    def close(self) -> None:
-        self.closed = True
-        self.credits.release(WINDOW)
-
-    def __aiter__(self) -> _Inbox:
-        return self
-
-    async def __anext__(self) -> Any:
-        if self.finished:
-            raise StopAsyncIteration
-        item = await self.queue.get()
-        self.credits.release()
-        if item is self._END:
-            self.finished = True
-            raise StopAsyncIteration
-        return item
-
-
-class _Outbox:
-    """Responses from the async handler to a server thread, at most WINDOW in flight."""
-
-    _END = object()
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.credits = threading.Semaphore(WINDOW)
-        self.closed = False
-
-    async def pump(self, responses: AsyncIterator[Any]) -> None:
-        try:
-            async for item in responses:
-                if not self.credits.acquire(blocking=False):
-                    await self.loop.run_in_executor(None, self._wait_credit)
-                if self.closed:
-                    raise _Closed
-                self.queue.put(item)
-        except BaseException as err:
-            self.queue.put(_Failure(err))
-            raise
-        self.queue.put(self._END)
-
-    def _wait_credit(self) -> None:
-        while not self.credits.acquire(timeout=1.0):
-            if self.closed:
-                return
-
-    def close(self) -> None:
-        self.closed = True
-        self.credits.release(WINDOW)
-
-    def drain(self) -> Iterator[Any]:
-        while True:
-            item = self.queue.get()
-            if item is self._END:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            self.credits.release()
-            yield item
-
-
-@dataclass
-class _Failure:
-    error: BaseException
+Context = Any  # grpc.aio.ServicerContext
 
 
 class Front:
-    """Serves async servicers on a threaded grpc.Server and authenticates every call."""
+    """Serves async servicers on the public grpc.aio server and authenticates every call."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, authenticate: Authenticate, max_workers: int = 256) -> None:
-        self.loop = loop
+    def __init__(self, authenticate: Authenticate) -> None:
         self.authenticate = authenticate
-        self.max_workers = max_workers
-        self._pumps = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="front-pump")
-        self._handlers: list[grpc.GenericRpcHandler] = []
+        self.authority = AuthorityReader()
+        self._handlers: list[grpc.GenericRpcHandler] = [self._calibration_handler()]
+        self._server: grpc.aio.Server | None = None
 
-    def add(self, service: ServiceDescriptor, servicer: object, aliases: Sequence[str] = ()) -> None:
+    def add(self, service: ServiceDescriptor, servicer: object, aliases: Sequence[str] = (),
+            codecs: Mapping[str, Codec] | None = None) -> None:
         handlers = {}
         for method in service.methods:
             kind = method_kind(method)
-            impl = getattr(servicer, method.name)
             factory = getattr(grpc, f"{kind}_rpc_method_handler")
-            adapter = getattr(self, f"_{kind}")
-            handlers[method.name] = factory(
-                _bind(adapter, impl, f"{service.name}/{method.name}"),
-                request_deserializer=message_class(method.input_type).FromString,
-                response_serializer=message_class(method.output_type).SerializeToString,
-            )
+            wrap = getattr(self, f"_{kind}")
+            handlers[method.name] = factory(wrap(getattr(servicer, method.name), f"{service.name}/{method.name}"),
+                                            **serializers(method, (codecs or {}).get(method.name)))
         for name in (service.full_name, *aliases):
             self._handlers.append(grpc.method_handlers_generic_handler(name, handlers))
 
-    def server(self) -> grpc.Server:
-        server = grpc.server(ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="front"),
-                             options=SERVER_OPTIONS, maximum_concurrent_rpcs=None)
+    async def start(self, host: str, port: int) -> int:
+        server = grpc.aio.server(options=SERVER_OPTIONS)
         server.add_generic_rpc_handlers(tuple(self._handlers))
-        return server
+        bound: int = server.add_insecure_port(f"{host}:{port}")
+        if bound == 0:
+            raise OSError(f"cannot listen for gRPC on {host}:{port}")
+        await server.start()
+        self._server = server
+        await self._calibrate(bound)
+        return bound
 
-    def shutdown(self) -> None:
-        self._pumps.shutdown(wait=False, cancel_futures=True)
+    async def stop(self, grace: float) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+
+    # ----- :authority calibration ------------------------------------------------------------
+
+    def _calibration_handler(self) -> grpc.GenericRpcHandler:
+        async def probe(request: bytes, context: Context) -> bytes:
+            ok = self.authority.calibrate(context, CALIBRATION_METHOD, CALIBRATION_AUTHORITY)
+            return b"1" if ok else b"0"
+
+        service, _, method = CALIBRATION_METHOD.strip("/").partition("/")
+        handler = grpc.unary_unary_rpc_method_handler(probe, request_deserializer=passthrough,
+                                                      response_serializer=passthrough)
+        return grpc.method_handlers_generic_handler(service, {method: handler})
+
+    async def _calibrate(self, port: int) -> None:
+        options = [("grpc.default_authority", CALIBRATION_AUTHORITY)]
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
+            call = channel.unary_unary(CALIBRATION_METHOD, request_serializer=passthrough,
+                                       response_deserializer=passthrough)
+            ok = await call(b"", timeout=10)
+        if ok != b"1":
+            log.warning("cannot read :authority from this grpcio build: API keys given as "
+                        "grpc://KEY@host (Bazel 4) are not recognised; use the x-buildbuddy-api-key header")
 
     # ----- per-call plumbing ------------------------------------------------------------------
 
-    @staticmethod
-    def _context(grpc_context: grpc.ServicerContext, method: str) -> CallContext:
-        metadata = {m.key: m.value for m in grpc_context.invocation_metadata() if isinstance(m.value, str)}
-        return CallContext(method=method, metadata=metadata, authority=authority_of(grpc_context),
-                           peer=grpc_context.peer())
+    def _context(self, context: Context, method: str) -> CallContext:
+        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
+        return CallContext(method=method, metadata=metadata, authority=self.authority.read(context),
+                           peer=context.peer())
 
-    async def _unary_call(self, impl: Callable[..., Awaitable[Any]], request: Any, ctx: CallContext) -> Any:
-        await self.authenticate(ctx)
-        return await impl(request, ctx)
+    def _unary_unary(self, impl: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
+        async def handler(request: Any, context: Context) -> Any:
+            start, ctx = time.perf_counter(), self._context(context, name)
+            try:
+                await self.authenticate(ctx)
+                response = await impl(request, ctx)
+            except asyncio.CancelledError:
+                _record(name, start, grpc.StatusCode.CANCELLED)
+                raise
+            except Exception as err:
+                await _fail(context, name, start, err)
+            _record(name, start, grpc.StatusCode.OK)
+            return response
+        return handler
 
-    async def _stream_call(self, impl: Callable[..., AsyncIterator[Any]], request: Any,
-                           ctx: CallContext) -> AsyncIterator[Any]:
-        await self.authenticate(ctx)
-        async for response in impl(request, ctx):
-            yield response
+    _stream_unary = _unary_unary
 
-    def _submit(self, coro: Any, grpc_context: grpc.ServicerContext, *closers: Any) -> Future[Any]:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+    def _unary_stream(self, impl: Callable[..., AsyncIterator[Any]], name: str) -> Callable[..., AsyncIterator[Any]]:
+        async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
+            start, ctx = time.perf_counter(), self._context(context, name)
+            try:
+                await self.authenticate(ctx)
+                async for response in impl(request, ctx):
+                    yield response
+            except asyncio.CancelledError:
+                _record(name, start, grpc.StatusCode.CANCELLED)
+                raise
+            except Exception as err:
+                await _fail(context, name, start, err)
+            _record(name, start, grpc.StatusCode.OK)
+        return handler
 
-        def on_done() -> None:
-            future.cancel()
-            for closer in closers:
-                closer.close()
-        grpc_context.add_callback(on_done)
-        for closer in closers:
-            if isinstance(closer, _Inbox):
-                future.add_done_callback(_closing(closer))
-        return future
-
-    def _unary_unary(self, impl: Any, name: str, request: Any, grpc_context: grpc.ServicerContext) -> Any:
-        ctx = self._context(grpc_context, name)
-        with _Outcome(grpc_context, name):
-            return self._submit(self._unary_call(impl, request, ctx), grpc_context).result()
-
-    def _unary_stream(self, impl: Any, name: str, request: Any, grpc_context: grpc.ServicerContext) -> Iterator[Any]:
-        ctx = self._context(grpc_context, name)
-        outbox = _Outbox(self.loop)
-        with _Outcome(grpc_context, name):
-            self._submit(outbox.pump(self._stream_call(impl, request, ctx)), grpc_context, outbox)
-            yield from outbox.drain()
-
-    def _stream_unary(self, impl: Any, name: str, requests: Iterator[Any], grpc_context: grpc.ServicerContext) -> Any:
-        ctx = self._context(grpc_context, name)
-        inbox = _Inbox(self.loop)
-        with _Outcome(grpc_context, name):
-            future = self._submit(self._unary_call(impl, inbox, ctx), grpc_context, inbox)
-            _feed(requests, inbox, future)
-            return future.result()
-
-    def _stream_stream(self, impl: Any, name: str, requests: Iterator[Any],
-                       grpc_context: grpc.ServicerContext) -> Iterator[Any]:
-        ctx = self._context(grpc_context, name)
-        inbox = _Inbox(self.loop)
-        outbox = _Outbox(self.loop)
-        with _Outcome(grpc_context, name):
-            future = self._submit(outbox.pump(self._stream_call(impl, inbox, ctx)), grpc_context, inbox, outbox)
-            self._pumps.submit(_feed, requests, inbox, future)
-            yield from outbox.drain()
+    _stream_stream = _unary_stream
 
 
-def _bind(adapter: Callable[..., Any], impl: Any, name: str) -> Callable[..., Any]:
-    def handler(request: Any, grpc_context: grpc.ServicerContext) -> Any:
-        return adapter(impl, name, request, grpc_context)
-    return handler
+def _record(method: str, start: float, code: grpc.StatusCode) -> None:
+    metrics.RPC_LATENCY.labels(method, code.name).observe(time.perf_counter() - start)
 
 
-def _closing(inbox: _Inbox) -> Callable[[Future[Any]], None]:
-    def close(_future: Future[Any]) -> None:
-        inbox.close()
-    return close
-
-
-def _feed(requests: Iterator[Any], inbox: _Inbox, future: Future[Any]) -> None:
-    """Move client messages into the inbox until the client half-closes or the handler is done."""
-    try:
-        for request in requests:
-            if future.done() or not inbox.put(request):
-                return
-    except grpc.RpcError:
-        inbox.close()  # the client went away; the callback cancels the handler
-        return
-    inbox.finish()
-
-
-class _Outcome:
-    """Maps what escaped the handler to a status, and records latency by method and code."""
-
-    def __init__(self, grpc_context: grpc.ServicerContext, method: str) -> None:
-        self.grpc_context = grpc_context
-        self.method = method
-        self.start = time.perf_counter()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, _tb: Any) -> None:
-        code = grpc.StatusCode.OK
-        message = ""
-        if err is None or isinstance(err, GeneratorExit):
-            pass
-        elif isinstance(err, ApiError):
-            code, message = err.code, err.message
-        elif isinstance(err, (asyncio.CancelledError, _Closed)) or type(err).__name__ == "CancelledError":
-            code, message = grpc.StatusCode.CANCELLED, "call cancelled"
-        elif isinstance(err, Exception) and not isinstance(err, grpc.RpcError):
-            log.error("unexpected error in %s", self.method, exc_info=err)
-            code, message = grpc.StatusCode.INTERNAL, f"internal error in {self.method}: {type(err).__name__}"
-        metrics.RPC_LATENCY.labels(self.method, code.name).observe(time.perf_counter() - self.start)
-        if code is not grpc.StatusCode.OK:
-            self.grpc_context.abort(code, message)  # raises, replacing the original exception
-
-
-def authority_of(grpc_context: grpc.ServicerContext) -> str:
-    """The HTTP/2 :authority of the call (grpcio keeps it in the call details)."""
-    event = getattr(grpc_context, "_rpc_event", None)
-    host = getattr(getattr(event, "call_details", None), "host", b"")
-    return host.decode("utf-8", "replace") if isinstance(host, bytes) else str(host or "")
+async def _fail(context: Context, method: str, start: float, err: Exception) -> None:
+    """Turn what escaped a handler into a status (ApiError keeps its code; anything else is INTERNAL)."""
+    if isinstance(err, grpc.aio.AbortError):
+        raise err
+    if isinstance(err, ApiError):
+        code, message = err.code, err.message
+    else:
+        log.error("unexpected error in %s", method, exc_info=err)
+        code, message = grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}"
+    _record(method, start, code)
+    await context.abort(code, message)

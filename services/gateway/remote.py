@@ -8,11 +8,12 @@ from typing import TypeVar
 
 import grpc
 
+from services.common import cas_codec
 from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
 from services.common.convert import compressor_out, digest_in, digest_out, scope_out, status_in
 from services.common.errors import ApiError, from_rpc_error
 from services.common.resources import Compressor, Digest
-from services.common.rpc import insecure_channel
+from services.common.rpc import insecure_channel, passthrough
 from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
 
 # Bazel uploads in 16 KiB messages; the hop to the shard carries them in larger ones.
@@ -34,6 +35,12 @@ class RemoteBlobAccess(BlobAccess):
         self.target = target
         self.channel = channel or insecure_channel(target)
         self.stub = cas_pb2_grpc.CasShardStub(self.channel)
+        # the bulk calls bypass protobuf for their data messages (services.common.wire)
+        self._read = self.channel.unary_stream(cas_codec.READ_PATH,
+                                               request_serializer=cas_pb2.ReadRequest.SerializeToString,
+                                               response_deserializer=cas_codec.decode_read)
+        self._write = self.channel.stream_unary(cas_codec.WRITE_PATH, request_serializer=passthrough,
+                                                response_deserializer=cas_pb2.WriteResponse.FromString)
 
     def __repr__(self) -> str:
         return f"RemoteBlobAccess({self.target})"
@@ -48,11 +55,11 @@ class RemoteBlobAccess(BlobAccess):
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
-        call = self.stub.Read(cas_pb2.ReadRequest(scope=scope_out(scope), digest=digest_out(digest), offset=offset,
-                                                  limit=limit, compressor=compressor_out(compressor)))
+        call = self._read(cas_pb2.ReadRequest(scope=scope_out(scope), digest=digest_out(digest), offset=offset,
+                                              limit=limit, compressor=compressor_out(compressor)))
         try:
-            async for response in call:
-                yield response.data
+            async for data in call:
+                yield data
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from None
         finally:
@@ -62,9 +69,9 @@ class RemoteBlobAccess(BlobAccess):
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
         failure: list[BaseException] = []
 
-        async def requests() -> AsyncIterator[cas_pb2.WriteRequest]:
+        async def requests() -> AsyncIterator[bytes]:
             yield cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
-                                       compressor=compressor_out(compressor))
+                                       compressor=compressor_out(compressor)).SerializeToString()
             pending: list[bytes] = []
             size = 0
             try:
@@ -72,16 +79,16 @@ class RemoteBlobAccess(BlobAccess):
                     pending.append(chunk)
                     size += len(chunk)
                     if size >= COALESCE:
-                        yield cas_pb2.WriteRequest(data=b"".join(pending))
+                        yield cas_codec.encode_write_data(b"".join(pending))
                         pending, size = [], 0
             except BaseException as err:
                 failure.append(err)  # grpc turns a failing request iterator into a bare cancellation
                 raise
             if pending:
-                yield cas_pb2.WriteRequest(data=b"".join(pending))
+                yield cas_codec.encode_write_data(b"".join(pending))
 
         try:
-            response: cas_pb2.WriteResponse = await _unary(self.stub.Write(requests()))
+            response: cas_pb2.WriteResponse = await _unary(self._write(requests()))
         except (ApiError, asyncio.CancelledError):
             if failure and not isinstance(failure[0], asyncio.CancelledError):
                 raise failure[0] from None

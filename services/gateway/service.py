@@ -14,6 +14,7 @@ import uvicorn
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.blobaccess import BlobAccess
+from services.gateway import bytestream
 from services.gateway.auth import KeyResolver
 from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
@@ -55,7 +56,6 @@ async def _serving(channel: grpc.aio.Channel) -> bool:
 @dataclass
 class GatewayService:
     front: Front
-    grpc_server: grpc.Server
     grpc_port: int
     http: uvicorn.Server
     http_port: int
@@ -63,11 +63,9 @@ class GatewayService:
     backends: Backends
 
     async def stop(self, grace: float = 5.0) -> None:
-        stopped = self.grpc_server.stop(grace)
         self.http.should_exit = True
-        await asyncio.to_thread(stopped.wait)
+        await self.front.stop(grace)
         await self.http_task
-        self.front.shutdown()
         await self.backends.close()
 
 
@@ -90,20 +88,16 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def start(settings: GatewaySettings, backends: Backends) -> GatewayService:
-    loop = asyncio.get_running_loop()
     resolver = KeyResolver(backends.metadata, ttl=settings.key_cache_seconds)
     blobs = CompletenessChecking(backends.blobs)
-    front = Front(loop, resolver.authenticate, max_workers=settings.grpc_workers)
+    front = Front(resolver.authenticate)
     services = re_pb2.DESCRIPTOR.services_by_name
     front.add(services["Capabilities"], CapabilitiesServicer())
     front.add(services["ContentAddressableStorage"], CasServicer(blobs))
     front.add(services["ActionCache"], ActionCacheServicer(blobs))
-    front.add(bytestream_pb2.DESCRIPTOR.services_by_name["ByteStream"], ByteStreamServicer(blobs))
-    server = front.server()
-    grpc_port = server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
-    if grpc_port == 0:
-        raise OSError(f"cannot listen for gRPC on {settings.host}:{settings.grpc_port}")
-    server.start()
+    front.add(bytestream_pb2.DESCRIPTOR.services_by_name["ByteStream"], ByteStreamServicer(blobs),
+              codecs=bytestream.CODECS)
+    grpc_port = await front.start(settings.host, settings.grpc_port)
 
     sock = _listen(settings.host, settings.http_port)
     config = uvicorn.Config(create_app(backends.readiness), log_level="warning", lifespan="off",
@@ -112,4 +106,4 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
     log.info("gateway: gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host,
              sock.getsockname()[1])
-    return GatewayService(front, server, grpc_port, http, sock.getsockname()[1], http_task, backends)
+    return GatewayService(front, grpc_port, http, sock.getsockname()[1], http_task, backends)

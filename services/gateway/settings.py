@@ -16,4 +16,3 @@ class GatewaySettings(CommonSettings):
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
                                   description="CAS membership JSON (members, replication); re-read when it changes")
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
-    grpc_workers: int = Field(256, description="threads serving public gRPC calls (bounds concurrent streams)")

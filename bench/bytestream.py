@@ -1,0 +1,129 @@
+"""ByteStream throughput of bbapi next to a bare grpcio server moving the same bytes from memory.
+
+    python bench/bytestream.py [--size-mib 64] [--runs 5]
+
+Starts `bbapi serve` (all-in-one, one process) and a bare grpc.aio ByteStream server, each in
+its own process, then times Read (whole blob) and Write (Bazel's 16 KiB messages) from this
+process and prints the medians and the ratio. Each bbapi write uploads a fresh blob, so every
+run is verified, fsynced and stored for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
+from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
+from tests.support.servers import ServeProcess
+
+CHUNK_READ = 256 * 1024 - 1024
+CHUNK_WRITE = 16 * 1024
+OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+async def bare_server(size: int) -> None:
+    """The reference: grpcio's asyncio server, serving a blob from memory and discarding uploads."""
+    blob = os.urandom(size)
+
+    class Bare(bs_grpc.ByteStreamServicer):
+        async def Read(self, request: bs_pb2.ReadRequest, context: object) -> AsyncIterator[bs_pb2.ReadResponse]:
+            view = memoryview(blob)
+            for start in range(0, len(blob), CHUNK_READ):
+                yield bs_pb2.ReadResponse(data=bytes(view[start:start + CHUNK_READ]))
+
+        async def Write(self, requests: AsyncIterator[bs_pb2.WriteRequest], context: object) -> bs_pb2.WriteResponse:
+            received = 0
+            async for request in requests:
+                received += len(request.data)
+            return bs_pb2.WriteResponse(committed_size=received)
+
+    server = grpc.aio.server(options=OPTIONS)
+    bs_grpc.add_ByteStreamServicer_to_server(Bare(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+
+def write_requests(data: bytes, resource: str) -> Iterator[bs_pb2.WriteRequest]:
+    for offset in range(0, len(data), CHUNK_WRITE):
+        yield bs_pb2.WriteRequest(resource_name=resource if offset == 0 else "", write_offset=offset,
+                                  data=data[offset:offset + CHUNK_WRITE],
+                                  finish_write=offset + CHUNK_WRITE >= len(data))
+
+
+def measure(target: str, key: str | None, blobs: list[bytes], read_name: str) -> tuple[list[float], list[float]]:
+    channel = grpc.insecure_channel(target, options=OPTIONS)
+    stub = bs_grpc.ByteStreamStub(channel)
+    metadata = [("x-buildbuddy-api-key", key)] if key else []
+    writes, reads = [], []
+    for blob in blobs:
+        digest = hashlib.sha256(blob).hexdigest()
+        resource = f"uploads/{uuid.uuid4()}/blobs/{digest}/{len(blob)}"
+        start = time.perf_counter()
+        response = stub.Write(write_requests(blob, resource), metadata=metadata)
+        writes.append(len(blob) / (time.perf_counter() - start) / 1e6)
+        assert response.committed_size == len(blob), response
+    for _ in blobs:
+        start = time.perf_counter()
+        received = sum(len(r.data) for r in stub.Read(bs_pb2.ReadRequest(resource_name=read_name),
+                                                      metadata=metadata))
+        reads.append(received / (time.perf_counter() - start) / 1e6)
+        assert received == len(blobs[0])
+    channel.close()
+    return reads, writes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=64)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    size = args.size_mib * 1024 * 1024
+    if args.bare_server:
+        asyncio.run(bare_server(size))
+        return
+
+    blobs = [os.urandom(size) for _ in range(args.runs)]
+    bare = subprocess.Popen([sys.executable, __file__, "--bare-server", "--size-mib", str(args.size_mib)],
+                            stdout=subprocess.PIPE, text=True)
+    assert bare.stdout is not None
+    bare_port = int(bare.stdout.readline())
+    with tempfile.TemporaryDirectory() as data_dir:
+        serve = ServeProcess(Path(data_dir), extra=["--log-level", "warning"]).start()
+        try:
+            first = blobs[0]
+            ours = measure(serve.grpc_target, serve.admin_key, blobs,
+                           f"blobs/{hashlib.sha256(first).hexdigest()}/{len(first)}")
+        finally:
+            serve.stop()
+    try:
+        theirs = measure(f"127.0.0.1:{bare_port}", None, blobs, "blob")
+    finally:
+        bare.terminate()
+
+    print(f"\nByteStream, {args.size_mib} MiB blob, median of {args.runs} runs (MB/s, client in this process)\n")
+    print(f"{'':<8}{'bare grpcio':>14}{'bbapi serve':>14}{'ratio':>8}{'goal':>8}")
+    for name, index, goal in (("Read", 0, 0.8), ("Write", 1, 0.7)):
+        b, o = statistics.median(theirs[index]), statistics.median(ours[index])
+        print(f"{name:<8}{b:>14.0f}{o:>14.0f}{o / b:>8.2f}{goal:>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
