@@ -36,3 +36,42 @@ def client(server: StackServer) -> Iterator[CacheClient]:
     c = CacheClient(server.grpc_target, server.admin_key)
     yield c
     c.close()
+
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _postgres_database(name: str) -> str:
+    """A fresh database on the machine's PostgreSQL server (dropped at the end of the session)."""
+    import psycopg2
+
+    connection = psycopg2.connect(POSTGRES_ADMIN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(POSTGRES_ADMIN)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    connection.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test runs once on SQLite and once on the real PostgreSQL server, on a fresh database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    import uuid
+
+    name = f"bbapi_test_{uuid.uuid4().hex[:12]}"
+    yield _postgres_database(name)
+    _drop_postgres_database(name)
