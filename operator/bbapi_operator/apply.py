@@ -1,4 +1,4 @@
-"""Idempotent apply (get, then create or merge-patch) and pruning of children no longer wanted.
+"""Idempotent apply (read, then create or merge-patch) and pruning of children no longer wanted.
 
 A merge-patch alone never deletes a key, so each child carries the last desired state it was
 patched with; keys that disappear from the desired state since then are patched to null (a
@@ -12,6 +12,8 @@ import copy
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from bbapi_operator import crd
 from bbapi_operator.kube import KINDS, KubeApi, kind_of
@@ -88,15 +90,51 @@ def _last_applied(live: Mapping[str, Any]) -> dict[str, Any]:
         return {}
 
 
-def apply(api: KubeApi, desired: dict[str, Any]) -> dict[str, Any]:
+Key = tuple[str, str]  # (kind, name)
+
+
+def key(obj: Mapping[str, Any]) -> Key:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+def live_children(api: KubeApi, owner: Owner) -> dict[Key, dict[str, Any]]:
+    """The live children of `owner`: one LIST per kind instead of one GET per object.
+
+    The label selector narrows the lists; the owner uid decides, so nothing we do not control
+    is ever touched. Secrets are not listed (the operator may not read them).
+    """
+    found: dict[Key, dict[str, Any]] = {}
+    for kind_name in PRUNABLE:
+        for obj in api.list(KINDS[kind_name], owner.namespace, owner.managed_selector()):
+            if owned_by(obj, owner.uid):
+                found[kind_name, obj["metadata"]["name"]] = obj | {"kind": kind_name}
+    return found
+
+
+def _create(api: KubeApi, body: dict[str, Any]) -> dict[str, Any] | None:
+    """Create; None if an object of that name exists already and is ours (then patch it)."""
+    try:
+        return api.create(body)
+    except ApiException as error:
+        meta = body["metadata"]
+        existing = api.get(kind_of(body), meta["namespace"], meta["name"]) if error.status == 409 else None
+        if existing is None or not owned_by(existing, meta["ownerReferences"][0]["uid"]):
+            raise
+        return None
+
+
+def apply(api: KubeApi, desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
     """Make the live object match `desired`; returns the live object (with its status)."""
     kind, meta = kind_of(desired), desired["metadata"]
-    body = copy.deepcopy(desired)
-    body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = json.dumps(desired, sort_keys=True)
-    live = api.get(kind, meta["namespace"], meta["name"])
-    if live is None:
-        return api.create(body)
     immutable = IMMUTABLE.get(kind.kind, ())
+    body = copy.deepcopy(desired)
+    record = json.dumps(_without(desired, immutable), sort_keys=True)
+    body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = record
+    if live is None:
+        created = _create(api, body)
+        if created is not None:
+            return created
+        live = api.get(kind, meta["namespace"], meta["name"]) or {}
     body = _without(body, immutable)
     patch = merge(body, removals(_without(_last_applied(live), immutable), body))
     if contains(live, patch):
@@ -104,19 +142,14 @@ def apply(api: KubeApi, desired: dict[str, Any]) -> dict[str, Any]:
     return api.patch(kind, meta["namespace"], meta["name"], patch)
 
 
-def prune(api: KubeApi, owner: Owner, keep: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Delete children of `owner` that are not in `keep` (e.g. after switching to embedded mode).
-
-    The label selector narrows the list; the owner uid decides, so nothing we do not control
-    is ever deleted. Secrets are never pruned: a generated API key outlives spec changes.
-    """
-    wanted = {(obj["kind"], obj["metadata"]["name"]) for obj in keep}
+def prune(api: KubeApi, owner: Owner, keep: Iterable[Mapping[str, Any]],
+          live: Mapping[Key, Mapping[str, Any]]) -> list[str]:
+    """Delete live children of `owner` that are not in `keep` (e.g. after switching mode).
+    A generated API key Secret is never pruned: it outlives spec changes."""
+    wanted = {key(obj) for obj in keep}
     deleted = []
-    for kind_name in PRUNABLE:
-        kind = KINDS[kind_name]
-        for obj in api.list(kind, owner.namespace, owner.managed_selector()):
-            name = obj["metadata"]["name"]
-            if owned_by(obj, owner.uid) and (kind_name, name) not in wanted:
-                api.delete(kind, owner.namespace, name)
-                deleted.append(f"{kind_name}/{name}")
+    for kind_name, name in live:
+        if (kind_name, name) not in wanted:
+            api.delete(KINDS[kind_name], owner.namespace, name)
+            deleted.append(f"{kind_name}/{name}")
     return deleted

@@ -161,7 +161,6 @@ def spec_schema() -> Schema:
 
 def status_schema() -> Schema:
     """What the operator reports; declared so the structural schema keeps it."""
-    count = _int("pods")
     return _obj("observed state, written by the operator", {
         "observedGeneration": _int("the metadata.generation this status describes"),
         "conditions": {
@@ -181,7 +180,8 @@ def status_schema() -> Schema:
             "type": "array", "description": "pod counts per component",
             "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
             "items": _obj("one component", {"name": _str("gateway, metadata, logs, cas or server"),
-                                             "desired": count, "ready": count, "updated": count},
+                                             "desired": _int("pods wanted"), "ready": _int("pods ready"),
+                                             "updated": _int("pods on the latest spec")},
                           required=("name",)),
         },
         "cas": _obj("CAS membership", {

@@ -1,8 +1,8 @@
 """One reconcile pass: read the object, converge its children, report status.
 
-Level-triggered: it reads everything it decides on (the object, the membership ConfigMap,
-the CAS StatefulSet) fresh from the API server, so it can run after a create, an update, a
-child's change, an operator restart or a timed re-check with the same result.
+Level-triggered: it reads everything it decides on (the object, and all its children with one
+LIST per kind) fresh from the API server, so it can run after a create, an update, a child's
+change, an operator restart or a timed re-check with the same result.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from bbapi_operator import apikey, crd, desired, membership, networking
-from bbapi_operator.apply import apply, prune
+from bbapi_operator.apply import Key, apply, contains, key, live_children, prune
 from bbapi_operator.kube import KINDS, KubeApi
 from bbapi_operator.meta import Owner
 from bbapi_operator.probe import GatewayProbe
@@ -57,27 +57,28 @@ class Reconciler:
             spec = parse(body.get("spec"), self._settings.default_image)
         except InvalidSpec as error:
             log.warning("%s/%s: invalid spec: %s", namespace, name, error)
-            self._write_status(owner, failure(body, Problem("InvalidSpec", str(error)), self._clock()))
+            self._write_status(body, failure(body, Problem("InvalidSpec", str(error)), self._clock()))
             return Outcome()
         try:
             components, plan = self._converge(owner, spec)
         except ApiException as error:
             log.warning("%s/%s: reconcile failed: %s %s", namespace, name, error.status, error.reason)
             problem = Problem("ReconcileFailed", f"Kubernetes API answered {error.status} {error.reason}")
-            self._write_status(owner, failure(body, problem, self._clock()))
+            self._write_status(body, failure(body, problem, self._clock()))
             return Outcome(self._settings.retry_seconds)
-        self._write_status(owner, report(body, components, plan, None, apikey.secret_ref(owner, spec),
-                                         networking.endpoints(owner, spec), self._clock()))
+        self._write_status(body, report(body, components, plan, None, apikey.secret_ref(owner, spec),
+                                        networking.endpoints(owner, spec), self._clock()))
         return Outcome(None if plan is None or plan.settled else self._settings.poll_seconds)
 
     def _converge(self, owner: Owner, spec: Spec) -> tuple[list[ComponentState], membership.Plan | None]:
         self._ensure_api_key(owner, spec)
-        plan = None if spec.embedded else self._plan(owner, spec)
+        live = live_children(self._api, owner)
+        plan = None if spec.embedded else self._plan(owner, spec, live)
         wanted = desired.children(owner, spec, plan)
-        live = [apply(self._api, obj) for obj in wanted]
-        for gone in prune(self._api, owner, wanted):
+        applied = [apply(self._api, obj, live.get(key(obj))) for obj in wanted]
+        for gone in prune(self._api, owner, wanted, live):
             log.info("%s/%s: deleted %s, no longer in spec", owner.namespace, owner.name, gone)
-        return [ComponentState.of(obj) for obj in live if obj["kind"] in WORKLOAD_KINDS], plan
+        return [ComponentState.of(obj) for obj in applied if obj["kind"] in WORKLOAD_KINDS], plan
 
     def _ensure_api_key(self, owner: Owner, spec: Spec) -> None:
         """Create `<name>-api-key` once; an existing Secret is never read or replaced, so the
@@ -88,11 +89,11 @@ class Reconciler:
             log.info("%s/%s: created API key Secret %s", owner.namespace, owner.name, owner.child("api-key"))
         self._keys_created.add(owner.uid)
 
-    def _plan(self, owner: Owner, spec: Spec) -> membership.Plan:
-        configmap = self._api.get(KINDS["ConfigMap"], owner.namespace, membership.configmap_name(owner))
-        text = ((configmap or {}).get("data") or {}).get(membership.CONFIG_KEY)
-        shards = self._api.get(KINDS["StatefulSet"], owner.namespace, owner.child("cas"))
-        ready = ((shards or {}).get("status") or {}).get("readyReplicas", 0)
+    def _plan(self, owner: Owner, spec: Spec, live: dict[Key, dict[str, Any]]) -> membership.Plan:
+        configmap = live.get(("ConfigMap", membership.configmap_name(owner))) or {}
+        text = (configmap.get("data") or {}).get(membership.CONFIG_KEY)
+        shards = live.get(("StatefulSet", owner.child("cas"))) or {}
+        ready = (shards.get("status") or {}).get("readyReplicas", 0)
         reports = self._probe(owner, spec.service.http_port) if membership.in_flight(text) else []
         plan = membership.plan(owner, spec.cas.shards, spec.cas.replication, text, ready, reports)
         if plan.text != text:
@@ -100,5 +101,13 @@ class Reconciler:
                      plan.phase.value)
         return plan
 
-    def _write_status(self, owner: Owner, status: dict[str, Any]) -> None:
-        self._api.patch(OWNER_KIND, owner.namespace, owner.name, {"status": status}, subresource="status")
+    def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Patch the status subresource, unless it already says exactly this."""
+        if contains(body.get("status") or {}, status):
+            return
+        meta = body["metadata"]
+        try:
+            self._api.patch(OWNER_KIND, meta["namespace"], meta["name"], {"status": status}, subresource="status")
+        except ApiException as error:
+            if error.status != 404:  # deleted during the pass: nothing left to report on
+                raise

@@ -3,7 +3,8 @@
 kmock 0.8 stores objects as given. This subclass adds what the operator and kopf rely on:
 uid, creationTimestamp and generation on create; a new resourceVersion on every write;
 generation bumps on spec changes; and the garbage collector's cascade through owner
-references, so deleting a BuildBuddyAPI really removes its children.
+references, so deleting a BuildBuddyAPI really removes its children (and a child created for
+an owner that is already gone is removed too, as the real collector does).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import aiohttp.web
 from kmock import KubernetesEmulator
 from kmock._internal import enums, rendering
 
+WRITES = (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE)
+
 
 class ApiServer(KubernetesEmulator):
     _versions = itertools.count(1)
@@ -28,7 +31,7 @@ class ApiServer(KubernetesEmulator):
         elif request.resource is not None and request.action == enums.action.UPDATE and request.name:
             self._stamp_change(request, version)
         response: aiohttp.web.StreamResponse = await super()._handle(request)
-        if request.resource is not None and request.action in (enums.action.UPDATE, enums.action.DELETE):
+        if request.resource is not None and request.action in WRITES:
             await self._collect_garbage()
         return response
 

@@ -1,0 +1,48 @@
+"""Offline validation of manifests: built-in kinds against the Kubernetes OpenAPI schemas that
+kubernetes-validate bundles (strict: unknown fields fail), our own kind against the CRD."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import yaml
+from bbapi_operator import crd
+from kubernetes_validate import utils
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "bbapi"
+CRD_FILE = CHART / "crds" / f"{crd.PLURAL}.{crd.GROUP}.yaml"
+VERSIONS = sorted(set(utils.all_versions()), key=Version)
+OLDEST, NEWEST = VERSIONS[0], VERSIONS[-1]
+
+
+@functools.cache
+def crd_schema() -> dict[str, Any]:
+    """The openAPIV3Schema the chart installs."""
+    document = yaml.safe_load(CRD_FILE.read_text())
+    schema: dict[str, Any] = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def validate_instance(obj: dict[str, Any]) -> None:
+    """A BuildBuddyAPI against the CRD schema (CEL rules excepted; the operator re-checks them)."""
+    jsonschema.validate(obj, crd_schema())
+
+
+def validate_strict(documents: Iterable[dict[str, Any]]) -> int:
+    """Validate every document for the oldest and newest bundled Kubernetes; returns the count."""
+    count = 0
+    for document in documents:
+        if document["kind"] == crd.KIND:
+            validate_instance(document)
+        else:
+            for version in (OLDEST, NEWEST):
+                kubernetes_validate.validate(document, version, strict=True)
+        count += 1
+    return count

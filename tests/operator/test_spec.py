@@ -1,0 +1,61 @@
+"""Defaulting and the typed view of a BuildBuddyAPI spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bbapi_operator.defaults import apply_defaults
+from bbapi_operator.spec import InvalidSpec, SecretRef, parse
+
+POSTGRES: dict[str, Any] = {"database": {"postgres": {"secretRef": {"name": "pg"}}}}
+
+
+def test_empty_object_gets_every_default() -> None:
+    spec = parse(POSTGRES, default_image="img:1")
+    assert spec.image == "img:1"
+    assert spec.image_pull_policy == "IfNotPresent"
+    assert (spec.gateway.replicas, spec.metadata.replicas, spec.logs.replicas) == (2, 2, 2)
+    assert spec.gateway.autoscaling.enabled and spec.gateway.autoscaling.max_replicas == 10
+    assert (spec.cas.shards, spec.cas.replication, spec.cas.volume_size) == (3, 2, "50Gi")
+    assert spec.cas.storage_class is None
+    assert spec.postgres == SecretRef("pg", "url")
+    assert spec.api_key_secret is None
+    assert (spec.service.type, spec.service.grpc_port, spec.service.http_port) == ("ClusterIP", 1985, 8080)
+    assert spec.metrics and spec.tracing_exporter == "none"
+    assert spec.gateway.resources == {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def test_given_values_win_over_defaults() -> None:
+    spec = parse(POSTGRES | {"image": "mine:2", "cas": {"shards": 5, "storageClassName": "ssd"},
+                             "apiKeySecret": {"name": "keys"}, "gateway": {"resources": {"limits": {"cpu": 2}}}},
+                 default_image="img:1")
+    assert spec.image == "mine:2"
+    assert (spec.cas.shards, spec.cas.replication, spec.cas.storage_class) == (5, 2, "ssd")
+    assert spec.api_key_secret == SecretRef("keys", "api-key")
+    assert spec.gateway.resources == {"limits": {"cpu": 2}}  # a given object replaces the default whole
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({}, "database"),
+    (POSTGRES | {"cas": {"shards": 1, "replication": 2}}, "replication"),
+    (POSTGRES | {"tracing": {"exporter": "otlp"}}, "endpoint"),
+])
+def test_rules_the_api_server_may_not_enforce(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidSpec, match=message):
+        parse(raw, default_image="img")
+
+
+def test_embedded_needs_no_postgres_and_ignores_shard_rules() -> None:
+    spec = parse({"database": {"embedded": True}, "cas": {"shards": 1, "replication": 3}}, default_image="img")
+    assert spec.embedded and spec.postgres is None
+
+
+def test_apply_defaults_recurses_into_defaulted_objects_and_lists() -> None:
+    schema = {"type": "object", "properties": {
+        "outer": {"type": "object", "default": {}, "properties": {"inner": {"type": "integer", "default": 7}}},
+        "items": {"type": "array", "items": {"type": "object", "properties": {
+            "key": {"type": "string", "default": "k"}}}},
+        "plain": {"type": "string"}}}
+    assert apply_defaults(schema, {"items": [{}, {"key": "mine"}]}) == {
+        "outer": {"inner": 7}, "items": [{"key": "k"}, {"key": "mine"}]}
