@@ -1,0 +1,14 @@
+"""The logs service's database migrations (its own Alembic history and version table)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.common import db
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+VERSION_TABLE = "alembic_version_logs"
+
+
+async def migrate(url: str) -> None:
+    await db.migrate_async(url, MIGRATIONS, VERSION_TABLE)
