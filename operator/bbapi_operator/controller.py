@@ -121,13 +121,12 @@ def _owner_name(body: kopf.Body) -> str | None:
 
 
 class _Slot:
-    """Holds the controller built at start-up, when the API connection exists."""
+    """Holds the controller built at start-up (kopf runs start-up before any resource handler)."""
 
     controller: Controller | None = None
 
     def get(self) -> Controller:
-        if self.controller is None:
-            raise kopf.TemporaryError("operator is still starting", delay=1)
+        assert self.controller is not None, "kopf ran a handler before start-up"
         return self.controller
 
 
@@ -135,8 +134,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
              probe_factory: ProbeFactory = PodProbe) -> None:
     """Register every handler in `registry`. Tests pass their own registry and gateway probe."""
     slot = _Slot()
-    owner_options: dict[str, Any] = {"registry": registry, "errors": kopf.ErrorsMode.TEMPORARY,
-                                     "backoff": config.retry_seconds}
+    # A stable id: kopf keys its progress annotations on it.
+    owner_options: dict[str, Any] = {"id": "reconcile", "registry": registry,
+                                     "errors": kopf.ErrorsMode.TEMPORARY, "backoff": config.retry_seconds}
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -147,7 +147,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
 
     @kopf.on.cleanup(registry=registry)
     async def stop(**_: Any) -> None:
-        if slot.controller is not None:
+        if slot.controller is not None:  # start-up may have failed before building it
             await slot.controller.stop()
 
     @kopf.on.resume(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
@@ -159,8 +159,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
 
     async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = _owner_name(body)
-        if owner is not None and namespace is not None and slot.controller is not None:
-            slot.controller.nudge(namespace, owner)
+        if owner is not None and namespace is not None:
+            slot.get().nudge(namespace, owner)
 
     for plural in CHILD_KINDS:
-        kopf.on.event("apps", "v1", plural, labels={LABEL_MANAGED_BY: MANAGED_BY}, registry=registry)(child_changed)
+        kopf.on.event("apps", "v1", plural, id="child-changed", labels={LABEL_MANAGED_BY: MANAGED_BY},
+                      registry=registry)(child_changed)

@@ -13,12 +13,11 @@ import kubernetes_validate
 import yaml
 from bbapi_operator import crd
 from kubernetes_validate import utils
-from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "bbapi"
 CRD_FILE = CHART / "crds" / f"{crd.PLURAL}.{crd.GROUP}.yaml"
-VERSIONS = sorted(set(utils.all_versions()), key=Version)
+VERSIONS = sorted(set(utils.all_versions()), key=lambda v: tuple(int(part) for part in v.split(".")))
 OLDEST, NEWEST = VERSIONS[0], VERSIONS[-1]
 
 
