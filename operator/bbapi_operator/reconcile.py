@@ -66,7 +66,7 @@ class Reconciler:
             problem = Problem("ReconcileFailed", f"Kubernetes API answered {error.status} {error.reason}")
             self._write_status(body, failure(body, problem, self._clock()))
             return Outcome(self._settings.retry_seconds)
-        self._write_status(body, report(body, components, plan, None, apikey.secret_ref(owner, spec),
+        self._write_status(body, report(body, components, plan, apikey.secret_ref(owner, spec),
                                         networking.endpoints(owner, spec), self._clock()))
         return Outcome(None if plan is None or plan.settled else self._settings.poll_seconds)
 

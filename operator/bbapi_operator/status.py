@@ -67,18 +67,14 @@ def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]
     return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message}
 
 
-def conditions(components: Sequence[ComponentState], plan: Plan | None, problem: Problem | None,
-               ) -> list[dict[str, Any]]:
+def conditions(components: Sequence[ComponentState], plan: Plan | None) -> list[dict[str, Any]]:
     """Ready: every component has its pods. Progressing: a rollout or a shard change is under way.
-    Degraded: a rollout is stuck, or the operator cannot apply the spec."""
+    Degraded: a rollout is stuck. (When the operator itself cannot act, see `failure`.)"""
     waiting = [c for c in components if not (c.available and c.rolled_out)]
-    if components and not waiting:
-        ready = _condition("Ready", True, "AllComponentsReady", ", ".join(c.summary() for c in components))
-    elif components:
+    if waiting or not components:
         ready = _condition("Ready", False, "ComponentsNotReady", ", ".join(c.summary() for c in waiting))
     else:
-        ready = _condition("Ready", False, problem.reason if problem else "ComponentsNotReady",
-                           problem.message if problem else "no components yet")
+        ready = _condition("Ready", True, "AllComponentsReady", ", ".join(c.summary() for c in components))
 
     if plan is not None and plan.phase is not Phase.STABLE:
         progressing = _condition("Progressing", True, plan.phase.value,
@@ -89,9 +85,7 @@ def conditions(components: Sequence[ComponentState], plan: Plan | None, problem:
         progressing = _condition("Progressing", False, "Stable", "nothing to roll out")
 
     stuck = [f"{c.name}: {c.stuck}" for c in components if c.stuck]
-    if problem:
-        degraded = _condition("Degraded", True, problem.reason, problem.message)
-    elif stuck:
+    if stuck:
         degraded = _condition("Degraded", True, "RolloutStuck", "; ".join(stuck))
     else:
         degraded = _condition("Degraded", False, "AsExpected", "")
@@ -112,8 +106,7 @@ def stamp(fresh: list[dict[str, Any]], previous: Sequence[Mapping[str, Any]], ge
 
 
 def report(body: Mapping[str, Any], components: Sequence[ComponentState], plan: Plan | None,
-           problem: Problem | None, api_key: SecretRef | None, endpoints: dict[str, str] | None,
-           now: datetime.datetime) -> dict[str, Any]:
+           api_key: SecretRef, endpoints: dict[str, str], now: datetime.datetime) -> dict[str, Any]:
     """The whole `status`. Absent parts are explicit nulls so a merge-patch clears stale values."""
     generation = body["metadata"].get("generation", 0)
     previous = (body.get("status") or {}).get("conditions") or []
@@ -121,11 +114,11 @@ def report(body: Mapping[str, Any], components: Sequence[ComponentState], plan: 
                                      "phase": plan.phase.value, "copied": plan.copied, "scanned": plan.scanned}
     return {
         "observedGeneration": generation,
-        "conditions": stamp(conditions(components, plan, problem), previous, generation, now),
+        "conditions": stamp(conditions(components, plan), previous, generation, now),
         "components": [{"name": c.name, "desired": c.desired, "ready": c.ready, "updated": c.updated}
                        for c in components],
         "cas": cas,
-        "apiKeySecret": None if api_key is None else {"name": api_key.name, "key": api_key.key},
+        "apiKeySecret": {"name": api_key.name, "key": api_key.key},
         "endpoints": endpoints,
     }
 

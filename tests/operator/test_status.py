@@ -40,28 +40,27 @@ def test_component_state_reads_the_controller_status() -> None:
 
 
 def test_all_ready() -> None:
-    found = conditions([ComponentState.of(workload("gateway")), ComponentState.of(workload("cas"))], None, None)
+    found = conditions([ComponentState.of(workload("gateway")), ComponentState.of(workload("cas"))], None)
     assert by_type(found) == {"Ready": ("True", "AllComponentsReady"), "Progressing": ("False", "Stable"),
                               "Degraded": ("False", "AsExpected")}
 
 
 def test_rolling_out() -> None:
-    found = conditions([ComponentState.of(workload("gateway", ready=1)), ComponentState.of(workload("cas"))],
-                       None, None)
+    found = conditions([ComponentState.of(workload("gateway", ready=1)), ComponentState.of(workload("cas"))], None)
     assert by_type(found)["Ready"] == ("False", "ComponentsNotReady")
     assert by_type(found)["Progressing"] == ("True", "RollingOut")
     assert "gateway 1/2 ready" in found[0]["message"] and "cas" not in found[0]["message"]
 
 
 def test_new_spec_not_yet_observed_is_progressing() -> None:
-    found = conditions([ComponentState.of(workload("gateway", generation=2, observed=1))], None, None)
+    found = conditions([ComponentState.of(workload("gateway", generation=2, observed=1))], None)
     assert by_type(found)["Progressing"] == ("True", "RollingOut")
 
 
 def test_membership_change_is_progressing() -> None:
     plan = membership.plan(OWNER, 4, 2, membership.encode(2, membership.members(OWNER, 3), None), 3)
     assert plan.phase is Phase.WAITING_FOR_SHARDS
-    found = conditions([ComponentState.of(workload("cas"))], plan, None)
+    found = conditions([ComponentState.of(workload("cas"))], plan)
     assert by_type(found)["Progressing"] == ("True", "WaitingForShards")
     assert by_type(found)["Ready"] == ("True", "AllComponentsReady")  # serving throughout
 
@@ -71,23 +70,23 @@ def test_stuck_rollout_is_degraded() -> None:
         {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}])
     failing = workload("logs", workload_conditions=[
         {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "quota"}])
-    found = conditions([ComponentState.of(stuck), ComponentState.of(failing)], None, None)
+    found = conditions([ComponentState.of(stuck), ComponentState.of(failing)], None)
     assert by_type(found)["Degraded"] == ("True", "RolloutStuck")
     degraded = found[2]["message"]
     assert "gateway: ProgressDeadlineExceeded: too slow" in degraded and "logs: FailedCreate: quota" in degraded
 
 
 def test_transition_time_holds_while_status_holds() -> None:
-    first = stamp(conditions([ComponentState.of(workload("gateway", ready=0))], None, None), [], 1, T0)
-    same = stamp(conditions([ComponentState.of(workload("gateway", ready=1))], None, None), first, 2, T1)
-    flipped = stamp(conditions([ComponentState.of(workload("gateway"))], None, None), same, 2, T1)
+    first = stamp(conditions([ComponentState.of(workload("gateway", ready=0))], None), [], 1, T0)
+    same = stamp(conditions([ComponentState.of(workload("gateway", ready=1))], None), first, 2, T1)
+    flipped = stamp(conditions([ComponentState.of(workload("gateway"))], None), same, 2, T1)
     assert same[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z" and same[0]["observedGeneration"] == 2
     assert flipped[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
 
 
 def test_report_is_complete_and_clears_stale_parts() -> None:
     body = {"metadata": {"generation": 7}, "status": {"conditions": []}}
-    status = report(body, [ComponentState.of(workload("server", replicas=1, ready=1, updated=1))], None, None,
+    status = report(body, [ComponentState.of(workload("server", replicas=1, ready=1, updated=1))], None,
                     SecretRef("demo-api-key", "api-key"), {"grpc": "grpc://x:1985", "http": "http://x:8080"}, T0)
     assert status["observedGeneration"] == 7
     assert status["components"] == [{"name": "server", "desired": 1, "ready": 1, "updated": 1}]
@@ -97,7 +96,7 @@ def test_report_is_complete_and_clears_stale_parts() -> None:
 
 
 def test_failure_changes_only_degraded() -> None:
-    ready = stamp(conditions([ComponentState.of(workload("gateway"))], None, None), [], 1, T0)
+    ready = stamp(conditions([ComponentState.of(workload("gateway"))], None), [], 1, T0)
     body = {"metadata": {"generation": 2}, "status": {"conditions": ready}}
     patch = failure(body, Problem("ReconcileFailed", "API answered 500"), T1)
     assert by_type(patch["conditions"]) == {"Ready": ("True", "AllComponentsReady"),
