@@ -37,13 +37,13 @@ def tracing_env(spec: Spec) -> list[Env]:
     return [env("TRACING_EXPORTER", spec.tracing_exporter), env("OTLP_ENDPOINT", spec.tracing_endpoint)]
 
 
-def http_probe(path: str, port: str, period: int) -> dict[str, Any]:
-    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": 3}
+def http_probe(path: str, port: str, period: int, failures: int = 3) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": failures}
 
 
-def grpc_probe(port: int, period: int) -> dict[str, Any]:
+def grpc_probe(port: int, period: int, failures: int = 3) -> dict[str, Any]:
     """Native gRPC probe against grpc.health.v1.Health, which every internal service serves."""
-    return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": 3}
+    return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": failures}
 
 
 def port(name: str, number: int) -> dict[str, Any]:
@@ -65,6 +65,7 @@ class Container:
     ports: list[dict[str, Any]] = field(default_factory=list)
     liveness: dict[str, Any] | None = None
     readiness: dict[str, Any] | None = None
+    startup: dict[str, Any] | None = None  # holds liveness off while a slow start runs
     mounts: list[dict[str, Any]] = field(default_factory=list)
 
     def build(self, spec: Spec) -> dict[str, Any]:
@@ -78,7 +79,7 @@ class Container:
             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         }
         optional = {"ports": self.ports, "livenessProbe": self.liveness, "readinessProbe": self.readiness,
-                    "volumeMounts": self.mounts}
+                    "startupProbe": self.startup, "volumeMounts": self.mounts}
         container.update({key: value for key, value in optional.items() if value})
         return container
 

@@ -28,6 +28,7 @@ from bbapi_operator.pods import (
 from bbapi_operator.spec import Component, Spec
 
 CACHE_SHARE = Decimal("0.8")  # of the volume; the rest is headroom for temp files and eviction lag
+SLOW_START = 360  # x 5 s: a shard rebuilds its index from disk at start, which can take minutes
 DATA_VOLUME = "data"
 
 
@@ -124,7 +125,8 @@ def cas(owner: Owner, spec: Spec, replicas: int) -> dict[str, Any]:
              env("MAX_SIZE_BYTES", cache_budget(spec.cas.volume_size)), env_pod_name("SHARD_ID"),
              env("METRICS_PORT", METRICS_PORT)],
         ports=[port("grpc", CAS_PORT), port("metrics", METRICS_PORT)],
-        liveness=grpc_probe(CAS_PORT, 10), readiness=grpc_probe(CAS_PORT, 5), mounts=[_data_mount()])
+        liveness=grpc_probe(CAS_PORT, 10), readiness=grpc_probe(CAS_PORT, 5),
+        startup=grpc_probe(CAS_PORT, 5, failures=SLOW_START), mounts=[_data_mount()])
     pod = template(owner, "cas", spec, [container], metrics_port=METRICS_PORT)
     return _statefulset(owner, "cas", spec, pod, replicas, service=owner.child("cas"))
 
@@ -141,6 +143,6 @@ def server(owner: Owner, spec: Spec) -> dict[str, Any]:
              env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
         ports=[port("grpc", grpc_port), port("http", http_port)],
         liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
-        mounts=[_data_mount()])
+        startup=http_probe("/healthz", "http", 5, failures=SLOW_START), mounts=[_data_mount()])
     pod = template(owner, "server", spec, [container], metrics_port=http_port)
     return _statefulset(owner, "server", spec, pod, 1, service=owner.child("gateway"))

@@ -113,6 +113,8 @@ def test_cas_shards() -> None:
     assert variables["BBAPI_SHARD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert variables["BBAPI_METRICS_PORT"] == "9090"
     assert c["readinessProbe"]["grpc"] == {"port": 7001} and c["livenessProbe"]["grpc"] == {"port": 7001}
+    startup = c["startupProbe"]  # an index rebuild at start must not get the shard killed
+    assert startup["grpc"] == {"port": 7001} and startup["periodSeconds"] * startup["failureThreshold"] >= 1800
     assert c["volumeMounts"] == [{"name": "data", "mountPath": "/data"}]
     spec = shards["spec"]
     assert (spec["replicas"], spec["serviceName"]) == (5, "demo-cas")
