@@ -8,7 +8,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -29,3 +42,181 @@ class ApiKey(Base):
     hint: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# --- Invocations: what Bazel's build events say, indexed for the API --------------------------------
+# Child rows hang off `invocations.id` (a compact integer) and are keyed by the BES sequence number of
+# the event that produced them, so a re-sent event can never produce a second row. Strings that are
+# indexed have a bounded length (PostgreSQL's btree entries are limited); the ingest clips them.
+
+BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite auto-increments only INTEGER PRIMARY KEY
+INDEXED = 255
+LABEL = 600
+
+
+def _invocation_fk() -> Mapped[int]:
+    return mapped_column(BigInteger, ForeignKey("invocations.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Invocation(Base):
+    """One build, per tenant: the api.v1 Invocation fields plus the ingest's own bookkeeping."""
+
+    __tablename__ = "invocations"
+    __table_args__ = (
+        UniqueConstraint("tenant", "invocation_id"),
+        Index("ix_invocations_newest", "tenant", "created_at_usec", "id"),
+        Index("ix_invocations_commit", "tenant", "commit_sha", "created_at_usec", "id"),
+        Index("ix_invocations_parent", "tenant", "parent_invocation_id"),
+        Index("ix_invocations_run", "tenant", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    invocation_id: Mapped[str] = mapped_column(String(36))
+    key_id: Mapped[str] = mapped_column(String(32))
+    # Ingest state: the stream that may write (attempt), what is stored (last_sequence, finished).
+    attempt: Mapped[int] = mapped_column(Integer)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
+    finished: Mapped[bool] = mapped_column(Boolean)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    created_at_usec: Mapped[int] = mapped_column(BigInteger)
+    updated_at_usec: Mapped[int] = mapped_column(BigInteger)
+    # Derived from the events; `sources` holds each field's source priority (reference §3.3).
+    success: Mapped[bool] = mapped_column(Boolean)
+    bazel_exit_code: Mapped[str] = mapped_column(Text)
+    command: Mapped[str] = mapped_column(Text)
+    pattern: Mapped[str] = mapped_column(Text)
+    user: Mapped[str] = mapped_column(Text)
+    host: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    repo_url: Mapped[str] = mapped_column(Text)
+    branch_name: Mapped[str] = mapped_column(Text)
+    commit_sha: Mapped[str] = mapped_column(String(INDEXED))
+    parent_invocation_id: Mapped[str] = mapped_column(String(INDEXED))
+    run_id: Mapped[str] = mapped_column(String(INDEXED))
+    started_at_usec: Mapped[int] = mapped_column(BigInteger)
+    duration_usec: Mapped[int] = mapped_column(BigInteger)
+    action_count: Mapped[int] = mapped_column(BigInteger)
+    sources: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
+class InvocationEvent(Base):
+    """Every event Bazel sent, redacted (Progress text blanked: the logs service keeps it)."""
+
+    __tablename__ = "invocation_events"
+
+    invocation: Mapped[int] = _invocation_fk()
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class InvocationMetadata(Base):
+    """BuildMetadata (kind 1) and WorkspaceStatus (kind 2) entries, in the order Bazel sent them."""
+
+    __tablename__ = "invocation_metadata"
+
+    invocation: Mapped[int] = _invocation_fk()
+    kind: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(Text)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class FileColumns:
+    """A file as the API shows it; hash and size come from its bytestream:// URI."""
+
+    name: Mapped[str] = mapped_column(Text)
+    uri: Mapped[str] = mapped_column(Text)
+    hash: Mapped[str] = mapped_column(String(128))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+
+
+class NamedSet(Base):
+    """A NamedSetOfFiles event: its id and the ids of the sets it includes (its files are artifacts)."""
+
+    __tablename__ = "invocation_named_sets"
+    __table_args__ = (Index("ix_invocation_named_sets_id", "invocation", "set_id"),)
+
+    invocation: Mapped[int] = _invocation_fk()
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    set_id: Mapped[str] = mapped_column(String(INDEXED))
+    children: Mapped[list[str]] = mapped_column(JSON)
+
+
+class Artifact(FileColumns, Base):
+    """A file of a NamedSetOfFiles event (the event's sequence number identifies the set)."""
+
+    __tablename__ = "invocation_artifacts"
+
+    invocation: Mapped[int] = _invocation_fk()
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class Target(Base):
+    """A target by label (configurations collapse into one, as in the reference)."""
+
+    __tablename__ = "invocation_targets"
+
+    invocation: Mapped[int] = _invocation_fk()
+    label: Mapped[str] = mapped_column(String(LABEL), primary_key=True)
+    status: Mapped[int] = mapped_column(SmallInteger)
+    rule_type: Mapped[str] = mapped_column(Text)
+    language: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(JSON)
+    test_size: Mapped[int] = mapped_column(SmallInteger)
+    start_usec: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    duration_usec: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class TargetTag(Base):
+    """One tag of one target: the index behind GetTarget's tag selector."""
+
+    __tablename__ = "invocation_target_tags"
+
+    invocation: Mapped[int] = _invocation_fk()
+    tag: Mapped[str] = mapped_column(String(INDEXED), primary_key=True)
+    label: Mapped[str] = mapped_column(String(LABEL), primary_key=True)
+
+
+class Action(Base):
+    """An action: from ActionExecuted, a successful TargetComplete or a TestResult event."""
+
+    __tablename__ = "invocation_actions"
+    __table_args__ = (Index("ix_invocation_actions_label", "invocation", "target_label", "sequence"),)
+
+    invocation: Mapped[int] = _invocation_fk()
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    target_label: Mapped[str] = mapped_column(String(LABEL))
+    configuration_id: Mapped[str] = mapped_column(String(INDEXED))
+    action_key: Mapped[str] = mapped_column(String(INDEXED))
+    shard: Mapped[int] = mapped_column(Integer)
+    run: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+
+
+class ActionFile(FileColumns, Base):
+    """A file of an action, in the order the event listed it."""
+
+    __tablename__ = "invocation_action_files"
+
+    invocation: Mapped[int] = _invocation_fk()
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class AuditEntry(Base):
+    """One accountable act of an API key (services.metadata.audit)."""
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_tenant_time", "tenant", "created_at_usec", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    key_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(1024))
+    detail: Mapped[str] = mapped_column(String(256), default="")
+    created_at_usec: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,140 @@
+"""Storing a Build Event Service stream: exactly once per event, durably before the ack, resumable.
+
+An invocation is claimed by each stream that opens it (attempt + 1), and every append proves its claim
+in the same transaction as its writes, so a stale stream (one a retry replaced, possibly on another
+replica) can never write again. Each append is one transaction: the raw events and every indexed row
+they produce commit together, or nothing does. What deriving needs between appends is small and
+lives on the invocation row, so a retried stream resumes anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common.errors import FailedPrecondition
+from services.gen.api.v1 import invocation_pb2
+from services.metadata.invocations import batch, ids, store
+from services.metadata.invocations.derive import Fields
+from services.metadata.invocations.namedsets import NamedSets
+from services.metadata.models import Invocation
+
+Status = invocation_pb2.InvocationStatus
+COMPLETE, PARTIAL, DISCONNECTED = (Status.COMPLETE_INVOCATION_STATUS, Status.PARTIAL_INVOCATION_STATUS,
+                                   Status.DISCONNECTED_INVOCATION_STATUS)
+STATUS_NAMES: dict[int, str] = {COMPLETE: "COMPLETE", PARTIAL: "PARTIAL", DISCONNECTED: "DISCONNECTED"}
+
+
+def now_usec() -> int:
+    return time.time_ns() // 1000
+
+
+class InvocationStore:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def open(self, tenant: str, invocation_id: str, key_id: str, secrets: Collection[str]) -> IngestStream:
+        """Create the invocation or take it over from an earlier stream (a retry)."""
+        invocation_id = ids.invocation_id(invocation_id)
+        for _ in range(2):  # a concurrent first open may win the insert; then this one resumes it
+            try:
+                async with self.sessions.begin() as session:
+                    row = await _claim(session, tenant, invocation_id) or await _create(session, tenant,
+                                                                                        invocation_id, key_id)
+                    return IngestStream(self.sessions, row, secrets)
+            except IntegrityError:
+                continue
+        raise FailedPrecondition(f"invocation {invocation_id} is being opened concurrently; retry")
+
+
+async def _claim(session: AsyncSession, tenant: str, invocation_id: str) -> Invocation | None:
+    claimed = await session.execute(
+        update(Invocation).where(Invocation.tenant == tenant, Invocation.invocation_id == invocation_id)
+        .values(attempt=Invocation.attempt + 1)
+        .execution_options(synchronize_session=False))
+    if claimed.rowcount == 0:  # type: ignore[attr-defined]
+        return None
+    row = await session.scalar(select(Invocation).where(Invocation.tenant == tenant,
+                                                        Invocation.invocation_id == invocation_id))
+    if row is not None and row.status != COMPLETE:
+        row.status, row.updated_at_usec = PARTIAL, now_usec()
+    return row
+
+
+async def _create(session: AsyncSession, tenant: str, invocation_id: str, key_id: str) -> Invocation:
+    now = now_usec()
+    row = Invocation(tenant=tenant, invocation_id=invocation_id, key_id=key_id, attempt=1, last_sequence=0,
+                     status=PARTIAL, created_at_usec=now, updated_at_usec=now, **Fields().columns())
+    session.add(row)
+    await session.flush()
+    return row
+
+
+class IngestStream:
+    """One stream's writer. Callers batch events (a few hundred per append is efficient) and ack up to
+    the returned sequence number; the stream holds only bounded state (the fields, a named-set cache)."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], row: Invocation,
+                 secrets: Collection[str]) -> None:
+        self.sessions = sessions
+        self.invocation_id = row.invocation_id
+        self.last_sequence = row.last_sequence
+        self._pk, self._attempt, self._status = row.id, row.attempt, row.status
+        self._fields = Fields.of(row)
+        self._secrets = tuple(s for s in secrets if s)
+        self._named_sets = NamedSets(row.id)
+        self._closed = False
+
+    async def append(self, events: Sequence[tuple[int, bytes]]) -> int:
+        """Store the events after last_sequence (earlier ones are duplicates of stored events) and return
+        the new last_sequence once committed. A gap or an undecodable event stores nothing."""
+        fresh = self._fresh(events)
+        if not fresh:
+            return self.last_sequence
+        if self._closed or self._status == COMPLETE:
+            raise FailedPrecondition(f"invocation {self.invocation_id} is already complete"
+                                     if self._status == COMPLETE else "this stream is finished")
+        decoded = batch.decode(fresh)
+        fields = self._fields.copy()
+        rows = batch.index(self._pk, decoded, fields, self._secrets, self._named_sets)
+        last = fresh[-1][0]
+        async with self.sessions.begin() as session:
+            await self._update(session, last_sequence=last, **fields.columns())
+            await store.write(session, self._pk, rows, self._named_sets)
+        self._fields, self.last_sequence = fields, last
+        return last
+
+    def _fresh(self, events: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        fresh: list[tuple[int, bytes]] = []
+        expected = self.last_sequence + 1
+        for sequence, payload in events:
+            if sequence < expected:
+                continue
+            if sequence > expected:
+                raise FailedPrecondition(f"invocation {self.invocation_id}: event {sequence} leaves a gap "
+                                         f"(expected {expected}); re-send from {self.last_sequence + 1}")
+            fresh.append((sequence, payload))
+            expected += 1
+        return fresh
+
+    async def finish(self) -> str:
+        """COMPLETE if BuildFinished was stored, else DISCONNECTED; a retry may still resume the latter."""
+        status = COMPLETE if self._fields.finished else DISCONNECTED
+        if not self._closed and self._status != COMPLETE:
+            async with self.sessions.begin() as session:
+                await self._update(session, status=status)
+        self._status, self._closed = status, True
+        return STATUS_NAMES[status]
+
+    async def _update(self, session: AsyncSession, **values: object) -> None:
+        """Write the invocation row if this stream still holds the claim (first, so it locks the row)."""
+        done = await session.execute(
+            update(Invocation).where(Invocation.id == self._pk, Invocation.attempt == self._attempt)
+            .values(updated_at_usec=now_usec(), **values).execution_options(synchronize_session=False))
+        if done.rowcount == 0:  # type: ignore[attr-defined]
+            self._closed = True
+            raise FailedPrecondition(f"invocation {self.invocation_id} was taken over by a newer stream")

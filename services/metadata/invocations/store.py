@@ -1,0 +1,91 @@
+"""Writing one batch's rows inside the append's transaction: bulk inserts, one merge for targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.gen.build_event_stream import build_event_stream_pb2 as bes
+from services.metadata.invocations import targets
+from services.metadata.invocations.actions import ActionRecord
+from services.metadata.invocations.batch import Batch
+from services.metadata.invocations.namedsets import NamedSets
+from services.metadata.invocations.sql import chunks
+from services.metadata.invocations.targets import TargetRow
+from services.metadata.models import (
+    INDEXED,
+    Action,
+    ActionFile,
+    Artifact,
+    InvocationEvent,
+    InvocationMetadata,
+    NamedSet,
+    Target,
+    TargetTag,
+)
+
+
+async def write(session: AsyncSession, invocation: int, batch: Batch, named_sets: NamedSets) -> None:
+    for model, rows in ((InvocationEvent, batch.events), (InvocationMetadata, batch.metadata),
+                        (NamedSet, batch.named_sets), (Artifact, batch.artifacts)):
+        await _insert(session, model, rows)
+    await _merge_targets(session, invocation, batch.target_events)
+    await _insert_actions(session, invocation, batch.actions, named_sets)
+
+
+async def _insert(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(insert(model), rows)
+
+
+async def _merge_targets(session: AsyncSession, invocation: int, events: list[tuple[str, bes.BuildEvent]]) -> None:
+    """Fold the batch's target events into the stored rows: one read, then bulk insert and update."""
+    if not events:
+        return
+    stored = await _load_targets(session, invocation, list(dict.fromkeys(label for label, _ in events)))
+    merged: dict[str, TargetRow] = {}
+    for label, event in events:
+        row = merged.get(label) or (stored[label].copy() if label in stored else None)
+        merged[label] = targets.apply(row, event)
+    new = [row for label, row in merged.items() if label not in stored]
+    changed = [row for label, row in merged.items() if label in stored and row != stored[label]]
+    await _insert(session, Target, [{"invocation": invocation, **row.columns()} for row in new])
+    if changed:
+        await session.execute(update(Target), [{"invocation": invocation, **row.columns()} for row in changed])
+    retagged = [row for row in changed if row.tags != stored[row.label].tags]
+    for some in chunks([row.label for row in retagged]):
+        await session.execute(delete(TargetTag).where(TargetTag.invocation == invocation, TargetTag.label.in_(some)))
+    await _insert(session, TargetTag, [{"invocation": invocation, "tag": tag, "label": row.label}
+                                       for row in (*new, *retagged) for tag in _tags(row)])
+
+
+def _tags(row: TargetRow) -> list[str]:
+    return list(dict.fromkeys(tag[:INDEXED] for tag in row.tags))
+
+
+async def _load_targets(session: AsyncSession, invocation: int, labels: list[str]) -> dict[str, TargetRow]:
+    stored: dict[str, TargetRow] = {}
+    for some in chunks(labels):
+        for row in await session.scalars(select(Target).where(Target.invocation == invocation,
+                                                              Target.label.in_(some))):
+            stored[row.label] = TargetRow(row.label, row.status, row.rule_type, row.language, list(row.tags),
+                                          row.test_size, row.start_usec, row.duration_usec)
+    return stored
+
+
+async def _insert_actions(session: AsyncSession, invocation: int, actions: list[ActionRecord],
+                          named_sets: NamedSets) -> None:
+    files: list[dict[str, Any]] = []
+    for action in actions:
+        resolved = await named_sets.resolve(session, action.file_sets) if action.file_sets else []
+        unique = list(dict.fromkeys((*resolved, *action.files)))
+        files.extend({"invocation": invocation, "sequence": action.sequence, "position": i, **f._asdict()}
+                     for i, f in enumerate(unique))
+    await _insert(session, Action, [
+        {"invocation": invocation, "sequence": a.sequence, "target_label": a.target_label,
+         "configuration_id": a.configuration_id, "action_key": a.action_key, "shard": a.shard, "run": a.run,
+         "attempt": a.attempt} for a in actions])
+    await _insert(session, ActionFile, files)
+
