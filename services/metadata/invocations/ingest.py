@@ -122,7 +122,8 @@ class IngestStream:
         return fresh
 
     async def finish(self) -> str:
-        """COMPLETE if BuildFinished was stored, else DISCONNECTED; a retry may still resume the latter."""
+        """The client ended the stream: COMPLETE if BuildFinished was stored, else DISCONNECTED (which a
+        retry may still resume). COMPLETE is final: new events for the invocation are refused."""
         status = COMPLETE if self._fields.finished else DISCONNECTED
         if not self._closed and self._status != COMPLETE:
             async with self.sessions.begin() as session:
@@ -130,11 +131,23 @@ class IngestStream:
         self._status, self._closed = status, True
         return STATUS_NAMES[status]
 
+    async def disconnect(self) -> None:
+        """The stream broke off before `finish`: DISCONNECTED, unless the invocation is complete or a newer
+        stream (Bazel's retry) has already claimed it. Never raises for a lost claim: nothing is left to do."""
+        if self._closed or self._status == COMPLETE:
+            return
+        self._closed = True
+        try:
+            async with self.sessions.begin() as session:
+                await self._update(session, status=DISCONNECTED)
+        except FailedPrecondition:
+            return
+        self._status = DISCONNECTED
+
     async def _update(self, session: AsyncSession, **values: object) -> None:
         """Write the invocation row if this stream still holds the claim (first, so it locks the row)."""
         done = await session.execute(
             update(Invocation).where(Invocation.id == self._pk, Invocation.attempt == self._attempt)
             .values(updated_at_usec=now_usec(), **values).execution_options(synchronize_session=False))
         if done.rowcount == 0:  # type: ignore[attr-defined]
-            self._closed = True
             raise FailedPrecondition(f"invocation {self.invocation_id} was taken over by a newer stream")

@@ -1,0 +1,174 @@
+"""The ingest protocol: exactly-once storage across retries, claims, finalization, and bad input."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.common import db
+from services.common.errors import FailedPrecondition, InvalidArgument
+from services.gen.api.v1 import invocation_pb2
+from services.gen.build_event_stream import build_event_stream_pb2 as bes
+from services.metadata.db import sessions
+from services.metadata.invocations import queries
+from services.metadata.invocations.ingest import InvocationStore
+from services.metadata.models import Invocation, InvocationEvent, Target
+from tests.invocations.support import (
+    FAKE_KEY,
+    completed,
+    configured,
+    finished,
+    ingest,
+    invocation_id_of,
+    numbered,
+    progress,
+    recorded,
+    started,
+)
+
+Maker = async_sessionmaker[AsyncSession]
+
+
+async def stored_sequences(maker: Maker) -> list[int]:
+    async with maker() as session:
+        return list(await session.scalars(select(InvocationEvent.sequence).order_by(InvocationEvent.sequence)))
+
+
+async def status(maker: Maker, tenant: str, invocation_id: str) -> str | None:
+    return await queries.invocation_status(maker, tenant, invocation_id)
+
+
+async def test_resending_from_an_earlier_event_stores_each_event_once(maker: Maker) -> None:
+    events = recorded("test_ci")
+    store = InvocationStore(maker)
+    stream = await store.open("acme", invocation_id_of(events), "AK1", [FAKE_KEY])
+    assert await stream.append(events[:20]) == 20
+    assert await stream.append(events[10:30]) == 30, "10 duplicates dropped, 10 new stored"
+    assert await stream.append(events[5:8]) == 30
+    assert await stream.append(events[30:]) == len(events)
+    assert await stream.finish() == "COMPLETE"
+    assert await stored_sequences(maker) == list(range(1, len(events) + 1))
+
+
+async def test_a_gap_is_refused_and_nothing_of_the_batch_is_stored(maker: Maker) -> None:
+    events = recorded("build_plain")
+    stream = await InvocationStore(maker).open("acme", invocation_id_of(events), "AK1", [])
+    await stream.append(events[:5])
+    with pytest.raises(FailedPrecondition, match="gap"):
+        await stream.append(events[4:6] + events[7:9])
+    assert stream.last_sequence == 5 and await stored_sequences(maker) == [1, 2, 3, 4, 5]
+    with pytest.raises(FailedPrecondition):
+        await (await InvocationStore(maker).open("acme", str(uuid.uuid4()), "AK1", [])).append(events[1:3])
+
+
+async def test_a_bad_payload_refuses_the_whole_batch(maker: Maker) -> None:
+    invocation_id = str(uuid.uuid4())
+    stream = await InvocationStore(maker).open("acme", invocation_id, "AK1", [])
+    good = numbered([started(invocation_id), configured("//:a")])
+    with pytest.raises(InvalidArgument, match="event 3"):
+        await stream.append([*good, (3, b"\xff\xff\xff")])
+    assert await stored_sequences(maker) == [] and stream.last_sequence == 0
+    assert await stream.append(good) == 2
+
+
+async def test_invocation_ids_must_be_uuids(maker: Maker) -> None:
+    with pytest.raises(InvalidArgument, match="not a UUID"):
+        await InvocationStore(maker).open("acme", "my-build", "AK1", [])
+
+
+async def test_a_stream_resumes_on_another_replica_and_the_stale_one_is_refused(maker: Maker,
+                                                                                 database_url: str) -> None:
+    events = recorded("test_ci")
+    invocation_id = invocation_id_of(events)
+    first = await InvocationStore(maker).open("acme", invocation_id, "AK1", [FAKE_KEY])
+    await first.append(events[:25])  # up to the first TargetComplete's named set and beyond
+    other_engine = db.create_engine(database_url)
+    try:
+        second = await InvocationStore(sessions(other_engine)).open("acme", invocation_id, "AK1", [FAKE_KEY])
+        assert second.last_sequence == 25
+        with pytest.raises(FailedPrecondition, match="newer stream"):
+            await first.append(events[25:30])
+        with pytest.raises(FailedPrecondition):
+            await first.finish()
+        await second.append(events[20:])
+        assert await second.finish() == "COMPLETE"
+    finally:
+        await other_engine.dispose()
+    assert await stored_sequences(maker) == list(range(1, len(events) + 1))
+    whole = await ingest(InvocationStore(maker), "other", events, invocation_id, batch=len(events))
+    assert whole.last_sequence == len(events)
+    for tenant in ("acme", "other"):  # the resumed invocation is indexed exactly like a single stream
+        answer = await queries.get_invocations(maker, tenant, _by_id(invocation_id))
+        assert answer.invocation[0].commit_sha == "2" * 40 and answer.invocation[0].user == "fixture-user"
+    async with maker() as session:
+        counts = dict((await session.execute(
+            select(Invocation.tenant, func.count()).join(Target, Target.invocation == Invocation.id)
+            .group_by(Invocation.tenant))).all())
+    assert counts == {"acme": 6, "other": 6}
+
+
+def _by_id(invocation_id: str) -> invocation_pb2.GetInvocationRequest:
+    return invocation_pb2.GetInvocationRequest(selector=invocation_pb2.InvocationSelector(invocation_id=invocation_id))
+
+
+async def test_complete_disconnected_and_partial(maker: Maker) -> None:
+    store = InvocationStore(maker)
+    invocation_id = str(uuid.uuid4())
+    events = numbered([started(invocation_id), configured("//:a"), completed("//:a")])
+    stream = await store.open("acme", invocation_id, "AK1", [])
+    await stream.append(events)
+    assert await status(maker, "acme", invocation_id) == "PARTIAL"
+    assert await stream.finish() == "DISCONNECTED"
+    assert await status(maker, "acme", invocation_id) == "DISCONNECTED"
+
+    retry = await store.open("acme", invocation_id, "AK1", [])
+    assert await status(maker, "acme", invocation_id) == "PARTIAL"
+    await retry.append(events + numbered([finished(), progress()], first=4))
+    assert await retry.finish() == "COMPLETE"
+
+    again = await store.open("acme", invocation_id, "AK1", [])  # Bazel re-sends events whose acks were lost
+    assert await again.append(events) == 5
+    with pytest.raises(FailedPrecondition, match="already complete"):
+        await again.append(numbered([progress()], first=6))
+    assert await again.finish() == "COMPLETE" and await status(maker, "acme", invocation_id) == "COMPLETE"
+
+
+async def test_tenants_never_collide(maker: Maker) -> None:
+    store = InvocationStore(maker)
+    invocation_id = str(uuid.uuid4())
+    await ingest(store, "acme", numbered([started(invocation_id), configured("//:a"), finished()]), invocation_id)
+    other = await store.open("globex", invocation_id, "AK2", [])
+    assert other.last_sequence == 0, "the same id in another tenant is another invocation"
+    await other.append(numbered([started(invocation_id, "test")]))
+    assert await status(maker, "acme", invocation_id) == "COMPLETE"
+    assert await status(maker, "globex", invocation_id) == "PARTIAL"
+    assert await status(maker, "initech", invocation_id) is None
+
+
+async def test_progress_text_is_not_stored(maker: Maker) -> None:
+    invocation_id = str(uuid.uuid4())
+    await ingest(InvocationStore(maker), "acme", numbered([started(invocation_id), progress("out", "err"),
+                                                           finished()]), invocation_id)
+    async with maker() as session:
+        payload = await session.scalar(select(InvocationEvent.payload).where(InvocationEvent.sequence == 2))
+    stored = bes.BuildEvent.FromString(payload or b"")
+    assert stored.HasField("progress") and not stored.progress.stdout and not stored.progress.stderr
+
+
+async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: Maker) -> None:
+    store = InvocationStore(maker)
+    invocation_id = str(uuid.uuid4())
+    events = numbered([started(invocation_id), finished(), progress(), progress()])
+    broken = await store.open("acme", invocation_id, "AK1", [])
+    await broken.append(events[:2])
+    await broken.disconnect()  # acks of the trailing events were lost: Bazel will retry
+    assert await status(maker, "acme", invocation_id) == "DISCONNECTED"
+    retry = await store.open("acme", invocation_id, "AK1", [])
+    await broken.disconnect()  # late: the retry owns the invocation now, so nothing changes
+    assert await status(maker, "acme", invocation_id) == "PARTIAL"
+    assert await retry.append(events) == 4 and await retry.finish() == "COMPLETE"
+    await retry.disconnect()
+    assert await status(maker, "acme", invocation_id) == "COMPLETE"
