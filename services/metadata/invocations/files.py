@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
-from services.common.errors import ApiError
-from services.common.resources import parse_read_resource
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
+
+# bytestream://host[:port]/[instance/](blobs|compressed-blobs/zstd)/<sha256>/<size>, userinfo allowed
+_BYTESTREAM = re.compile(r"bytestream://[^/]*/(?:[^?#]*/)?(?:blobs|compressed-blobs/zstd)/([0-9a-f]{64})/(\d+)")
 
 
 class FileRow(NamedTuple):
@@ -19,14 +20,8 @@ class FileRow(NamedTuple):
 
 def digest_of(uri: str) -> tuple[str, int]:
     """(hash, size) of `bytestream://host/[instance/]blobs/<hash>/<size>`; ("", 0) for any other URI."""
-    parts = urlsplit(uri)
-    if parts.scheme != "bytestream":
-        return "", 0
-    try:
-        digest = parse_read_resource(parts.path.lstrip("/")).digest
-    except ApiError:
-        return "", 0
-    return digest.hash, digest.size
+    match = _BYTESTREAM.fullmatch(uri)
+    return (match[1], int(match[2])) if match else ("", 0)
 
 
 def file_row(file: bes.File) -> FileRow:

@@ -15,13 +15,14 @@ from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, file_pb2, invocation_pb2, target_pb2
 from services.metadata.invocations import ids, messages, paging
 from services.metadata.invocations.batch import BUILD_METADATA
 from services.metadata.invocations.ingest import STATUS_NAMES
-from services.metadata.invocations.sql import chunks
+from services.metadata.invocations.sql import chunks, index_plans
 from services.metadata.models import Action, ActionFile, Artifact, Invocation, InvocationMetadata, Target, TargetTag
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -85,6 +86,7 @@ async def get_invocations(sessions: Sessions, tenant: str, request: invocation_p
         query = query.where(tuple_(Invocation.created_at_usec, Invocation.id) < tuple(after))
     query = query.order_by(Invocation.created_at_usec.desc(), Invocation.id.desc()).limit(page_size + 1)
     async with sessions() as session:
+        await index_plans(session)
         rows, more = _page((await session.scalars(query)).all(), page_size)
         answer = invocation_pb2.GetInvocationResponse(invocation=[messages.invocation(row) for row in rows])
         await _include(session, tenant, request, rows, answer.invocation)
@@ -140,28 +142,29 @@ async def get_targets(sessions: Sessions, tenant: str, request: target_pb2.GetTa
     query_key = ("target", tenant, selector.invocation_id, selector.label, selector.tag, selector.target_id)
     after = paging.decode(request.page_token, query_key, (str,))
     async with sessions() as session:
+        await index_plans(session)
         pk = await _invocation(session, tenant, selector.invocation_id, "TargetSelector")
-        query = _target_query(pk, selector)
+        query, key = _target_query(pk, selector)
         if after is not None:
-            query = query.where(Target.label > after[0])
-        rows, more = _page((await session.scalars(query.order_by(Target.label).limit(page_size + 1))).all(),
-                           page_size)
+            query = query.where(key > after[0])
+        rows, more = _page((await session.scalars(query.order_by(key).limit(page_size + 1))).all(), page_size)
     answer = target_pb2.GetTargetResponse(target=[messages.target(selector.invocation_id, row) for row in rows])
     if more:
         answer.next_page_token = paging.encode(query_key, [rows[-1].label])
     return answer
 
 
-def _target_query(pk: int, selector: target_pb2.TargetSelector) -> Select[Target]:
+def _target_query(pk: int, selector: target_pb2.TargetSelector) -> tuple[Select[Target], InstrumentedAttribute[str]]:
+    """The query and the label column to page on: the tag index's own for a tag, so a page is one walk."""
     query = select(Target).where(Target.invocation == pk)
     if selector.label:
-        return query.where(Target.label == selector.label)
+        return query.where(Target.label == selector.label), Target.label
     if selector.tag:
         return query.join(TargetTag, and_(TargetTag.invocation == Target.invocation, TargetTag.label == Target.label)
-                          ).where(TargetTag.tag == selector.tag)
+                          ).where(TargetTag.invocation == pk, TargetTag.tag == selector.tag), TargetTag.label
     if selector.target_id:
-        return query.where(Target.label == ids.decode(selector.target_id))
-    return query
+        return query.where(Target.label == ids.decode(selector.target_id)), Target.label
+    return query, Target.label
 
 
 async def get_actions(sessions: Sessions, tenant: str, request: action_pb2.GetActionRequest,
@@ -172,6 +175,7 @@ async def get_actions(sessions: Sessions, tenant: str, request: action_pb2.GetAc
                  selector.configuration_id, selector.action_id)
     after = paging.decode(request.page_token, query_key, (int,))
     async with sessions() as session:
+        await index_plans(session)
         pk = await _invocation(session, tenant, selector.invocation_id, "ActionSelector")
         query = _action_query(pk, selector)
         if after is not None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
@@ -12,7 +12,7 @@ from services.metadata.invocations import targets
 from services.metadata.invocations.actions import ActionRecord
 from services.metadata.invocations.batch import Batch
 from services.metadata.invocations.namedsets import NamedSets
-from services.metadata.invocations.sql import chunks
+from services.metadata.invocations.sql import chunks, index_plans
 from services.metadata.invocations.targets import TargetRow
 from services.metadata.models import (
     INDEXED,
@@ -28,6 +28,7 @@ from services.metadata.models import (
 
 
 async def write(session: AsyncSession, invocation: int, batch: Batch, named_sets: NamedSets) -> None:
+    await index_plans(session)
     for model, rows in ((InvocationEvent, batch.events), (InvocationMetadata, batch.metadata),
                         (NamedSet, batch.named_sets), (Artifact, batch.artifacts)):
         await _insert(session, model, rows)
@@ -36,8 +37,14 @@ async def write(session: AsyncSession, invocation: int, batch: Batch, named_sets
 
 
 async def _insert(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    """A Core executemany: the ORM's bulk path costs more in Python than the database spends."""
     if rows:
-        await session.execute(insert(model), rows)
+        await session.execute(insert(model.__table__), rows)
+
+
+_TARGET = cast(Table, Target.__table__)
+_UPDATE_TARGET = update(_TARGET).where(_TARGET.c.invocation == bindparam("key_invocation"),
+                                        _TARGET.c.label == bindparam("key_label"))
 
 
 async def _merge_targets(session: AsyncSession, invocation: int, events: list[tuple[str, bes.BuildEvent]]) -> None:
@@ -53,7 +60,8 @@ async def _merge_targets(session: AsyncSession, invocation: int, events: list[tu
     changed = [row for label, row in merged.items() if label in stored and row != stored[label]]
     await _insert(session, Target, [{"invocation": invocation, **row.columns()} for row in new])
     if changed:
-        await session.execute(update(Target), [{"invocation": invocation, **row.columns()} for row in changed])
+        await session.execute(_UPDATE_TARGET, [{"key_invocation": invocation, "key_label": row.label, **row.columns()}
+                                               for row in changed])
     retagged = [row for row in changed if row.tags != stored[row.label].tags]
     for some in chunks([row.label for row in retagged]):
         await session.execute(delete(TargetTag).where(TargetTag.invocation == invocation, TargetTag.label.in_(some)))

@@ -42,7 +42,7 @@ class TargetRow:
         return self.duration_usec is not None
 
     def columns(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return dict(vars(self))  # not dataclasses.asdict: its deep copies cost more than the whole insert
 
     def copy(self) -> TargetRow:
         return dataclasses.replace(self, tags=list(self.tags))
