@@ -4,15 +4,18 @@ Read from a JSON file (a ConfigMap in Kubernetes, written by `bbapi cluster` on 
   {"replication": 2,
    "members": [{"id": "cas-0", "address": "host:7001", "weight": 1.0}, ...],
    "previous": null | {"members": [...]}}
-`previous` is set while a membership change is being migrated (see services.gateway.sharded).
+`previous` is set while a membership change is being migrated (see services.gateway.migration).
+The generation is the SHA-256 of the file's exact text, so whoever wrote it (the operator, the
+cluster supervisor) can tell from a gateway's `/status/membership` which document it runs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
 from services.common.errors import InvalidArgument
 
@@ -38,17 +41,49 @@ class MemberList(BaseModel, frozen=True):
 class Membership(MemberList, frozen=True):
     replication: int = Field(2, ge=1)
     previous: MemberList | None = None
+    _text: str | None = PrivateAttr(None)
 
     @property
     def generation(self) -> str:
-        """Identifies this exact configuration (the operator compares it with gateway status)."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+        """Identifies this exact document (the operator compares it with gateway status)."""
+        return hashlib.sha256((self._text if self._text is not None else encode(self)).encode()).hexdigest()
+
+    def everyone(self) -> tuple[Member, ...]:
+        """Current members, then those only in `previous` (all must be reachable while migrating)."""
+        ids = {m.id for m in self.members}
+        return self.members + tuple(m for m in (self.previous.members if self.previous else ()) if m.id not in ids)
+
+
+def encode(membership: Membership) -> str:
+    """The canonical file text, byte for byte what the operator writes for the same document."""
+    document = {"replication": membership.replication,
+                "members": [m.model_dump() for m in membership.members],
+                "previous": None if membership.previous is None
+                else {"members": [m.model_dump() for m in membership.previous.members]}}
+    return json.dumps(document, indent=2) + "\n"
+
+
+def parse(text: str, source: str = "membership") -> Membership:
+    try:
+        membership = Membership.model_validate_json(text)
+    except ValidationError as err:
+        raise InvalidArgument(f"{source} is invalid: {err}") from None
+    membership._text = text
+    return membership
 
 
 def load(path: Path) -> Membership:
     try:
-        return Membership.model_validate_json(path.read_bytes())
+        text = path.read_text()
     except FileNotFoundError:
         raise InvalidArgument(f"membership file {path} does not exist") from None
-    except ValidationError as err:
-        raise InvalidArgument(f"membership file {path} is invalid: {err}") from None
+    return parse(text, f"membership file {path}")
+
+
+def write(path: Path, membership: Membership) -> str:
+    """Replace the file atomically (gateways may read it at any moment); returns the generation."""
+    text = encode(membership)
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text)
+    temp.replace(path)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,72 @@
+"""Which CAS members this gateway believes reachable, judged per request and by health checks.
+
+A request that fails with UNAVAILABLE (or times out) marks the member down at once, so the next
+requests fail over without waiting; a periodic health check brings it back. Placement never
+changes because of this: a down member keeps its slots and gets its data back through hinted
+hand-off and read repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.gateway import cluster_metrics as metrics
+from services.gateway.failures import is_unavailable
+from services.gateway.members import ShardPool
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 1.0
+
+
+class Liveness:
+    def __init__(self, pool: ShardPool) -> None:
+        self.pool = pool
+        self._down: set[str] = set()
+
+    def is_up(self, member_id: str) -> bool:
+        return member_id not in self._down
+
+    def down(self) -> set[str]:
+        return set(self._down)
+
+    def failed(self, member_id: str, err: BaseException) -> bool:
+        """Note a failed request; True when it marked the member down (the caller fails over)."""
+        if not is_unavailable(err):
+            return False
+        metrics.FAILOVERS.labels(member_id).inc()
+        if member_id not in self._down:
+            log.warning("CAS member %s is unreachable (%s); failing over until it answers again", member_id, err)
+            self._down.add(member_id)
+            metrics.SHARD_UP.labels(member_id).set(0)
+        return True
+
+    async def probe(self) -> list[str]:
+        """Health-check every member; returns the ids that came back up."""
+        shards = self.pool.items()
+        serving = await asyncio.gather(*(_serving(shard.channel) for _, shard in shards))
+        back: list[str] = []
+        for (member_id, _), ok in zip(shards, serving, strict=True):
+            metrics.SHARD_UP.labels(member_id).set(1 if ok else 0)
+            if ok and member_id in self._down:
+                log.info("CAS member %s is reachable again", member_id)
+                self._down.discard(member_id)
+                back.append(member_id)
+            elif not ok and member_id not in self._down:
+                log.warning("CAS member %s failed its health check", member_id)
+                self._down.add(member_id)
+        self._down &= {member_id for member_id, _ in shards}
+        return back
+
+
+async def _serving(channel: grpc.aio.Channel) -> bool:
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                                   timeout=HEALTH_TIMEOUT)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

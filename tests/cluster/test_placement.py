@@ -1,0 +1,87 @@
+"""Rendezvous placement over 65,536 slots: deterministic, balanced, minimal movement."""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+
+import pytest
+
+from services.common.errors import InvalidArgument
+from services.common.membership import Member
+from services.common.placement import SLOTS, Placement, slot_of
+
+
+def members(n: int, weights: dict[int, float] | None = None) -> list[Member]:
+    return [Member(id=f"cas-{i}", address=f"127.0.0.1:{7100 + i}", weight=(weights or {}).get(i, 1.0))
+            for i in range(n)]
+
+
+@functools.cache
+def table(n: int, replication: int = 2) -> Placement:
+    return Placement.build(members(n), replication)
+
+
+def shares(placement: Placement, replicas: bool) -> Counter[str]:
+    counted: Counter[str] = Counter()
+    for slot in range(SLOTS):
+        owners = placement.owners(slot) if replicas else placement.owners(slot)[:1]
+        counted.update(m.id for m in owners)
+    return counted
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_primaries_and_replicas_are_balanced_within_2_percent(n: int) -> None:
+    placement = table(n)
+    for replicas, per_member in ((False, SLOTS / n), (True, SLOTS * 2 / n)):
+        counts = shares(placement, replicas)
+        assert set(counts) == {f"cas-{i}" for i in range(n)}
+        assert all(abs(c - per_member) / per_member <= 0.02 for c in counts.values()), counts
+
+
+def test_every_slot_has_distinct_replicas_and_a_full_preference_list() -> None:
+    placement = table(4)
+    for slot in range(0, SLOTS, 97):
+        preference = placement.preference(slot)
+        assert sorted(m.id for m in preference) == [f"cas-{i}" for i in range(4)]
+        assert placement.owners(slot) == preference[:2]
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 7])
+def test_adding_a_member_moves_about_one_in_n_plus_1_slots_and_only_to_it(n: int) -> None:
+    before, after = table(n), table(n + 1)
+    moved = [s for s in range(SLOTS) if before.owners(s)[0] != after.owners(s)[0]]
+    assert abs(len(moved) / SLOTS - 1 / (n + 1)) < 0.01
+    assert {after.owners(s)[0].id for s in moved} == {f"cas-{n}"}
+    # replica sets change only where the newcomer joined them: about R/(n+1) of the slots
+    changed = [s for s in range(SLOTS) if set(before.owners(s)) != set(after.owners(s))]
+    assert abs(len(changed) / SLOTS - 2 / (n + 1)) < 0.015
+    assert all(f"cas-{n}" in {m.id for m in after.owners(s)} for s in changed)
+
+
+def test_removing_a_member_moves_only_its_slots() -> None:
+    before, after = table(4), table(3)
+    for slot in range(SLOTS):
+        if before.owners(slot)[0].id != "cas-3":
+            assert after.owners(slot)[0] == before.owners(slot)[0]
+
+
+def test_placement_is_deterministic_and_independent_of_member_order_and_addresses() -> None:
+    one = table(3)
+    shuffled = [m.model_copy(update={"address": "elsewhere:1"}) for m in reversed(members(3))]
+    other = Placement.build(shuffled, replication=2)
+    assert all([m.id for m in one.preference(s)] == [m.id for m in other.preference(s)] for s in range(SLOTS))
+
+
+def test_weights_scale_a_members_share() -> None:
+    placement = Placement.build(members(3, weights={0: 2.0}), replication=1)
+    counts = shares(placement, replicas=False)
+    assert abs(counts["cas-0"] / SLOTS - 0.5) < 0.02  # weight 2 of a total 4
+
+
+def test_replication_is_capped_by_the_member_count_and_slots_come_from_the_digest() -> None:
+    single = Placement.build(members(1), replication=2)
+    assert single.replicas == 1 and [m.id for m in single.owners(123)] == ["cas-0"]
+    assert slot_of("ffff" + "0" * 60) == SLOTS - 1 and slot_of("0001" + "a" * 60) == 1
+    with pytest.raises(InvalidArgument):
+        Placement.build([], replication=2)
