@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.gen.api.v1 import invocation_pb2
+from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
 from services.metadata.db import sessions
 from services.metadata.invocations import queries
@@ -23,9 +23,11 @@ from tests.invocations.support import (
     finished,
     ingest,
     invocation_id_of,
+    named_set,
     numbered,
     progress,
     recorded,
+    shard_result,
     started,
 )
 
@@ -172,3 +174,26 @@ async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: 
     assert await retry.append(events) == 4 and await retry.finish() == "COMPLETE"
     await retry.disconnect()
     assert await status(maker, "acme", invocation_id) == "COMPLETE"
+
+
+async def test_odd_events_are_recorded_as_bazel_meant_them(maker: Maker) -> None:
+    invocation_id = str(uuid.uuid4())
+    summary = bes.BuildEvent(id=bes.BuildEventId(test_summary=bes.BuildEventId.TestSummaryId(label="//never:seen")),
+                             test_summary=bes.TestSummary(overall_status=bes.FLAKY, total_run_duration_millis=3))
+    aborted = bes.BuildEvent(id=configured("//:skipped").id, aborted=bes.Aborted(reason=bes.Aborted.SKIPPED))
+    events = [started(invocation_id), bes.BuildEvent(), configured("//:skipped"), aborted, summary,
+              completed("//never:configured", file_sets=["no-such-set"]), configured("//:" + "x" * 700),
+              named_set("a", ["a.txt"], children=["a", "missing"]), named_set("a", ["again.txt"]),
+              completed("//:dup", file_sets=["a"]), shard_result("//unconfigured:test", 1),
+              progress("x" * 5_000_000), finished()]
+    await ingest(InvocationStore(maker), "acme", numbered(events), invocation_id)
+    targets = {t.label: t for t in (await queries.get_targets(maker, "acme", target_pb2.GetTargetRequest(
+        selector=target_pb2.TargetSelector(invocation_id=invocation_id)))).target}
+    assert {label: common_pb2.Status.Name(t.status) for label, t in targets.items()} == {
+        "//:skipped": "SKIPPED", "//never:seen": "FLAKY", "//never:configured": "BUILT", "//:dup": "BUILT"}
+    assert targets["//never:seen"].timing.duration.ToMilliseconds() == 3
+    actions = (await queries.get_actions(maker, "acme", action_pb2.GetActionRequest(
+        selector=action_pb2.ActionSelector(invocation_id=invocation_id)))).action
+    files = {a.target_label: [f.name for f in a.file] for a in actions}
+    assert files == {"//never:configured": [], "//:dup": ["again.txt"], "//unconfigured:test": ["test.log"]}
+    assert await stored_sequences(maker) == list(range(1, len(events) + 1))

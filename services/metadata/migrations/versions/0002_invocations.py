@@ -18,8 +18,7 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _invocation() -> sa.Column[int]:
-    return sa.Column("invocation", sa.BigInteger(), sa.ForeignKey("invocations.id", ondelete="CASCADE"),
-                     nullable=False)
+    return sa.Column("invocation", sa.BigInteger(), nullable=False)
 
 
 def _file_columns() -> list[sa.Column[object]]:
