@@ -227,3 +227,13 @@ async def test_tenants_and_bad_requests(maker: Maker) -> None:
             await query(maker, "acme", request)
     with pytest.raises(InvalidArgument, match="page_token"):
         await queries.get_targets(maker, "globex", targets_by(invocation_id, page_token=token))
+
+
+async def test_pages_with_artifacts_get_shorter_not_larger(maker: Maker, monkeypatch: pytest.MonkeyPatch) -> None:
+    older, newer = await load(maker, COMMIT_SHA="c"), await load(maker, COMMIT_SHA="c")
+    monkeypatch.setattr(queries, "MAX_ARTIFACTS", 1)
+    pages = await all_pages(queries.get_invocations, maker, invocations_by(commit_sha="c", include_artifacts=True),
+                            "invocation", 1)
+    assert [(i.id.invocation_id, len(i.artifacts)) for i in pages] == [(newer, 1), (older, 1)]
+    first = await queries.get_invocations(maker, "acme", invocations_by(commit_sha="c", include_artifacts=True))
+    assert len(first.invocation) == 1 and first.next_page_token, "the page stops once it holds MAX_ARTIFACTS"

@@ -30,7 +30,7 @@ INVOCATION_PAGE = 50
 TARGET_PAGE = 500
 ACTION_PAGE = 200
 ACTION_PAGE_FILES = 5_000  # a page of actions stops early once it holds this many files
-MAX_ARTIFACTS = 10_000  # per invocation in GetInvocation (include_artifacts); the API cannot page them
+MAX_ARTIFACTS = 10_000  # per invocation, and per page, in GetInvocation with include_artifacts
 
 
 def _canonical(invocation_id: str) -> str | None:
@@ -89,6 +89,10 @@ async def get_invocations(sessions: Sessions, tenant: str, request: invocation_p
         await index_plans(session)
         rows, more = _page((await session.scalars(query)).all(), page_size)
         answer = invocation_pb2.GetInvocationResponse(invocation=[messages.invocation(row) for row in rows])
+        if request.include_artifacts:
+            rows = await _artifacts(session, rows, answer.invocation)
+            more = more or len(rows) < len(answer.invocation)
+            del answer.invocation[len(rows):]
         await _include(session, tenant, request, rows, answer.invocation)
     if more:
         answer.next_page_token = paging.encode(query_key, [rows[-1].created_at_usec, rows[-1].id])
@@ -108,13 +112,23 @@ async def _include(session: AsyncSession, tenant: str, request: invocation_pb2.G
             target = by_pk[entry.invocation]
             listed = target.build_metadata if entry.kind == BUILD_METADATA else target.workspace_status
             listed.add(key=entry.key, value=entry.value)
-    if request.include_artifacts:
-        for pk, message in by_pk.items():
-            message.artifacts.extend(messages.file(f) for f in await session.scalars(
-                select(Artifact).where(Artifact.invocation == pk)
-                .order_by(Artifact.sequence, Artifact.position).limit(MAX_ARTIFACTS)))
     if request.include_child_invocations:
         await _children(session, tenant, rows, out)
+
+
+async def _artifacts(session: AsyncSession, rows: Sequence[Invocation],
+                     out: Sequence[invocation_pb2.Invocation]) -> Sequence[Invocation]:
+    """Fill artifacts (at most MAX_ARTIFACTS an invocation) for the leading rows that fit in one page's worth
+    of them; the rows kept. The API cannot page artifacts, so pages of invocations get shorter instead."""
+    held = 0
+    for kept, (row, message) in enumerate(zip(rows, out, strict=True)):
+        if kept and held >= MAX_ARTIFACTS:
+            return rows[:kept]
+        message.artifacts.extend(messages.file(f) for f in await session.scalars(
+            select(Artifact).where(Artifact.invocation == row.id)
+            .order_by(Artifact.sequence, Artifact.position).limit(MAX_ARTIFACTS)))
+        held += len(message.artifacts)
+    return rows
 
 
 async def _children(session: AsyncSession, tenant: str, rows: Sequence[Invocation],
