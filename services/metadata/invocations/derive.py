@@ -70,6 +70,11 @@ class Fields:
     def columns(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def changes(self, before: Fields) -> dict[str, Any]:
+        """The columns that differ from `before` (most events change none)."""
+        old = before.columns()
+        return {name: value for name, value in self.columns().items() if value != old[name]}
+
     @classmethod
     def of(cls, row: Any) -> Fields:
         return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})

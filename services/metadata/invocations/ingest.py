@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Sequence
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -27,6 +28,9 @@ Status = invocation_pb2.InvocationStatus
 COMPLETE, PARTIAL, DISCONNECTED = (Status.COMPLETE_INVOCATION_STATUS, Status.PARTIAL_INVOCATION_STATUS,
                                    Status.DISCONNECTED_INVOCATION_STATUS)
 STATUS_NAMES: dict[int, str] = {COMPLETE: "COMPLETE", PARTIAL: "PARTIAL", DISCONNECTED: "DISCONNECTED"}
+
+
+_INVOCATIONS = cast(Table, Invocation.__table__)
 
 
 def now_usec() -> int:
@@ -75,8 +79,9 @@ async def _create(session: AsyncSession, tenant: str, invocation_id: str, key_id
 
 
 class IngestStream:
-    """One stream's writer. Callers batch events (a few hundred per append is efficient) and ack up to
-    the returned sequence number; the stream holds only bounded state (the fields, a named-set cache)."""
+    """One stream's writer. Callers batch events (a few hundred per append is efficient), ack up to the
+    returned sequence number, and call one method at a time (a stream is not safe for concurrent use).
+    The stream holds only bounded state: the derived fields and a named-set cache."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], row: Invocation,
                  secrets: Collection[str]) -> None:
@@ -103,7 +108,7 @@ class IngestStream:
         rows = batch.index(self._pk, decoded, fields, self._secrets, self._named_sets)
         last = fresh[-1][0]
         async with self.sessions.begin() as session:
-            await self._update(session, last_sequence=last, **fields.columns())
+            await self._update(session, last_sequence=last, **fields.changes(self._fields))
             await store.write(session, self._pk, rows, self._named_sets)
         self._fields, self.last_sequence = fields, last
         return last
@@ -147,7 +152,7 @@ class IngestStream:
     async def _update(self, session: AsyncSession, **values: object) -> None:
         """Write the invocation row if this stream still holds the claim (first, so it locks the row)."""
         done = await session.execute(
-            update(Invocation).where(Invocation.id == self._pk, Invocation.attempt == self._attempt)
-            .values(updated_at_usec=now_usec(), **values).execution_options(synchronize_session=False))
+            update(_INVOCATIONS).where(_INVOCATIONS.c.id == self._pk, _INVOCATIONS.c.attempt == self._attempt)
+            .values(updated_at_usec=now_usec(), **values))
         if done.rowcount == 0:  # type: ignore[attr-defined]
             raise FailedPrecondition(f"invocation {self.invocation_id} was taken over by a newer stream")

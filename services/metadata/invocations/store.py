@@ -28,6 +28,7 @@ from services.metadata.models import (
 
 
 async def write(session: AsyncSession, invocation: int, batch: Batch, named_sets: NamedSets) -> None:
+    """Everything the batch adds; targets and actions last, as they read what the batch itself stored."""
     await index_plans(session)
     for model, rows in ((InvocationEvent, batch.events), (InvocationMetadata, batch.metadata),
                         (NamedSet, batch.named_sets), (Artifact, batch.artifacts)):
