@@ -9,8 +9,10 @@ from __future__ import annotations
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
+from services.gen.build_event_stream import build_event_stream_pb2 as bes
+
 _Field = descriptor_pb2.FieldDescriptorProto
-_BUILD_METADATA_FIELD = 26  # build_event_stream.BuildEvent.build_metadata
+_BUILD_METADATA_FIELD = bes.BuildEvent.DESCRIPTOR.fields_by_name["build_metadata"].number
 
 
 def _field(name: str, number: int, message: str | None = None, repeated: bool = False) -> _Field:
