@@ -10,10 +10,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from services.cli import keys, processes, serve
+from services.cli import cluster, keys, processes, serve
 
 Registrar = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
-REGISTRARS: list[Registrar] = [serve.register, keys.register, processes.register]
+REGISTRARS: list[Registrar] = [serve.register, keys.register, processes.register, cluster.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

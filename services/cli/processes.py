@@ -12,12 +12,11 @@ from pydantic import Field
 from services.cas import service as cas
 from services.cas.settings import CasSettings
 from services.cli.runtime import run_until_signal, setup_logging
-from services.common import membership
-from services.common.errors import Unimplemented
 from services.common.rpc import insecure_channel
 from services.common.settings import CommonSettings, add_arguments, from_args
 from services.gateway import service as gateway
-from services.gateway.remote import RemoteBlobAccess
+from services.gateway.cas_cluster import CasCluster
+from services.gateway.membership_status import membership_router
 from services.gateway.settings import GatewaySettings
 from services.metadata import db as metadata_db
 from services.metadata import service as metadata
@@ -65,12 +64,9 @@ async def _metadata(settings: MetadataSettings) -> Stop:
 
 
 async def _gateway(settings: GatewaySettings) -> Stop:
-    config = membership.load(settings.membership_file)
-    if len(config.members) != 1:
-        raise Unimplemented("more than one CAS member needs the sharded gateway")
-    cas_channel = insecure_channel(config.members[0].address)
-    backends = gateway.Backends(RemoteBlobAccess(config.members[0].address, cas_channel),
-                                insecure_channel(settings.metadata_target), [cas_channel])
+    shards = await CasCluster.start(settings.membership_file)
+    backends = gateway.Backends(shards, insecure_channel(settings.metadata_target),
+                                routers=[membership_router(shards.status)])
     return (await gateway.start(settings, backends)).stop
 
 

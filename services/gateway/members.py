@@ -26,13 +26,6 @@ MEMBER_CHANNEL_OPTIONS = [
 ]
 # Channels of members that left are closed this much later, after calls still using them end.
 RETIRE_SECONDS = 60.0
-# A service with several replicas (metadata, logs) is one target listing them all.
-BALANCED = '{"loadBalancingConfig": [{"round_robin": {}}]}'
-
-
-def balanced_channel(target: str) -> grpc.aio.Channel:
-    """A channel spreading calls over every address of `target` (e.g. `ipv4:127.0.0.1:1,127.0.0.1:2`)."""
-    return grpc.aio.insecure_channel(target, options=[*CHANNEL_OPTIONS, ("grpc.service_config", BALANCED)])
 
 
 class ShardPool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
+from fastapi import APIRouter
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.blobaccess import BlobAccess
@@ -35,6 +36,7 @@ class Backends:
     blobs: BlobAccess
     metadata: grpc.aio.Channel
     health_checked: Sequence[grpc.aio.Channel] = field(default_factory=list)
+    routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
 
     async def readiness(self) -> dict[str, bool]:
         results = await asyncio.gather(*(_serving(c) for c in [self.metadata, *self.health_checked]))
@@ -100,7 +102,10 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     grpc_port = await front.start(settings.host, settings.grpc_port)
 
     sock = _listen(settings.host, settings.http_port)
-    config = uvicorn.Config(create_app(backends.readiness), log_level="warning", lifespan="off",
+    app = create_app(backends.readiness)
+    for router in backends.routers:
+        app.include_router(router)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off",
                             access_log=False, timeout_graceful_shutdown=5)
     http = _HttpServer(config)
     http_task = asyncio.create_task(http.serve(sockets=[sock]))

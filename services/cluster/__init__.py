@@ -1,0 +1,1 @@
+"""`bbapi cluster`: every service as its own process on one machine, supervised."""

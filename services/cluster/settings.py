@@ -1,0 +1,37 @@
+"""Settings of `bbapi cluster` and its management commands."""
+
+from pathlib import Path
+
+from pydantic import ByteSize, Field
+
+from services.common.settings import CommonSettings
+
+DEFAULT_DIR = Path("./bbapi-cluster")
+
+
+class ClusterSettings(CommonSettings):
+    data_dir: Path = Field(DEFAULT_DIR, description="directory for every process's state: a sub-directory per CAS "
+                                                    "shard, SQLite files, logs/ and membership.json")
+    database: str = Field("", description="PostgreSQL URL shared by the metadata and logs processes; empty means "
+                                          "SQLite files in the data directory (then one process each)")
+    host: str = Field("0.0.0.0", description="address the gateways' public gRPC and HTTP ports bind")
+    grpc_port: int = Field(1985, description="public gRPC port, shared by every gateway (0 picks a free one)")
+    http_port: int = Field(8080, description="public HTTP port, shared by every gateway (0 picks a free one)")
+    gateways: int = Field(2, ge=1, description="gateway processes")
+    cas_shards: int = Field(3, ge=1, le=255, description="CAS shard processes, each with its own directory and port")
+    replication: int = Field(2, ge=1, description="copies kept of every blob and action result")
+    metadata: int = Field(1, ge=1, description="metadata processes (more than one needs --database)")
+    logs: int = Field(0, ge=0, description="logs processes (more than one needs --database)")
+    max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="disk budget of each CAS shard, e.g. 50GiB")
+    min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
+    key_cache_seconds: float = Field(30.0, description="how long a gateway trusts a resolved API key")
+    restart_delay_seconds: float = Field(1.0, ge=0, description="wait before restarting a process that exited "
+                                                                "(doubles while it keeps crashing, up to 30 s)")
+
+
+class ManageSettings(CommonSettings):
+    data_dir: Path = Field(DEFAULT_DIR, description="data directory of the running `bbapi cluster`")
+
+
+class ScaleSettings(ManageSettings):
+    cas_shards: int = Field(..., ge=1, le=255, description="the CAS shard count to move to")
