@@ -125,9 +125,12 @@ class InvocationMetadata(Base):
     value: Mapped[str] = mapped_column(Text)
 
 
-class FileColumns:
-    """A file as the API shows it; hash and size come from its bytestream:// URI."""
+class EventFile:
+    """A file an event lists, at its position in the event; hash and size come from its bytestream:// URI."""
 
+    invocation: Mapped[int] = _invocation_key()
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     uri: Mapped[str] = mapped_column(Text)
     hash: Mapped[str] = mapped_column(String(128))
@@ -146,14 +149,10 @@ class NamedSet(Base):
     children: Mapped[list[str]] = mapped_column(JSON)
 
 
-class Artifact(FileColumns, Base):
+class Artifact(EventFile, Base):
     """A file of a NamedSetOfFiles event (the event's sequence number identifies the set)."""
 
     __tablename__ = "invocation_artifacts"
-
-    invocation: Mapped[int] = _invocation_key()
-    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class Target(Base):
@@ -198,14 +197,10 @@ class Action(Base):
     attempt: Mapped[int] = mapped_column(Integer)
 
 
-class ActionFile(FileColumns, Base):
-    """A file of an action, in the order the event listed it."""
+class ActionFile(EventFile, Base):
+    """A file of an action (the action is the event's sequence number)."""
 
     __tablename__ = "invocation_action_files"
-
-    invocation: Mapped[int] = _invocation_key()
-    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    position: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class AuditEntry(Base):

@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.gen.api.v1 import action_pb2, common_pb2, file_pb2, invocation_pb2, target_pb2
 from services.metadata.invocations import ids
-from services.metadata.models import Action, FileColumns, Invocation, Target
+from services.metadata.models import Action, EventFile, Invocation, Target
 
 
 def invocation(row: Invocation) -> invocation_pb2.Invocation:
@@ -45,5 +45,5 @@ def action(invocation_id: str, row: Action, files: list[file_pb2.File]) -> actio
         file=files, target_label=row.target_label, shard=row.shard, run=row.run, attempt=row.attempt)
 
 
-def file(row: FileColumns) -> file_pb2.File:
+def file(row: EventFile) -> file_pb2.File:
     return file_pb2.File(name=row.name, uri=row.uri, hash=row.hash, size_bytes=row.size_bytes)
