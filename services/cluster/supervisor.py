@@ -105,8 +105,11 @@ class Cluster:
         if existing is None:
             self._write_membership(ids)
         else:  # the shards of the last run, on this run's addresses, finishing any change it left
+            current = [m.id for m in existing.members]
             old = [m.id for m in existing.previous.members] if existing.previous else None
-            self._write_membership([m.id for m in existing.members], old)
+            if old is None and existing.replication != self.settings.replication:
+                old = current  # a copy pass gives every key its new number of replicas
+            self._write_membership(current, old)
         await self._start_gateways(metadata, logs)
         await self._finish_migration(None)
         if len(self._current_ids()) != self.settings.cas_shards:

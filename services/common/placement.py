@@ -46,11 +46,14 @@ def slot_of(digest_hash: str) -> int:
 
 @dataclass(frozen=True, eq=False)
 class Placement:
-    """An immutable slot table; rebuild it (never patch it) when the configuration changes."""
+    """An immutable slot table; rebuild it (never patch it) when the configuration changes.
 
-    members: tuple[Member, ...]
+    Answers are member ids: callers look members up by id (the membership names their addresses).
+    """
+
+    ids: tuple[str, ...]
     replication: int
-    _table: bytes  # SLOTS rows of len(members) member indices, best first
+    _table: bytes  # SLOTS rows of len(ids) member indices, best first
 
     @classmethod
     def build(cls, members: Sequence[Member], replication: int) -> Placement:
@@ -70,23 +73,22 @@ class Placement:
                       for i, (s, w) in enumerate(zip(seeds, weights, strict=True))]
             scores.sort(reverse=True)
             rows.extend(-i for _, i in scores)
-        return cls(tuple(members), replication, bytes(rows))
+        return cls(tuple(m.id for m in members), replication, bytes(rows))
 
     @property
     def replicas(self) -> int:
         """R, capped by the number of members."""
-        return min(self.replication, len(self.members))
+        return min(self.replication, len(self.ids))
 
-    def preference(self, slot: int) -> tuple[Member, ...]:
+    def preference(self, slot: int) -> tuple[str, ...]:
         """Every member, in the order this slot prefers them."""
-        n = len(self.members)
-        return tuple(self.members[i] for i in self._table[slot * n:(slot + 1) * n])
+        n = len(self.ids)
+        return tuple(self.ids[i] for i in self._table[slot * n:(slot + 1) * n])
 
-    def owners(self, slot: int) -> tuple[Member, ...]:
+    def owners(self, slot: int) -> tuple[str, ...]:
         """The slot's R replicas."""
-        n = len(self.members)
-        start = slot * n
-        return tuple(self.members[i] for i in self._table[start:start + self.replicas])
+        start = slot * len(self.ids)
+        return tuple(self.ids[i] for i in self._table[start:start + self.replicas])
 
     def owner_ids(self, digest_hash: str) -> tuple[str, ...]:
-        return tuple(m.id for m in self.owners(slot_of(digest_hash)))
+        return self.owners(slot_of(digest_hash))

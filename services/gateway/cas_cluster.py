@@ -56,7 +56,7 @@ class CasCluster(BlobAccessDecorator):
         liveness = Liveness(pool)
         repairer = Repairer(pool, liveness)
         sharded = ShardedBlobAccess(pool, liveness, HandoffQueue(pool, liveness), repairer,
-                                    Router(await _tables(membership), liveness.is_up))
+                                    Router(await _tables(membership), liveness))
         cluster = cls(path, membership, sharded, Migration(pool))
         cluster._adopt(membership, sharded.router)
         repairer.start()
@@ -82,7 +82,7 @@ class CasCluster(BlobAccessDecorator):
             log.error("keeping CAS membership %s: %s", self.membership.generation[:12], err.message)
             return
         if loaded.generation != self.membership.generation:
-            self._adopt(loaded, Router(await _tables(loaded), self.backend.liveness.is_up))
+            self._adopt(loaded, Router(await _tables(loaded), self.backend.liveness))
 
     async def _watch(self) -> None:
         while True:

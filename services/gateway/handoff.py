@@ -53,6 +53,9 @@ class HandoffQueue:
         hints = self._hints.get(owner)
         return hints.get(key) if hints else None
 
+    def any(self) -> bool:
+        return any(self._hints.values())
+
     def pending(self) -> dict[str, int]:
         return {owner: len(hints) for owner, hints in self._hints.items() if hints}
 

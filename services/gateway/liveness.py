@@ -27,12 +27,20 @@ class Liveness:
     def __init__(self, pool: ShardPool) -> None:
         self.pool = pool
         self._down: set[str] = set()
+        self._epoch = 0
+
+    @property
+    def epoch(self) -> int:
+        """Counts changes of the down set (routing caches per epoch)."""
+        return self._epoch
 
     def is_up(self, member_id: str) -> bool:
         return member_id not in self._down
 
-    def down(self) -> set[str]:
-        return set(self._down)
+    def _set(self, down: set[str]) -> None:
+        if down != self._down:
+            self._down = down
+            self._epoch += 1
 
     def failed(self, member_id: str, err: BaseException) -> bool:
         """Note a failed request; True when it marked the member down (the caller fails over)."""
@@ -41,26 +49,24 @@ class Liveness:
         metrics.FAILOVERS.labels(member_id).inc()
         if member_id not in self._down:
             log.warning("CAS member %s is unreachable (%s); failing over until it answers again", member_id, err)
-            self._down.add(member_id)
+            self._set(self._down | {member_id})
             metrics.SHARD_UP.labels(member_id).set(0)
         return True
 
-    async def probe(self) -> list[str]:
-        """Health-check every member; returns the ids that came back up."""
+    async def probe(self) -> None:
+        """Health-check every member."""
         shards = self.pool.items()
         serving = await asyncio.gather(*(_serving(shard.channel) for _, shard in shards))
-        back: list[str] = []
+        down: set[str] = set()
         for (member_id, _), ok in zip(shards, serving, strict=True):
             metrics.SHARD_UP.labels(member_id).set(1 if ok else 0)
             if ok and member_id in self._down:
                 log.info("CAS member %s is reachable again", member_id)
-                self._down.discard(member_id)
-                back.append(member_id)
-            elif not ok and member_id not in self._down:
-                log.warning("CAS member %s failed its health check", member_id)
-                self._down.add(member_id)
-        self._down &= {member_id for member_id, _ in shards}
-        return back
+            elif not ok:
+                down.add(member_id)
+                if member_id not in self._down:
+                    log.warning("CAS member %s failed its health check", member_id)
+        self._set(down)
 
 
 async def _serving(channel: grpc.aio.Channel) -> bool:

@@ -117,7 +117,7 @@ class Migration:
     async def _move(self, router: Router, member: str, keys: Sequence[Key]) -> None:
         """Give every key to each of its new owners, then drop it here if this member is not one."""
         self.progress.scanned += len(keys)
-        owners = {key: router.tables.current.owner_ids(key.digest.hash) for key in keys}
+        owners = {key: router.owners(key.digest.hash) for key in keys}
         copies: list[tuple[Key, str]] = []
         probes: dict[tuple[str, Scope], list[Key]] = defaultdict(list)
         for key, ids in owners.items():

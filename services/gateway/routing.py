@@ -1,6 +1,6 @@
 """Which members a request goes to, from the placement tables and who is up right now.
 
-Pure: given the tables and a liveness predicate, every answer is a function of the digest.
+Given the tables and the members' health, every answer is a function of the digest:
 
 * write set: the slot's first R live members, walking the preference list; a down owner's place
   is taken by the next live member, which holds the copy for it (a hinted hand-off).
@@ -8,23 +8,33 @@ Pure: given the tables and a liveness predicate, every answer is a function of t
   while a membership change is migrating, that of the previous table.
 * read order (ByteStream, BatchReadBlobs): the lookup order, then every other live member, as a
   read of a blob the client was told exists is worth a few more probes.
+
+Lookup orders are cached per slot until a member goes up or down (the health's `epoch`), so a
+10,000-digest FindMissingBlobs costs a dictionary lookup per digest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from services.common.membership import Member
 from services.common.placement import Placement, slot_of
+
+
+class Health(Protocol):
+    @property
+    def epoch(self) -> int:
+        """Changes whenever a member goes down or comes back."""
+
+    def is_up(self, member_id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """A member to write to; `stands_in_for` names the down owner whose copy it holds."""
 
-    member: Member
-    stands_in_for: Member | None = None
+    member: str
+    stands_in_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,46 +43,50 @@ class Tables:
     previous: Placement | None = None
 
 
-def _unique(members: list[Member]) -> list[Member]:
-    return list({m.id: m for m in members}.values())
-
-
-@dataclass(frozen=True)
 class Router:
-    tables: Tables
-    is_up: Callable[[str], bool]
+    def __init__(self, tables: Tables, health: Health) -> None:
+        self.tables = tables
+        self.health = health
+        self._lookups: dict[int, tuple[str, ...]] = {}
+        self._epoch = health.epoch
 
-    def owners(self, digest_hash: str) -> tuple[Member, ...]:
-        return self.tables.current.owners(slot_of(digest_hash))
+    def owners(self, digest_hash: str) -> tuple[str, ...]:
+        return self.tables.current.owner_ids(digest_hash)
 
-    def write_set(self, digest_hash: str, placement: Placement | None = None) -> list[Target]:
-        table = placement or self.tables.current
+    def write_set(self, digest_hash: str, table: Placement | None = None) -> list[Target]:
+        table = table or self.tables.current
         preference = table.preference(slot_of(digest_hash))
-        replicas = table.replicas
-        live = [m for m in preference if self.is_up(m.id)]
-        stand_ins = iter([m for m in live if m not in preference[:replicas]])
-        targets = [Target(m) for m in preference[:replicas] if self.is_up(m.id)]
-        for owner in preference[:replicas]:
-            if not self.is_up(owner.id) and (stand_in := next(stand_ins, None)) is not None:
+        owners, others = preference[:table.replicas], preference[table.replicas:]
+        targets = [Target(m) for m in owners if self.health.is_up(m)]
+        stand_ins = (m for m in others if self.health.is_up(m))
+        for owner in owners:
+            if not self.health.is_up(owner) and (stand_in := next(stand_ins, None)) is not None:
                 targets.append(Target(stand_in, owner))
         return targets
 
-    def substitute(self, digest_hash: str, tried: set[str]) -> Member | None:
+    def substitute(self, digest_hash: str, tried: set[str]) -> str | None:
         """The next live member of the slot's preference list not tried yet."""
         for member in self.tables.current.preference(slot_of(digest_hash)):
-            if member.id not in tried and self.is_up(member.id):
+            if member not in tried and self.health.is_up(member):
                 return member
         return None
 
-    def lookup_order(self, digest_hash: str) -> list[Member]:
-        members = [t.member for t in self.write_set(digest_hash)]
-        if self.tables.previous is not None:
-            members += [t.member for t in self.write_set(digest_hash, self.tables.previous)]
-        return _unique(members)
-
-    def read_order(self, digest_hash: str) -> list[Member]:
+    def lookup_order(self, digest_hash: str) -> tuple[str, ...]:
+        if self._epoch != self.health.epoch:
+            self._lookups.clear()
+            self._epoch = self.health.epoch
         slot = slot_of(digest_hash)
-        members = self.lookup_order(digest_hash) + list(self.tables.current.preference(slot))
+        order = self._lookups.get(slot)
+        if order is None:
+            members = [t.member for t in self.write_set(digest_hash)]
+            if self.tables.previous is not None:
+                members += [t.member for t in self.write_set(digest_hash, self.tables.previous)]
+            order = self._lookups[slot] = tuple(dict.fromkeys(members))
+        return order
+
+    def read_order(self, digest_hash: str) -> list[str]:
+        slot = slot_of(digest_hash)
+        members = [*self.lookup_order(digest_hash), *self.tables.current.preference(slot)]
         if self.tables.previous is not None:
             members += self.tables.previous.preference(slot)
-        return [m for m in _unique(members) if self.is_up(m.id)]
+        return [m for m in dict.fromkeys(members) if self.health.is_up(m)]

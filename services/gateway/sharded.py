@@ -23,7 +23,7 @@ from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
 from services.common.errors import ApiError, NotFound, Unavailable
 from services.common.resources import SHA256_EMPTY, Compressor, Digest
 from services.gateway import cluster_metrics as metrics
-from services.gateway.copying import Key, closing, copy
+from services.gateway.copying import Key, Kind, closing, copy
 from services.gateway.failures import is_not_found, rejects_input
 from services.gateway.handoff import HandoffQueue
 from services.gateway.liveness import Liveness
@@ -58,16 +58,17 @@ class ShardedBlobAccess(BlobAccess):
         async with asyncio.timeout(UNARY_TIMEOUT):
             return await call(self.pool[member], *args)
 
-    def _lookup_order(self, router: Router, key: Key) -> list[str]:
-        order = [m.id for m in router.lookup_order(key.digest.hash)]
-        for owner in router.owners(key.digest.hash):
-            holder = self.handoff.holder(owner.id, key)
-            if holder is not None and holder not in order and self.liveness.is_up(holder):
-                order.append(holder)
-        return order
+    def _lookup_order(self, router: Router, scope: Scope, kind: Kind, digest: Digest) -> Sequence[str]:
+        order = router.lookup_order(digest.hash)
+        if not self.handoff.any():
+            return order
+        key = Key(scope, kind, digest)
+        holders = [self.handoff.holder(owner, key) for owner in router.owners(digest.hash)]
+        extra = [h for h in holders if h is not None and h not in order and self.liveness.is_up(h)]
+        return (*order, *extra) if extra else order
 
     def _repair(self, router: Router, key: Key, source: str, missed: Sequence[str]) -> None:
-        owners = {m.id for m in router.owners(key.digest.hash)}
+        owners = router.owners(key.digest.hash)
         targets = [m for m in missed if m in owners]
         if targets:
             self.repairer.schedule(key, source, targets)
@@ -77,39 +78,45 @@ class ShardedBlobAccess(BlobAccess):
         if not self.liveness.failed(member, err):
             raise err
 
-    async def _rounds(self, router: Router, keys: Sequence[Key], order: Callable[[Key], list[str]],
-                      ask: Callable[[BlobAccess, list[Digest]], Awaitable[dict[Digest, R]]]) -> dict[Digest, R]:
-        """Ask each key's candidates in turn, all members in parallel per round; the first hit wins.
+    async def _rounds(self, router: Router, scope: Scope, digests: Sequence[Digest],
+                      order: Callable[[Digest], Sequence[str]],
+                      ask: Callable[[BlobAccess, list[Digest]], Awaitable[list[R | None]]]) -> list[R | None]:
+        """Ask each digest's candidates in turn, all members in parallel per round; the first hit wins.
 
-        `ask` returns the hits among the digests it was given. Owners that missed before a hit
-        are repaired.
+        `ask` answers a hit or None for each digest it was given. Owners that missed before a
+        hit are repaired. Digests are tracked by position: this runs for every digest of a
+        FindMissingBlobs, so it avoids hashing them over and over.
         """
-        found: dict[Digest, R] = {}
-        candidates = {k.digest: order(k) for k in keys}
-        by_digest = {k.digest: k for k in keys}
-        missed: dict[Digest, list[str]] = defaultdict(list)
-        pending = list(candidates)
+        found: list[R | None] = [None] * len(digests)
+        orders = [order(d) for d in digests]
+        asked = [0] * len(digests)
+        missed: dict[int, list[str]] = {}
+        pending: Sequence[int] = range(len(digests))
         while pending:
-            groups: dict[str, list[Digest]] = defaultdict(list)
-            for digest in pending:
-                if candidates[digest]:
-                    groups[candidates[digest].pop(0)].append(digest)
+            groups: dict[str, list[int]] = defaultdict(list)
+            for i in pending:
+                candidates, tried = orders[i], asked[i]
+                if tried < len(candidates):
+                    groups[candidates[tried]].append(i)
+                    asked[i] = tried + 1
             members = list(groups)
-            answers = await asyncio.gather(
-                *(self._call(m, ask, groups[m]) for m in members), return_exceptions=True)
-            pending = []
+            answers = await asyncio.gather(*(self._call(m, ask, [digests[i] for i in groups[m]]) for m in members),
+                                           return_exceptions=True)
+            retry: list[int] = []
             for member, answer in zip(members, answers, strict=True):
                 if isinstance(answer, BaseException):
                     self._failed(member, answer)
-                    pending += groups[member]
+                    retry += groups[member]
                     continue
-                for digest in groups[member]:
-                    if digest in answer:
-                        found[digest] = answer[digest]
-                        self._repair(router, by_digest[digest], member, missed[digest])
-                    else:
-                        missed[digest].append(member)
-                        pending.append(digest)
+                for i, hit in zip(groups[member], answer, strict=True):
+                    if hit is None:
+                        missed.setdefault(i, []).append(member)
+                        retry.append(i)
+                        continue
+                    found[i] = hit
+                    if i in missed:
+                        self._repair(router, Key(scope, "cas", digests[i]), member, missed[i])
+            pending = retry
         return found
 
     async def _settle(self, router: Router, key: Key, targets: Sequence[Target], outcomes: Sequence[object],
@@ -124,7 +131,7 @@ class ShardedBlobAccess(BlobAccess):
         failed: list[Target] = []
         error: BaseException | None = None
         for target, outcome in zip(targets, outcomes, strict=True):
-            member = target.member.id
+            member = target.member
             if isinstance(outcome, BaseException):
                 if rejects_input(outcome) or not isinstance(outcome, Exception):
                     raise outcome
@@ -140,22 +147,22 @@ class ShardedBlobAccess(BlobAccess):
             stored.append(member)
             results.append(outcome)
             if target.stands_in_for is not None:
-                self.handoff.add(target.stands_in_for.id, key, member)
-        tried = {t.member.id for t in targets}
+                self.handoff.add(target.stands_in_for, key, member)
+        tried = {t.member for t in targets}
         for target in failed:
-            owner = (target.stands_in_for or target.member).id
+            owner = target.stands_in_for or target.member
             while (substitute := router.substitute(key.digest.hash, tried)) is not None:
-                tried.add(substitute.id)
+                tried.add(substitute)
                 try:
                     async with asyncio.timeout(UNARY_TIMEOUT):
-                        await redo(stored[0] if stored else None, substitute.id)
+                        await redo(stored[0] if stored else None, substitute)
                 except Exception as err:
                     if rejects_input(err):
                         raise
-                    self.liveness.failed(substitute.id, err)
+                    self.liveness.failed(substitute, err)
                     continue
-                stored.append(substitute.id)
-                self.handoff.add(owner, key, substitute.id)
+                stored.append(substitute)
+                self.handoff.add(owner, key, substitute)
                 break
             else:
                 if stored:
@@ -174,14 +181,14 @@ class ShardedBlobAccess(BlobAccess):
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         router = self.router
-        keys = [Key(scope, "cas", d) for d in dict.fromkeys(digests) if not _empty(d)]
+        wanted = [d for d in dict.fromkeys(digests) if not _empty(d)]
 
-        async def ask(shard: BlobAccess, batch: list[Digest]) -> dict[Digest, bool]:
+        async def ask(shard: BlobAccess, batch: list[Digest]) -> list[bool | None]:
             absent = set(await shard.find_missing(scope, batch))
-            return {d: True for d in batch if d not in absent}
+            return [None if d in absent else True for d in batch]
 
-        present = await self._rounds(router, keys, lambda k: self._lookup_order(router, k), ask)
-        return [k.digest for k in keys if k.digest not in present]
+        present = await self._rounds(router, scope, wanted, lambda d: self._lookup_order(router, scope, "cas", d), ask)
+        return [d for d, hit in zip(wanted, present, strict=True) if hit is None]
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
@@ -190,7 +197,7 @@ class ShardedBlobAccess(BlobAccess):
         missed: list[str] = []
         sent = 0  # bytes already passed on (uncompressed reads resume after them)
         unreachable: BaseException | None = None
-        for member in [m.id for m in router.read_order(digest.hash)]:
+        for member in router.read_order(digest.hash):
             if limit and sent >= limit:
                 return
             started = False
@@ -233,7 +240,7 @@ class ShardedBlobAccess(BlobAccess):
                     raise Unavailable(f"{member} ended the upload of {digest}") from None
             return write
 
-        outcomes = await tee(chunks, [writer(t.member.id) for t in targets])
+        outcomes = await tee(chunks, [writer(t.member) for t in targets])
 
         async def recopy(source: str | None, member: str) -> None:
             if source is None:
@@ -246,14 +253,15 @@ class ShardedBlobAccess(BlobAccess):
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
         router = self.router
-        keys = [Key(scope, "cas", d) for d in dict.fromkeys(digests)]
 
-        async def ask(shard: BlobAccess, batch: list[Digest]) -> dict[Digest, BatchResult]:
-            return {r.digest: r for r in await shard.batch_read(scope, batch, compressor) if r.error is None}
+        async def ask(shard: BlobAccess, batch: list[Digest]) -> list[BatchResult | None]:
+            results = await shard.batch_read(scope, batch, compressor)
+            return [r if r.error is None else None for r in results]
 
-        order = {k.digest: [m.id for m in router.read_order(k.digest.hash)] for k in keys}
-        found = await self._rounds(router, keys, lambda k: order[k.digest], ask)
-        return [found.get(d) or BatchResult(d, error=NotFound(f"blob {d} not found")) for d in digests]
+        unique = list(dict.fromkeys(digests))
+        found = dict(zip(unique, await self._rounds(router, scope, unique, lambda d: router.read_order(d.hash), ask),
+                         strict=True))
+        return [found[d] or BatchResult(d, error=NotFound(f"blob {d} not found")) for d in digests]
 
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
         router = self.router
@@ -263,7 +271,7 @@ class ShardedBlobAccess(BlobAccess):
             targets = router.write_set(item.digest.hash)
             routes.append(targets)
             for target in targets:
-                groups[target.member.id].append(index)
+                groups[target.member].append(index)
         members = list(groups)
 
         async def write_batch(shard: BlobAccess, batch: list[BatchItem]) -> list[BatchResult]:
@@ -293,7 +301,7 @@ class ShardedBlobAccess(BlobAccess):
 
             try:
                 await self._settle(router, Key(scope, "cas", item.digest), routes[index],
-                                   [outcome[index, t.member.id] for t in routes[index]], rewrite, item.digest.size)
+                                   [outcome[index, t.member] for t in routes[index]], rewrite, item.digest.size)
             except ApiError as err:
                 return BatchResult(item.digest, error=err)
             return BatchResult(item.digest)
@@ -304,7 +312,7 @@ class ShardedBlobAccess(BlobAccess):
         return await self._delete_everywhere(digest, lambda shard: shard.delete(scope, digest))
 
     async def _delete_everywhere(self, digest: Digest, call: Callable[[BlobAccess], Awaitable[bool]]) -> bool:
-        members = [m.id for m in self.router.read_order(digest.hash)]
+        members = self.router.read_order(digest.hash)
         answers = await asyncio.gather(*(self._call(m, call) for m in members), return_exceptions=True)
         for member, answer in zip(members, answers, strict=True):
             if isinstance(answer, BaseException):
@@ -317,7 +325,7 @@ class ShardedBlobAccess(BlobAccess):
         router = self.router
         key = Key(scope, "ac", action)
         missed: list[str] = []
-        for member in self._lookup_order(router, key):
+        for member in self._lookup_order(router, scope, "ac", action):
             try:
                 data: bytes = await self._call(member, lambda shard: shard.get_action_result(scope, action))
             except (ApiError, TimeoutError) as err:
@@ -338,7 +346,7 @@ class ShardedBlobAccess(BlobAccess):
             await self.pool[member].put_action_result(scope, action, result)
 
         outcomes = await asyncio.gather(
-            *(self._call(t.member.id, lambda shard: shard.put_action_result(scope, action, result)) for t in targets),
+            *(self._call(t.member, lambda shard: shard.put_action_result(scope, action, result)) for t in targets),
             return_exceptions=True)
         await self._settle(router, Key(scope, "ac", action), targets, outcomes, put, len(result))
 

@@ -99,7 +99,7 @@ class Stack:
 
     def owners(self, digest: Digest) -> list[Shard]:
         assert self.cluster is not None
-        return [self.shards[i] for i in self.cluster.backend.router.tables.current.owner_ids(digest.hash)]
+        return [self.shards[i] for i in self.cluster.backend.router.owners(digest.hash)]
 
     async def holders(self, scope: Scope, digest: Digest) -> set[str]:
         return {s.id for s in self.shards.values() if s.service is not None and await s.holds(scope, digest)}

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 from services.cas.local import digest_of
 from services.common import membership
@@ -22,6 +16,7 @@ from services.common.blobaccess import Scope
 from services.common.placement import Placement
 from services.common.resources import Digest
 from services.gateway.remote import RemoteBlobAccess
+from tests.support.servers import ServeProcess
 
 
 def bbapi(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -38,63 +33,10 @@ def wait_for(check: Callable[[], bool], within: float = 60.0, what: str = "condi
 
 
 @dataclass
-class ClusterProcess:
-    """`bbapi cluster` on free public ports; the banner gives the ports, the key and the pids."""
+class ClusterProcess(ServeProcess):
+    """`bbapi cluster` on free public ports, started and stopped like `bbapi serve`."""
 
-    data_dir: Path
-    extra: list[str] = field(default_factory=list)
-    proc: subprocess.Popen[str] | None = None
-    output: list[str] = field(default_factory=list)
-    grpc_port: int = 0
-    http_port: int = 0
-    admin_key: str | None = None
-    pids: dict[str, int] = field(default_factory=dict)
-
-    def start(self, timeout: float = 120) -> ClusterProcess:
-        cmd = [sys.executable, "-m", "services.cli.main", "cluster", "--data-dir", str(self.data_dir),
-               "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--log-level", "warning", *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("bbapi cluster exited:\n" + "".join(self.output))
-            self.output.append(line)
-            if match := re.search(r"gRPC\s+grpc://[^:]+:(\d+)", line):
-                self.grpc_port = int(match[1])
-            if match := re.search(r"HTTP\s+http://[^:]+:(\d+)", line):
-                self.http_port = int(match[1])
-            if match := re.match(r"\s+(\S+)\s+pid (\d+)", line):
-                self.pids[match[1]] = int(match[2])
-            if "Admin API key" in line:
-                self.admin_key = self.proc.stdout.readline().strip()
-                self.output.append(self.admin_key + "\n")
-            if line.startswith("Press Ctrl-C"):
-                threading.Thread(target=self._drain, daemon=True).start()
-                return self
-        raise TimeoutError("bbapi cluster did not start:\n" + "".join(self.output))
-
-    def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
-
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    def status(self) -> dict[str, Any]:
-        done = bbapi("cluster", "status", "--data-dir", str(self.data_dir))
-        assert done.returncode == 0, done.stderr
-        return {"text": done.stdout}
+    command: ClassVar[str] = "cluster"
 
     def membership(self) -> membership.Membership:
         return membership.load(self.data_dir / "membership.json")
@@ -125,6 +67,3 @@ async def _holders(doc: membership.Membership, scope: Scope, digests: list[Diges
                 held[digest].add(member.id)
     return held
 
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())

@@ -62,7 +62,8 @@ def uploaded_outputs(execution_log: Path) -> list[Digest]:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterProcess]:
     running = ClusterProcess(tmp_path / "cluster", ["--gateways", "2", "--cas-shards", "3", "--replication", "2",
-                                                    "--restart-delay-seconds", "6", "--min-age-seconds", "0"]).start()
+                                                    "--restart-delay-seconds", "6", "--min-age-seconds", "0",
+                                                    "--log-level", "warning"]).start()
     yield running
     assert running.stop() == 0
     assert not (tmp_path / "cluster" / control.SOCKET_NAME).exists()

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 from services.allinone import stack
 from services.allinone.settings import ServeSettings
@@ -96,8 +96,10 @@ class ServeProcess:
     http_port: int = 0
     admin_key: str | None = None
 
-    def start(self, timeout: float = 60) -> ServeProcess:
-        cmd = [sys.executable, "-m", "services.cli.main", "serve", "--data-dir", str(self.data_dir),
+    command: ClassVar[str] = "serve"
+
+    def start(self, timeout: float = 60) -> Self:
+        cmd = [sys.executable, "-m", "services.cli.main", self.command, "--data-dir", str(self.data_dir),
                "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **self.env})
@@ -106,7 +108,7 @@ class ServeProcess:
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
-                raise RuntimeError("bbapi serve exited:\n" + "".join(self.output))
+                raise RuntimeError(f"bbapi {self.command} exited:\n" + "".join(self.output))
             self.output.append(line)
             if match := re.search(r"gRPC\s+grpc://[^:]+:(\d+)", line):
                 self.grpc_port = int(match[1])
@@ -118,7 +120,7 @@ class ServeProcess:
             if line.startswith("Press Ctrl-C"):
                 threading.Thread(target=self._drain, daemon=True).start()
                 return self
-        raise TimeoutError("bbapi serve did not start:\n" + "".join(self.output))
+        raise TimeoutError(f"bbapi {self.command} did not start:\n" + "".join(self.output))
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
