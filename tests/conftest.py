@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from services.allinone.settings import ServeSettings
-from services.common.auth import Capability
-from services.metadata import keys
-from tests.support.clients import CacheClient
-from tests.support.servers import StackServer
+if TYPE_CHECKING:  # the stack is imported only by tests that use it (k8s tests never do)
+    from services.common.auth import Capability
+    from tests.support.clients import CacheClient
+    from tests.support.servers import StackServer
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
+    from services.allinone.settings import ServeSettings
+    from tests.support.servers import StackServer
+
     data_dir: Path = tmp_path_factory.mktemp("bbapi")
     running = StackServer(ServeSettings(data_dir=data_dir, host="127.0.0.1", grpc_port=0, http_port=0,
                                         min_age_seconds=0, key_cache_seconds=0.2)).start()
@@ -25,6 +28,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
 
 @pytest.fixture(scope="module")
 def make_key(server: StackServer) -> Callable[[str, Capability], str]:
+    from services.common.auth import Capability
+    from services.metadata import keys
+
     def make(tenant: str, capability: Capability = Capability.CACHE_WRITE) -> str:
         _info, key = server.call(lambda s: keys.create_key(s.metadata.sessions, tenant, capability))
         return key
@@ -33,6 +39,8 @@ def make_key(server: StackServer) -> Callable[[str, Capability], str]:
 
 @pytest.fixture(scope="module")
 def client(server: StackServer) -> Iterator[CacheClient]:
+    from tests.support.clients import CacheClient
+
     c = CacheClient(server.grpc_target, server.admin_key)
     yield c
     c.close()

@@ -10,10 +10,10 @@ from bbapi_operator.controller import register
 from bbapi_operator.settings import OperatorSettings
 
 
-def run(namespace: str | None = None) -> None:
+def run(namespace: str | None = None, config: OperatorSettings | None = None) -> None:
     """Block running the operator. `namespace` (else BBAPI_WATCH_NAMESPACE) limits it to one
     namespace; empty watches them all. Standalone: one replica, no kopf peering objects."""
-    config = OperatorSettings()
+    config = config or OperatorSettings()
     watched = config.watch_namespace if namespace is None else namespace
     kopf.configure(verbose=False)
     registry = kopf.get_default_registry()  # includes kopf's login through the kubernetes client

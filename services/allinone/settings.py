@@ -28,3 +28,5 @@ class ServeSettings(EmbeddedDatabase):
     bootstrap_api_key: SecretStr | None = Field(
         None, description="an admin key for tenant 'default' to create at start if absent")
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
+    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
+                                                            "(stored under tenant 'anonymous')")

@@ -16,6 +16,8 @@ from services.common.rpc import insecure_channel
 from services.gateway import service as gateway
 from services.gateway.remote import RemoteBlobAccess
 from services.gateway.settings import GatewaySettings
+from services.logs import service as logs
+from services.logs.settings import LogsSettings
 from services.metadata import keys
 from services.metadata import service as metadata
 from services.metadata.settings import MetadataSettings
@@ -27,6 +29,7 @@ LOOPBACK = "127.0.0.1"
 class Stack:
     settings: ServeSettings
     metadata: metadata.MetadataService
+    logs: logs.LogsService
     cas: cas.CasService
     gateway: gateway.GatewayService
     admin_key: str | None  # set only when this start created the first key
@@ -42,6 +45,7 @@ class Stack:
     async def stop(self) -> None:
         await self.gateway.stop()
         await self.cas.stop()
+        await self.logs.stop()
         await self.metadata.stop()
 
 
@@ -51,6 +55,8 @@ async def start(settings: ServeSettings) -> Stack:
     meta = await metadata.start(MetadataSettings(
         **common, host=LOOPBACK, port=0, database=settings.database_url("metadata"), metrics_port=0,
         bootstrap_api_key=settings.bootstrap_api_key))
+    log_service = await logs.start(LogsSettings(**common, host=LOOPBACK, port=0, database=settings.database_url("logs"),
+                                                metrics_port=0))
     admin_key = None
     if not await keys.any_keys(meta.sessions):
         _info, admin_key = await keys.create_key(meta.sessions, "default", Capability.ADMIN, label="first admin key")
@@ -59,8 +65,10 @@ async def start(settings: ServeSettings) -> Stack:
         min_age_seconds=settings.min_age_seconds, metrics_port=0))
     cas_channel = insecure_channel(shard.server.target)
     backends = gateway.Backends(blobs=RemoteBlobAccess(shard.server.target, cas_channel),
-                                metadata=insecure_channel(meta.server.target), health_checked=[cas_channel])
-    edge = await gateway.start(GatewaySettings(**common, host=settings.host, grpc_port=settings.grpc_port,
-                                               http_port=settings.http_port,
-                                               key_cache_seconds=settings.key_cache_seconds), backends)
-    return Stack(settings, meta, shard, edge, admin_key)
+                                metadata=insecure_channel(meta.server.target),
+                                logs=insecure_channel(log_service.server.target), health_checked=[cas_channel])
+    edge = await gateway.start(GatewaySettings(
+        **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
+        key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),
+        backends)
+    return Stack(settings, meta, log_service, shard, edge, admin_key)

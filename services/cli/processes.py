@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import prometheus_client
@@ -11,13 +12,16 @@ from pydantic import Field
 
 from services.cas import service as cas
 from services.cas.settings import CasSettings
-from services.cli.runtime import run_until_signal, setup_logging
+from services.cli.runtime import run_until_signal, setup_process
 from services.common.rpc import insecure_channel
 from services.common.settings import CommonSettings, add_arguments, from_args
 from services.gateway import service as gateway
 from services.gateway.cas_cluster import CasCluster
 from services.gateway.membership_status import membership_router
 from services.gateway.settings import GatewaySettings
+from services.logs import db as logs_db
+from services.logs import service as logs
+from services.logs.settings import LogsSettings
 from services.metadata import db as metadata_db
 from services.metadata import service as metadata
 from services.metadata.settings import MetadataSettings
@@ -33,21 +37,23 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     services: list[tuple[str, str, type[CommonSettings], Callable[..., Awaitable[Stop]]]] = [
         ("cas", "run one CAS shard (internal gRPC)", CasSettings, _cas),
         ("metadata", "run the metadata service (internal gRPC)", MetadataSettings, _metadata),
+        ("logs", "run the logs service (internal gRPC)", LogsSettings, _logs),
         ("gateway", "run the public gateway (gRPC and HTTP)", GatewaySettings, _gateway),
     ]
     for name, helptext, settings, start in services:
         parser = commands.add_parser(name, help=helptext)
         add_arguments(parser, settings)
-        parser.set_defaults(run=_runner(settings, start))
+        parser.set_defaults(run=_runner(name, settings, start))
     parser = commands.add_parser("migrate", help="create or upgrade the database tables, then exit")
     add_arguments(parser, MigrateSettings)
     parser.set_defaults(run=_migrate)
 
 
-def _runner(model: type[CommonSettings], start: Callable[..., Awaitable[Stop]]) -> Callable[[argparse.Namespace], int]:
+def _runner(name: str, model: type[CommonSettings],
+            start: Callable[..., Awaitable[Stop]]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         settings = from_args(model, args)
-        setup_logging(settings)
+        setup_process(settings, name)
         metrics_port = getattr(settings, "metrics_port", 0)
         if metrics_port:
             prometheus_client.start_http_server(metrics_port)
@@ -63,16 +69,21 @@ async def _metadata(settings: MetadataSettings) -> Stop:
     return (await metadata.start(settings)).stop
 
 
+async def _logs(settings: LogsSettings) -> Stop:
+    return (await logs.start(settings)).stop
+
+
 async def _gateway(settings: GatewaySettings) -> Stop:
     shards = await CasCluster.start(settings.membership_file)
     backends = gateway.Backends(shards, insecure_channel(settings.metadata_target),
-                                routers=[membership_router(shards.status)])
+                                insecure_channel(settings.logs_target), routers=[membership_router(shards.status)])
     return (await gateway.start(settings, backends)).stop
 
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = from_args(MigrateSettings, args)
-    setup_logging(settings)
+    logging.basicConfig(level=settings.log_level.upper())
     asyncio.run(metadata_db.migrate(settings.database))
+    asyncio.run(logs_db.migrate(settings.database))
     print("database is up to date")
     return 0

@@ -11,11 +11,14 @@ from collections.abc import Awaitable, Callable
 
 from services.common.errors import ApiError
 from services.common.settings import CommonSettings
+from services.common.telemetry import setup_tracing
 
 
-def setup_logging(settings: CommonSettings) -> None:
+def setup_process(settings: CommonSettings, service: str) -> None:
+    """Logging, tracing and allocator settings of a long-running process."""
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_tracing(settings, service)
     tune_malloc()
 
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from services.allinone import stack
 from services.allinone.settings import ServeSettings
-from services.cli.runtime import run_until_signal, setup_logging
+from services.cli.runtime import run_until_signal, setup_process
 from services.common.settings import add_arguments, from_args
 
 
@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
 
 def run(args: argparse.Namespace) -> int:
     settings = from_args(ServeSettings, args)
-    setup_logging(settings)
+    setup_process(settings, "serve")
 
     async def start() -> Callable[[], Awaitable[None]]:
         running = await stack.start(settings)

@@ -21,7 +21,7 @@ class ClusterSettings(CommonSettings):
     cas_shards: int = Field(3, ge=1, le=255, description="CAS shard processes, each with its own directory and port")
     replication: int = Field(2, ge=1, description="copies kept of every blob and action result")
     metadata: int = Field(1, ge=1, description="metadata processes (more than one needs --database)")
-    logs: int = Field(0, ge=0, description="logs processes (more than one needs --database)")
+    logs: int = Field(1, ge=1, description="logs processes (more than one needs --database)")
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="disk budget of each CAS shard, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     key_cache_seconds: float = Field(30.0, description="how long a gateway trusts a resolved API key")

@@ -3,7 +3,8 @@
 Users give plain URLs (`sqlite:///path`, `postgresql://user@host/db`); we pick the asyncio
 drivers (aiosqlite, asyncpg). Each service migrates its own tables with its own Alembic history
 and version table, so metadata and logs can share one PostgreSQL database without touching each
-other's tables. SQLite runs in WAL mode with a busy timeout so readers never block the writer.
+other's tables. SQLite runs in WAL mode, so readers never block the writer, and write
+transactions take the lock up front so concurrent writers queue instead of failing.
 """
 
 from __future__ import annotations
@@ -41,12 +42,20 @@ def sqlite_url(path: Path) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (below)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged commit survives power loss too
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Take the write lock when a transaction starts: a deferred transaction that reads and then
+    writes cannot wait for the lock (SQLite refuses the upgrade at once to avoid deadlock), so
+    concurrent writers would fail with "database is locked" instead of queueing on busy_timeout."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -56,6 +65,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 

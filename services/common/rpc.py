@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
+from services.common import telemetry
 from services.common.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -112,9 +113,13 @@ def serve_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def insecure_channel(target: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+def insecure_channel(target: str, extra_options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
+    """A channel to an internal service; a comma-separated target balances over its replicas."""
+    options = [*CHANNEL_OPTIONS, *(extra_options or [])]
+    if "," in target:
+        options.append(("grpc.lb_policy_name", "round_robin"))
+    return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())
 
 
 def new_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=SERVER_OPTIONS)
+    return grpc.aio.server(options=SERVER_OPTIONS, interceptors=telemetry.server_interceptors())

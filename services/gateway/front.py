@@ -21,7 +21,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 
 from services.common.auth import Capability, Principal
 from services.common.errors import ApiError, Unauthenticated
-from services.common.rpc import SERVER_OPTIONS, Codec, method_kind, passthrough, serializers
+from services.common.rpc import Codec, method_kind, new_server, passthrough, serializers
 from services.gateway import metrics
 from services.gateway.authority import AuthorityReader
 
@@ -87,14 +87,17 @@ class Front:
             self._handlers.append(grpc.method_handlers_generic_handler(name, handlers))
 
     async def start(self, host: str, port: int) -> int:
-        server = grpc.aio.server(options=SERVER_OPTIONS)
+        server = new_server()
         server.add_generic_rpc_handlers(tuple(self._handlers))
         bound: int = server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
             raise OSError(f"cannot listen for gRPC on {host}:{port}")
+        # a private port for the :authority self-test: the public one may be shared (SO_REUSEPORT)
+        # with other gateway processes, and the test must reach this one
+        private: int = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         self._server = server
-        await self._calibrate(bound)
+        await self._calibrate(private)
         return bound
 
     async def stop(self, grace: float) -> None:

@@ -10,16 +10,13 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
-import grpc
-
 from services.common.membership import Member
-from services.common.rpc import CHANNEL_OPTIONS
+from services.common.rpc import insecure_channel
 from services.gateway.remote import RemoteBlobAccess
 
 log = logging.getLogger(__name__)
 
-MEMBER_CHANNEL_OPTIONS = [
-    *CHANNEL_OPTIONS,
+RECONNECT_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
     ("grpc.max_reconnect_backoff_ms", 1000),
@@ -43,7 +40,7 @@ class ShardPool:
                 self._retire(self._shards.pop(member_id))
         for member_id, address in wanted.items():
             if member_id not in self._shards:
-                channel = grpc.aio.insecure_channel(address, options=MEMBER_CHANNEL_OPTIONS)
+                channel = insecure_channel(address, RECONNECT_OPTIONS)
                 self._shards[member_id] = RemoteBlobAccess(address, channel)
 
     def __getitem__(self, member_id: str) -> RemoteBlobAccess:

@@ -1,6 +1,6 @@
 """Prometheus figures of the public edge."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RPC_LATENCY = Histogram(
     "bbapi_gateway_rpc_seconds", "Public gRPC call latency by method and status code", ["method", "code"],
@@ -14,3 +14,8 @@ STREAMED_BYTES = Counter(
 CACHE_REQUESTS = Counter(
     "bbapi_gateway_cache_requests", "Cache lookups by cache (cas, ac) and result (hit, miss)", ["cache", "result"])
 AUTH_FAILURES = Counter("bbapi_gateway_auth_failures", "Calls refused for a missing or invalid API key")
+BES_STREAMS = Gauge("bbapi_gateway_bes_streams", "Build Event Service streams open")
+BES_EVENTS = Counter("bbapi_gateway_bes_events", "Build events forwarded for storage")
+BES_ACK_LATENCY = Histogram(
+    "bbapi_gateway_bes_ack_seconds", "From receiving a build event to acknowledging it (stored durably)",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

@@ -90,7 +90,7 @@ class RemoteBlobAccess(BlobAccess):
         try:
             response: cas_pb2.WriteResponse = await _unary(self._write(requests()))
         except (ApiError, asyncio.CancelledError):
-            if failure and not isinstance(failure[0], asyncio.CancelledError):
+            if failure and isinstance(failure[0], Exception):  # not a cancellation or generator close
                 raise failure[0] from None
             raise
         return response.already_existed

@@ -15,16 +15,20 @@ from fastapi import APIRouter
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.blobaccess import BlobAccess
-from services.gateway import bytestream
+from services.gateway import api, bytestream, http_api
+from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
+from services.gateway.bes import BuildEventServicer
 from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
 from services.gateway.completeness import CompletenessChecking
 from services.gateway.front import Front
 from services.gateway.http import create_app
 from services.gateway.settings import GatewaySettings
+from services.gen.bbapi.internal.v1 import logs_pb2_grpc, metadata_pb2_grpc
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.google.bytestream import bytestream_pb2
+from services.gen.google.devtools.build.v1 import publish_build_event_pb2 as pbe_pb2
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +39,18 @@ class Backends:
 
     blobs: BlobAccess
     metadata: grpc.aio.Channel
+    logs: grpc.aio.Channel
     health_checked: Sequence[grpc.aio.Channel] = field(default_factory=list)
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
 
     async def readiness(self) -> dict[str, bool]:
-        results = await asyncio.gather(*(_serving(c) for c in [self.metadata, *self.health_checked]))
-        return {"metadata": results[0], "cas": all(results[1:])}
+        results = await asyncio.gather(*(_serving(c) for c in [self.metadata, self.logs, *self.health_checked]))
+        return {"metadata": results[0], "logs": results[1], "cas": all(results[2:])}
 
     async def close(self) -> None:
         await self.blobs.close()
         await self.metadata.close()
+        await self.logs.close()
 
 
 async def _serving(channel: grpc.aio.Channel) -> bool:
@@ -99,12 +105,18 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     front.add(services["ActionCache"], ActionCacheServicer(blobs))
     front.add(bytestream_pb2.DESCRIPTOR.services_by_name["ByteStream"], ByteStreamServicer(blobs),
               codecs=bytestream.CODECS)
+    front.add(pbe_pb2.DESCRIPTOR.services_by_name["PublishBuildEvent"],
+              BuildEventServicer(backends.metadata, backends.logs, resolver, settings.allow_anonymous_builds))
+    api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
+                               logs_pb2_grpc.LogsStub(backends.logs), blobs)
+    front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
     grpc_port = await front.start(settings.host, settings.grpc_port)
 
     sock = _listen(settings.host, settings.http_port)
     app = create_app(backends.readiness)
     for router in backends.routers:
         app.include_router(router)
+    http_api.add_routes(app, api_servicer, resolver.authenticate)
     config = uvicorn.Config(app, log_level="warning", lifespan="off",
                             access_log=False, timeout_graceful_shutdown=5)
     http = _HttpServer(config)

@@ -16,3 +16,5 @@ class GatewaySettings(CommonSettings):
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
                                   description="CAS membership JSON (members, replication); re-read when it changes")
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
+    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
+                                                            "(stored under tenant 'anonymous')")

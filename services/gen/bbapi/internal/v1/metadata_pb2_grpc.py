@@ -4,6 +4,10 @@
 import grpc
 import warnings
 
+from services.gen.api.v1 import action_pb2 as api_dot_v1_dot_action__pb2
+from services.gen.api.v1 import audit_log_pb2 as api_dot_v1_dot_audit__log__pb2
+from services.gen.api.v1 import invocation_pb2 as api_dot_v1_dot_invocation__pb2
+from services.gen.api.v1 import target_pb2 as api_dot_v1_dot_target__pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2 as bbapi_dot_internal_dot_v1_dot_metadata__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -40,12 +44,78 @@ class MetadataStub:
                 request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyRequest.SerializeToString,
                 response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.FromString,
                 _registered_method=True)
+        self.Ingest = channel.stream_stream(
+                '/bbapi.internal.v1.Metadata/Ingest',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestRequest.SerializeToString,
+                response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestResponse.FromString,
+                _registered_method=True)
+        self.GetInvocation = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/GetInvocation',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetInvocationRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_invocation__pb2.GetInvocationResponse.FromString,
+                _registered_method=True)
+        self.GetTarget = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/GetTarget',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetTargetRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_target__pb2.GetTargetResponse.FromString,
+                _registered_method=True)
+        self.GetAction = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/GetAction',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetActionRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_action__pb2.GetActionResponse.FromString,
+                _registered_method=True)
+        self.RecordAudit = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/RecordAudit',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.AuditRecord.SerializeToString,
+                response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.AuditRecorded.FromString,
+                _registered_method=True)
+        self.GetAuditLog = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/GetAuditLog',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetAuditLogRequest.SerializeToString,
+                response_deserializer=api_dot_v1_dot_audit__log__pb2.GetAuditLogResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
     """Missing associated documentation comment in .proto file."""
 
     def ResolveApiKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ingest(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInvocation(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTarget(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAction(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAuditLog(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,6 +128,36 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.ResolveApiKey,
                     request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyRequest.FromString,
                     response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.SerializeToString,
+            ),
+            'Ingest': grpc.stream_stream_rpc_method_handler(
+                    servicer.Ingest,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestRequest.FromString,
+                    response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestResponse.SerializeToString,
+            ),
+            'GetInvocation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInvocation,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetInvocationRequest.FromString,
+                    response_serializer=api_dot_v1_dot_invocation__pb2.GetInvocationResponse.SerializeToString,
+            ),
+            'GetTarget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTarget,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetTargetRequest.FromString,
+                    response_serializer=api_dot_v1_dot_target__pb2.GetTargetResponse.SerializeToString,
+            ),
+            'GetAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAction,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetActionRequest.FromString,
+                    response_serializer=api_dot_v1_dot_action__pb2.GetActionResponse.SerializeToString,
+            ),
+            'RecordAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAudit,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.AuditRecord.FromString,
+                    response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.AuditRecorded.SerializeToString,
+            ),
+            'GetAuditLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAuditLog,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetAuditLogRequest.FromString,
+                    response_serializer=api_dot_v1_dot_audit__log__pb2.GetAuditLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +187,168 @@ class Metadata:
             '/bbapi.internal.v1.Metadata/ResolveApiKey',
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyRequest.SerializeToString,
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ingest(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/bbapi.internal.v1.Metadata/Ingest',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestRequest.SerializeToString,
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInvocation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/GetInvocation',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetInvocationRequest.SerializeToString,
+            api_dot_v1_dot_invocation__pb2.GetInvocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTarget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/GetTarget',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetTargetRequest.SerializeToString,
+            api_dot_v1_dot_target__pb2.GetTargetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/GetAction',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetActionRequest.SerializeToString,
+            api_dot_v1_dot_action__pb2.GetActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/RecordAudit',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.AuditRecord.SerializeToString,
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.AuditRecorded.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAuditLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/GetAuditLog',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetAuditLogRequest.SerializeToString,
+            api_dot_v1_dot_audit__log__pb2.GetAuditLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,162 @@
+"""BuildBuddy's api.v1.ApiService at the edge, shared by the gRPC and the HTTP transports.
+
+Each method authorises the caller and scopes the call to the caller's tenant, then asks the
+service that owns the data: metadata (invocations, targets, actions, audit), logs, or the CAS
+stack (files). The same servicer object serves gRPC (through the Front) and HTTP (through
+services.gateway.http_api), so both transports answer identically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+
+from services.common import wire
+from services.common.auth import Capability
+from services.common.blobaccess import STREAM_CHUNK, BlobAccess, Scope
+from services.common.errors import InvalidArgument, Unimplemented, from_rpc_error
+from services.common.resources import Compressor
+from services.common.rpc import Codec
+from services.common.uris import CacheKind, FileUri, parse_file_uri
+from services.gateway.front import CallContext
+from services.gen.api.v1 import (
+    action_pb2,
+    api_key_pb2,
+    audit_log_pb2,
+    file_pb2,
+    invocation_pb2,
+    log_pb2,
+    remote_runner_pb2,
+    target_pb2,
+    workflow_pb2,
+)
+from services.gen.bbapi.internal.v1 import logs_pb2, logs_pb2_grpc, metadata_pb2, metadata_pb2_grpc
+
+MAX_FILE_RANGE = 16 * 1024 * 1024
+T = TypeVar("T")
+
+
+async def _internal(call: Awaitable[T]) -> T:
+    try:
+        return await call
+    except grpc.aio.AioRpcError as err:
+        raise from_rpc_error(err) from None
+
+
+def encode_file_chunk(data: bytes) -> bytes:
+    """GetFileResponse{data}, framed by hand like every bulk message (services.common.wire)."""
+    return wire.bytes_field(1, data)
+
+
+CODECS = {"GetFile": Codec(response_serializer=encode_file_chunk)}
+
+
+@dataclass
+class ApiServicer:
+    metadata: metadata_pb2_grpc.MetadataStub
+    logs: logs_pb2_grpc.LogsStub
+    blobs: BlobAccess
+
+    # ----- invocations, targets, actions, logs -------------------------------------------------
+
+    async def GetInvocation(self, request: invocation_pb2.GetInvocationRequest,
+                            ctx: CallContext) -> invocation_pb2.GetInvocationResponse:
+        tenant = ctx.require(Capability.READ).tenant
+        return await _internal(self.metadata.GetInvocation(
+            metadata_pb2.TenantGetInvocationRequest(tenant=tenant, request=request)))
+
+    async def GetTarget(self, request: target_pb2.GetTargetRequest, ctx: CallContext) -> target_pb2.GetTargetResponse:
+        tenant = ctx.require(Capability.READ).tenant
+        return await _internal(self.metadata.GetTarget(
+            metadata_pb2.TenantGetTargetRequest(tenant=tenant, request=request)))
+
+    async def GetAction(self, request: action_pb2.GetActionRequest, ctx: CallContext) -> action_pb2.GetActionResponse:
+        tenant = ctx.require(Capability.READ).tenant
+        return await _internal(self.metadata.GetAction(
+            metadata_pb2.TenantGetActionRequest(tenant=tenant, request=request)))
+
+    async def GetLog(self, request: log_pb2.GetLogRequest, ctx: CallContext) -> log_pb2.GetLogResponse:
+        tenant = ctx.require(Capability.READ).tenant
+        return await _internal(self.logs.GetLog(logs_pb2.TenantGetLogRequest(tenant=tenant, request=request)))
+
+    # ----- files -------------------------------------------------------------------------------
+
+    def _file(self, ctx: CallContext, uri: str, capability: Capability) -> tuple[Scope, FileUri]:
+        principal = ctx.require(capability)
+        parsed = parse_file_uri(uri)
+        return Scope(principal.tenant, parsed.resource.instance_name), parsed
+
+    async def file_size(self, request: file_pb2.GetFileRequest, ctx: CallContext) -> int | None:
+        """The byte length GetFile will stream (for HTTP Content-Length), None when unknown."""
+        _scope, parsed = self._file(ctx, request.uri, Capability.READ)
+        if parsed.kind is CacheKind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
+            return parsed.resource.digest.size
+        return None
+
+    async def GetFile(self, request: file_pb2.GetFileRequest, ctx: CallContext) -> AsyncIterator[bytes]:
+        """The blob's bytes (a zstd stream for compressed-blobs URIs; the ActionResult for AC URIs).
+
+        Yields raw data: gRPC frames each piece as a GetFileResponse (CODECS), HTTP sends it as is.
+        """
+        scope, parsed = self._file(ctx, request.uri, Capability.READ)
+        if parsed.kind is CacheKind.AC:
+            yield await self.blobs.get_action_result(scope, parsed.resource.digest)
+            return
+        async for block in self.blobs.read(scope, parsed.resource.digest, compressor=parsed.resource.compressor):
+            for start in range(0, len(block), STREAM_CHUNK):
+                yield block[start:start + STREAM_CHUNK]
+
+    async def GetFileRange(self, request: file_pb2.GetFileRangeRequest,
+                           ctx: CallContext) -> file_pb2.GetFileRangeResponse:
+        scope, parsed = self._file(ctx, request.uri, Capability.READ)
+        if parsed.kind is CacheKind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
+            raise InvalidArgument("GetFileRange reads uncompressed CAS blobs (.../blobs/<hash>/<size>)")
+        size = parsed.resource.digest.size
+        end = request.end if request.end > 0 else size
+        if request.start < 0 or request.start > size or end < request.start:
+            raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid for a blob of {size} bytes")
+        if end - request.start > MAX_FILE_RANGE:
+            raise InvalidArgument(f"range of {end - request.start} bytes exceeds the limit of {MAX_FILE_RANGE}")
+        chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, request.start,
+                                                  min(end, size) - request.start)]
+        return file_pb2.GetFileRangeResponse(data=b"".join(chunks))
+
+    async def DeleteFile(self, request: file_pb2.DeleteFileRequest, ctx: CallContext) -> file_pb2.DeleteFileResponse:
+        """Deletes a CAS blob or an action result; deleting what is absent succeeds. Audited."""
+        scope, parsed = self._file(ctx, request.uri, Capability.CACHE_WRITE)
+        digest = parsed.resource.digest
+        if parsed.kind is CacheKind.AC:
+            existed = await self.blobs.delete_action_result(scope, digest)
+        else:
+            existed = await self.blobs.delete(scope, digest)
+        principal = ctx.require(Capability.CACHE_WRITE)
+        await _internal(self.metadata.RecordAudit(metadata_pb2.AuditRecord(
+            tenant=principal.tenant, key_id=principal.key_id, action="DeleteFile",
+            resource=f"{parsed.kind.value}:{parsed.resource.instance_name}/{digest}",
+            detail="deleted" if existed else "absent")))
+        return file_pb2.DeleteFileResponse()
+
+    async def GetAuditLog(self, request: audit_log_pb2.GetAuditLogRequest,
+                          ctx: CallContext) -> audit_log_pb2.GetAuditLogResponse:
+        tenant = ctx.require(Capability.ADMIN).tenant
+        return await _internal(self.metadata.GetAuditLog(
+            metadata_pb2.TenantGetAuditLogRequest(tenant=tenant, request=request)))
+
+    # ----- what a self-hosted server does not run ----------------------------------------------
+
+    async def ExecuteWorkflow(self, request: workflow_pb2.ExecuteWorkflowRequest,
+                              ctx: CallContext) -> workflow_pb2.ExecuteWorkflowResponse:
+        raise Unimplemented("ExecuteWorkflow is not available: bbapi does not run CI workflows")
+
+    async def Run(self, request: remote_runner_pb2.RunRequest, ctx: CallContext) -> remote_runner_pb2.RunResponse:
+        raise Unimplemented("Run is not available: bbapi does not run remote Bazel commands")
+
+    async def CreateUserApiKey(self, request: api_key_pb2.CreateUserApiKeyRequest,
+                               ctx: CallContext) -> api_key_pb2.CreateUserApiKeyResponse:
+        raise Unimplemented("CreateUserApiKey is not available: bbapi has no users; "
+                            "create keys with `bbapi keys create --tenant NAME`")
+
+

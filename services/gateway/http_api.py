@@ -1,0 +1,165 @@
+"""`POST /api/v1/<Method>`: BuildBuddy's HTTP API, in proto3 JSON or binary protobuf.
+
+The body's Content-Type picks the format (none or application/json: JSON; application/protobuf,
+application/proto or application/x-protobuf: binary) and the answer uses the same one. The key
+comes from the `x-buildbuddy-api-key` header. Errors carry the HTTP status DESIGN.md maps the
+gRPC code to and a JSON body `{"code": <grpc code number>, "message": ...}`. GetFile answers
+with the file's raw bytes, streamed, with Content-Length when the size is known.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from google.protobuf import json_format
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from services.common.errors import ApiError, InvalidArgument, NotFound, http_status
+from services.common.rpc import message_class
+from services.gateway import metrics
+from services.gateway.api import ApiServicer
+from services.gateway.front import CallContext
+from services.gateway.openapi import Schema, message_schema
+from services.gen.api.v1 import file_pb2, service_pb2
+
+MAX_BODY = 8 * 1024 * 1024
+PROTOBUF_TYPES = ("application/protobuf", "application/proto", "application/x-protobuf")
+SERVICE = service_pb2.DESCRIPTOR.services_by_name["ApiService"]
+Authenticate = Callable[[CallContext], Awaitable[None]]
+
+
+def error_response(code: grpc.StatusCode, message: str) -> JSONResponse:
+    return JSONResponse({"code": code.value[0], "message": message}, status_code=http_status(code))
+
+
+class _Codec:
+    """The request's wire format, used for the answer too."""
+
+    def __init__(self, content_type: str | None) -> None:
+        media = (content_type or "").split(";")[0].strip().lower()
+        if media in ("", "application/json"):
+            self.binary = False
+        elif media in PROTOBUF_TYPES:
+            self.binary = True
+        else:
+            raise InvalidArgument(f"unsupported Content-Type {content_type!r}: use application/json or "
+                                  "application/protobuf")
+
+    def decode(self, body: bytes, cls: type[Message]) -> Message:
+        try:
+            if self.binary:
+                return cls.FromString(body)
+            return json_format.Parse(body or b"{}", cls())
+        except (json_format.ParseError, DecodeError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InvalidArgument(f"cannot decode the {cls.DESCRIPTOR.name}: {err}") from None
+
+    def encode(self, message: Message) -> Response:
+        if self.binary:
+            return Response(message.SerializeToString(), media_type="application/protobuf")
+        return Response(json_format.MessageToJson(message, indent=None), media_type="application/json")
+
+
+async def _body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise _TooLarge
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise _TooLarge
+    return bytes(body)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _context(request: Request, method: str) -> CallContext:
+    client = request.client
+    return CallContext(method=method, metadata={k.lower(): v for k, v in request.headers.items()},
+                       authority="", peer=f"{client.host}:{client.port}" if client else "")
+
+
+def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) -> None:
+    """One route per ApiService method, documented with schemas derived from the protos."""
+    components: dict[str, Schema] = {}
+    for method in SERVICE.methods:
+        request_schema = message_schema(method.input_type, components)
+        response_schema = (message_schema(method.output_type, components) if not method.server_streaming
+                           else {"type": "string", "format": "binary"})
+        media = "application/octet-stream" if method.server_streaming else "application/json"
+        app.add_api_route(
+            f"/api/v1/{method.name}", _endpoint(method, servicer, authenticate), methods=["POST"],
+            name=method.name, summary=method.name, tags=["api.v1"],
+            openapi_extra={
+                "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema},
+                                                              "application/protobuf": {}}},
+                "responses": {"200": {"description": "OK", "content": {media: {"schema": response_schema}}},
+                              "default": {"description": "Error: {code, message}"}},
+            })
+
+    @app.api_route("/api/v1/{method}", methods=["POST", "GET"], include_in_schema=False)
+    async def unknown(method: str) -> JSONResponse:
+        return error_response(grpc.StatusCode.NOT_FOUND, f"method {method!r} not found")
+
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            app.openapi_schema = schema
+        return app.openapi_schema
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
+              authenticate: Authenticate) -> Callable[[Request], Awaitable[Response]]:
+    request_class = message_class(method.input_type)
+    impl = getattr(servicer, method.name)
+
+    async def endpoint(request: Request) -> Response:
+        start = time.perf_counter()
+        try:
+            codec = _Codec(request.headers.get("content-type"))
+            message = codec.decode(await _body(request), request_class)
+            ctx = _context(request, method.name)
+            await authenticate(ctx)
+            if method.name == "GetFile":
+                response = await _stream_file(servicer, message, ctx)  # type: ignore[arg-type]
+            else:
+                response = codec.encode(await impl(message, ctx))
+        except _TooLarge:
+            response = JSONResponse({"code": grpc.StatusCode.INVALID_ARGUMENT.value[0],
+                                     "message": f"request body larger than {MAX_BODY} bytes"}, status_code=413)
+        except ApiError as err:
+            response = error_response(err.code, err.message)
+        metrics.HTTP_LATENCY.labels(method.name, str(response.status_code)).observe(time.perf_counter() - start)
+        return response
+    return endpoint
+
+
+async def _stream_file(servicer: ApiServicer, request: file_pb2.GetFileRequest, ctx: CallContext) -> Response:
+    """Fetch the first chunk before answering, so a missing blob is a 404 and not a broken 200."""
+    size = await servicer.file_size(request, ctx)
+    chunks = servicer.GetFile(request, ctx)
+    first = await anext(chunks, None)
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    headers = {"content-length": str(size)} if size is not None else {}
+    if first is None and size:
+        raise NotFound(f"file {request.uri} not found")
+    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
