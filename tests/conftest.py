@@ -14,16 +14,21 @@ if TYPE_CHECKING:  # the stack is imported only by tests that use it (k8s tests 
     from tests.support.servers import StackServer
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
+def running_stack(tmp_path_factory: pytest.TempPathFactory, database: str = "") -> Iterator[StackServer]:
+    """The all-in-one stack on free ports (SQLite files unless a database URL is given)."""
     from services.allinone.settings import ServeSettings
     from tests.support.servers import StackServer
 
     data_dir: Path = tmp_path_factory.mktemp("bbapi")
     running = StackServer(ServeSettings(data_dir=data_dir, host="127.0.0.1", grpc_port=0, http_port=0,
-                                        min_age_seconds=0, key_cache_seconds=0.2)).start()
+                                        min_age_seconds=0, key_cache_seconds=0.2, database=database)).start()
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackServer]:
+    yield from running_stack(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
