@@ -16,7 +16,7 @@ import grpc
 
 from services.common import wire
 from services.common.auth import Capability
-from services.common.blobaccess import STREAM_CHUNK, BlobAccess, Scope
+from services.common.blobaccess import BlobAccess, Scope
 from services.common.errors import InvalidArgument, Unimplemented, from_rpc_error
 from services.common.resources import Compressor
 from services.common.rpc import Codec
@@ -105,9 +105,9 @@ class ApiServicer:
         if parsed.kind is CacheKind.AC:
             yield await self.blobs.get_action_result(scope, parsed.resource.digest)
             return
+        # blocks go out as the shard sends them (1 MiB): BuildBuddy's GetFile messages are ~4 MB
         async for block in self.blobs.read(scope, parsed.resource.digest, compressor=parsed.resource.compressor):
-            for start in range(0, len(block), STREAM_CHUNK):
-                yield block[start:start + STREAM_CHUNK]
+            yield block
 
     async def GetFileRange(self, request: file_pb2.GetFileRangeRequest,
                            ctx: CallContext) -> file_pb2.GetFileRangeResponse:
