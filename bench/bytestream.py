@@ -2,10 +2,11 @@
 
     python bench/bytestream.py [--size-mib 64] [--runs 5]
 
-Starts `bbapi serve` (all-in-one, one process) and a bare grpc.aio ByteStream server, each in
-its own process, then times Read (whole blob) and Write (Bazel's 16 KiB messages) from this
-process and prints the medians and the ratio. Each bbapi write uploads a fresh blob, so every
-run is verified, fsynced and stored for real.
+Starts `bbapi serve` (all-in-one, one process), `bbapi cluster` with one gateway and one CAS
+shard (the same code, the internal hop between two processes) and a bare grpc.aio ByteStream
+server, then times Read (whole blob) and Write (Bazel's 16 KiB messages) from this process and
+prints the medians and the ratios. Each bbapi write uploads a fresh blob, so every run is
+verified, fsynced and stored for real.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -29,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
 from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
+from tests.cluster.processes import ClusterProcess
 from tests.support.servers import ServeProcess
 
 CHUNK_READ = 256 * 1024 - 1024
@@ -67,26 +70,34 @@ def write_requests(data: bytes, resource: str) -> Iterator[bs_pb2.WriteRequest]:
                                   finish_write=offset + CHUNK_WRITE >= len(data))
 
 
-def measure(target: str, key: str | None, blobs: list[bytes], read_name: str) -> tuple[list[float], list[float]]:
-    channel = grpc.insecure_channel(target, options=OPTIONS)
-    stub = bs_grpc.ByteStreamStub(channel)
-    metadata = [("x-buildbuddy-api-key", key)] if key else []
-    writes, reads = [], []
-    for blob in blobs:
+@dataclass
+class Target:
+    """One server under test, with its client stub and the timings collected so far."""
+
+    name: str
+    address: str
+    key: str | None
+    read_name: str
+    reads: list[float] = field(default_factory=list)
+    writes: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.channel = grpc.insecure_channel(self.address, options=OPTIONS)
+        self.stub = bs_grpc.ByteStreamStub(self.channel)
+        self.metadata = [("x-buildbuddy-api-key", self.key)] if self.key else []
+
+    def run(self, blob: bytes) -> None:
         digest = hashlib.sha256(blob).hexdigest()
         resource = f"uploads/{uuid.uuid4()}/blobs/{digest}/{len(blob)}"
         start = time.perf_counter()
-        response = stub.Write(write_requests(blob, resource), metadata=metadata)
-        writes.append(len(blob) / (time.perf_counter() - start) / 1e6)
+        response = self.stub.Write(write_requests(blob, resource), metadata=self.metadata)
+        self.writes.append(len(blob) / (time.perf_counter() - start) / 1e6)
         assert response.committed_size == len(blob), response
-    for _ in blobs:
         start = time.perf_counter()
-        received = sum(len(r.data) for r in stub.Read(bs_pb2.ReadRequest(resource_name=read_name),
-                                                      metadata=metadata))
-        reads.append(received / (time.perf_counter() - start) / 1e6)
-        assert received == len(blobs[0])
-    channel.close()
-    return reads, writes
+        received = sum(len(r.data) for r in self.stub.Read(bs_pb2.ReadRequest(resource_name=self.read_name),
+                                                           metadata=self.metadata))
+        self.reads.append(received / (time.perf_counter() - start) / 1e6)
+        assert received == len(blob)
 
 
 def main() -> None:
@@ -105,24 +116,35 @@ def main() -> None:
                             stdout=subprocess.PIPE, text=True)
     assert bare.stdout is not None
     bare_port = int(bare.stdout.readline())
-    with tempfile.TemporaryDirectory() as data_dir:
-        serve = ServeProcess(Path(data_dir), extra=["--log-level", "warning"]).start()
+    with tempfile.TemporaryDirectory() as tmp:
+        serve = ServeProcess(Path(tmp) / "serve", extra=["--log-level", "warning"]).start()
+        cluster = ClusterProcess(Path(tmp) / "cluster", extra=["--gateways", "1", "--cas-shards", "1",
+                                                               "--replication", "1", "--log-level", "warning"]).start()
         try:
-            first = blobs[0]
-            ours = measure(serve.grpc_target, serve.admin_key, blobs,
-                           f"blobs/{hashlib.sha256(first).hexdigest()}/{len(first)}")
+            # the blob a bbapi Read fetches is the one its first Write stored
+            name = f"blobs/{hashlib.sha256(blobs[0]).hexdigest()}/{len(blobs[0])}"
+            targets = [Target("bare grpcio", f"127.0.0.1:{bare_port}", None, "blob"),
+                       Target("bbapi serve", serve.grpc_target, serve.admin_key, name),
+                       Target("bbapi cluster", cluster.grpc_target, cluster.admin_key, name)]
+            for blob in blobs:  # round-robin, so drift on a busy machine hits every target alike
+                for target in targets:
+                    target.run(blob)
         finally:
             serve.stop()
-    try:
-        theirs = measure(f"127.0.0.1:{bare_port}", None, blobs, "blob")
-    finally:
-        bare.terminate()
+            cluster.stop()
+            bare.terminate()
 
-    print(f"\nByteStream, {args.size_mib} MiB blob, median of {args.runs} runs (MB/s, client in this process)\n")
-    print(f"{'':<8}{'bare grpcio':>14}{'bbapi serve':>14}{'ratio':>8}{'goal':>8}")
-    for name, index, goal in (("Read", 0, 0.8), ("Write", 1, 0.7)):
-        b, o = statistics.median(theirs[index]), statistics.median(ours[index])
-        print(f"{name:<8}{b:>14.0f}{o:>14.0f}{o / b:>8.2f}{goal:>8.1f}")
+    bare_target, *ours = targets
+    print(f"\nByteStream, {args.size_mib} MiB blob, median of {args.runs} interleaved runs "
+          "(MB/s, client in this process)\n")
+    print(f"{'':<8}{bare_target.name:>14}" + "".join(f"{t.name:>15}{'ratio':>8}" for t in ours) + f"{'goal':>8}")
+    for label, goal in (("reads", 0.8), ("writes", 0.7)):
+        base = statistics.median(getattr(bare_target, label))
+        row = f"{label[:-1].title():<8}{base:>14.0f}"
+        for target in ours:
+            speed = statistics.median(getattr(target, label))
+            row += f"{speed:>15.0f}{speed / base:>8.2f}"
+        print(f"{row}{goal:>8.1f}")
 
 
 if __name__ == "__main__":
