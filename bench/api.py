@@ -4,13 +4,15 @@
 
 Starts `bbapi serve`, ingests a small and a large synthetic invocation through the real BES port
 (bench/ingest.py's generator), then times GetTarget pages over HTTP (first page and a page deep
-in the list) on both. Then serves the same 64 MiB file from bbapi's GetFile and from nginx
-(Debian's package, sendfile on) and downloads both with curl. Prints medians in a table.
+in the list) on both. Then serves the same 64 MiB file from GetFile of `bbapi serve` (one
+process), of `bbapi cluster` (gateway and CAS shard as separate processes) and from nginx
+(Debian's package, sendfile on), downloading from each in turn with curl. Prints medians.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -19,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -26,6 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import synthetic_build
+from tests.cluster.processes import ClusterProcess
 from tests.support.bes import Publisher
 from tests.support.clients import CacheClient, digest
 from tests.support.servers import ServeProcess
@@ -44,14 +48,18 @@ http {{
 """
 
 
-def median_ms(call: httpx.Client, url: str, body: dict[str, object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        response = call.post(url, json=body)
-        times.append((time.perf_counter() - start) * 1000)
-        assert response.status_code == 200, response.text
-    return statistics.median(times)
+def curl(args: list[str], metric: str) -> float:
+    """One curl -w metric. curl, not a Python client: httpx sends headers and body in two writes,
+    and Nagle against the server's delayed ACK adds ~40 ms to every request."""
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", f"%{{{metric}}} %{{http_code}}", *args],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[1] == "200", out
+    return float(out[0])
+
+
+def api_call(server: ServeProcess, key: str, method: str, body: dict[str, object]) -> list[str]:
+    return ["-d", json.dumps(body), "-H", f"x-buildbuddy-api-key: {key}", "-H", "Content-Type: application/json",
+            f"http://127.0.0.1:{server.http_port}/api/v1/{method}"]
 
 
 def target_latency(serve: ServeProcess, key: str, invocation_id: str, runs: int) -> tuple[float, float]:
@@ -65,29 +73,24 @@ def target_latency(serve: ServeProcess, key: str, invocation_id: str, runs: int)
             if not page.get("nextPageToken"):
                 break
             token, pages = page["nextPageToken"], pages + 1
-        return (median_ms(client, url, selector, runs),
-                median_ms(client, url, {**selector, "page_token": token}, runs))
+    first: dict[str, object] = {**selector}
+    deep: dict[str, object] = {**selector, "page_token": token}
+    first_ms, deep_ms = (statistics.median(curl(api_call(serve, key, "GetTarget", body), "time_total") * 1000
+                                           for _ in range(runs)) for body in (first, deep))
+    return first_ms, deep_ms
 
 
-def curl_mb_per_s(args: list[str], runs: int) -> float:
-    speeds = []
-    for _ in range(runs):
-        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{speed_download} %{http_code}", *args],
-                             capture_output=True, text=True, check=True).stdout.split()
-        assert out[1] == "200", out
-        speeds.append(float(out[0]) / 1e6)
-    return statistics.median(speeds)
-
-
-def nginx_mb_per_s(data: bytes, runs: int, root: Path) -> float:
+@contextlib.contextmanager
+def nginx(data: bytes, root: Path) -> Iterator[list[str]]:
+    """nginx serving `data` from disk; yields the curl arguments that download it."""
     (root / "www").mkdir(parents=True)
     for directory in (root.parent, root, root / "www"):
         directory.chmod(0o755)  # nginx workers run as an unprivileged user
     (root / "www" / "blob").write_bytes(data)
     port = 18000 + uuid.uuid4().int % 2000
     (root / "nginx.conf").write_text(NGINX_CONF.format(root=root, port=port))
-    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(root / "nginx.conf"),
-                              "-p", str(root)], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(root / "nginx.conf"),
+                               "-p", str(root)], stderr=subprocess.DEVNULL)
     try:
         for _ in range(50):
             try:
@@ -95,10 +98,18 @@ def nginx_mb_per_s(data: bytes, runs: int, root: Path) -> float:
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        return curl_mb_per_s([f"http://127.0.0.1:{port}/blob"], runs)
+        yield [f"http://127.0.0.1:{port}/blob"]
     finally:
-        nginx.terminate()
-        nginx.wait()
+        server.terminate()
+        server.wait()
+
+
+def get_file(server: ServeProcess, data: bytes) -> list[str]:
+    """Stores `data` through the server's cache; the curl arguments that GetFile it over HTTP."""
+    assert server.admin_key is not None
+    CacheClient(server.grpc_target, server.admin_key).upload(data)
+    d = digest(data)
+    return api_call(server, server.admin_key, "GetFile", {"uri": f"bytestream://host/blobs/{d.hash}/{d.size_bytes}"})
 
 
 def main() -> None:
@@ -109,25 +120,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     data = bytes(range(256)) * (args.file_mib * 4096)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         serve = ServeProcess(Path(tmp) / "serve", extra=["--log-level", "warning"]).start()
+        stack.callback(serve.stop)
         assert serve.admin_key is not None
-        try:
-            latency = {}
-            for size in (args.small, args.large):
-                invocation_id = str(uuid.uuid4())
-                Publisher(serve.grpc_target, serve.admin_key).publish(
-                    invocation_id, synthetic_build(invocation_id, size, log_bytes=0))
-                latency[size] = target_latency(serve, serve.admin_key, invocation_id, args.runs)
-            CacheClient(serve.grpc_target, serve.admin_key).upload(data)
-            d = digest(data)
-            body = json.dumps({"uri": f"bytestream://host/blobs/{d.hash}/{d.size_bytes}"})
-            ours = curl_mb_per_s(["-d", body, "-H", f"x-buildbuddy-api-key: {serve.admin_key}",
-                                  "-H", "Content-Type: application/json",
-                                  f"http://127.0.0.1:{serve.http_port}/api/v1/GetFile"], args.runs)
-        finally:
-            serve.stop()
-        theirs = nginx_mb_per_s(data, args.runs, Path(tmp) / "nginx")
+        invocations = {}
+        for size in (args.small, args.large):
+            invocations[size] = str(uuid.uuid4())
+            Publisher(serve.grpc_target, serve.admin_key).publish(
+                invocations[size], synthetic_build(invocations[size], size, log_bytes=0))
+        # Both measured on the same database, after all ingestion, so neither pays for the other's writes.
+        latency = {size: target_latency(serve, serve.admin_key, invocation_id, args.runs)
+                   for size, invocation_id in invocations.items()}
+
+        cluster = ClusterProcess(Path(tmp) / "cluster", extra=["--gateways", "1", "--cas-shards", "1",
+                                                               "--replication", "1", "--log-level", "warning"]).start()
+        stack.callback(cluster.stop)
+        downloads = {"nginx (sendfile)": stack.enter_context(nginx(data, Path(tmp) / "nginx")),
+                     "bbapi serve": get_file(serve, data), "bbapi cluster": get_file(cluster, data)}
+        speeds: dict[str, list[float]] = {name: [] for name in downloads}
+        for _ in range(args.runs):  # round-robin, so drift on a busy machine hits every server alike
+            for name, curl_args in downloads.items():
+                speeds[name].append(curl(curl_args, "speed_download") / 1e6)
 
     print(f"\nGetTarget over HTTP, median of {args.runs} (ms)\n")
     print(f"{'targets':>10}{'first page':>12}{'deep page':>12}")
@@ -135,9 +149,11 @@ def main() -> None:
         print(f"{size:>10}{first:>12.1f}{deep:>12.1f}")
     ratio = max(latency[args.large]) / max(min(latency[args.small]), 1e-9)
     print(f"\nlarge / small (slowest large page / fastest small page): {ratio:.2f}x   (goal <= 2x)")
-    print(f"\nGetFile over HTTP, {args.file_mib} MiB, curl, median of {args.runs} (MB/s)\n")
-    print(f"{'nginx (sendfile)':>18}{'bbapi serve':>14}{'ratio':>8}{'goal':>8}")
-    print(f"{theirs:>18.0f}{ours:>14.0f}{ours / theirs:>8.2f}{0.5:>8.1f}")
+    print(f"\nGetFile over HTTP, {args.file_mib} MiB, curl, median of {args.runs} interleaved runs (MB/s)\n")
+    base, *ours = (statistics.median(values) for values in speeds.values())
+    names = list(speeds)
+    print(f"{names[0]:>18}" + "".join(f"{name:>15}{'ratio':>8}" for name in names[1:]) + f"{'goal':>8}")
+    print(f"{base:>18.0f}" + "".join(f"{speed:>15.0f}{speed / base:>8.2f}" for speed in ours) + f"{0.5:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from services.metadata.models import Action, ActionFile, Artifact, Invocation, I
 
 Sessions = async_sessionmaker[AsyncSession]
 INVOCATION_PAGE = 50
-TARGET_PAGE = 500
+TARGET_PAGE = 100
 ACTION_PAGE = 200
 ACTION_PAGE_FILES = 5_000  # a page of actions stops early once it holds this many files
 MAX_ARTIFACTS = 10_000  # per invocation, and per page, in GetInvocation with include_artifacts
