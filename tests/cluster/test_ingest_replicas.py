@@ -62,7 +62,7 @@ def test_concurrent_builds_with_broken_streams_are_stored_exactly_once(cluster: 
         thread.start()
     for thread in threads:
         thread.join(180)
-    assert not errors, errors
+    assert not errors, (errors, "".join(cluster.output[-100:]))  # the servers' own log says why
 
     stub = api_grpc.ApiServiceStub(grpc.insecure_channel(cluster.grpc_target))
     md = [("x-buildbuddy-api-key", cluster.admin_key)]
