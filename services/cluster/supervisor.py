@@ -41,11 +41,19 @@ MEMBERSHIP_FILE = "membership.json"
 CONFIRMATIONS_PER_GATEWAY = 3  # consecutive answers asked for, so every gateway is likely heard
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port nothing listens on, never one handed out before: children bind theirs only later,
+    and the kernel may offer a just-closed port again to the next caller."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind((LOOPBACK, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def shard_id(index: int) -> str:

@@ -121,5 +121,8 @@ def insecure_channel(target: str, extra_options: list[tuple[str, Any]] | None = 
     return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())
 
 
-def new_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=SERVER_OPTIONS, interceptors=telemetry.server_interceptors())
+def new_server(share_port: bool = False) -> grpc.aio.Server:
+    """grpc binds with SO_REUSEPORT unless told not to. Only the gateways' public port is shared;
+    an internal server that found its port taken must fail, not split another's connections."""
+    options = [*SERVER_OPTIONS, ("grpc.so_reuseport", int(share_port))]
+    return grpc.aio.server(options=options, interceptors=telemetry.server_interceptors())

@@ -87,7 +87,7 @@ class Front:
             self._handlers.append(grpc.method_handlers_generic_handler(name, handlers))
 
     async def start(self, host: str, port: int) -> int:
-        server = new_server()
+        server = new_server(share_port=True)
         server.add_generic_rpc_handlers(tuple(self._handlers))
         bound: int = server.add_insecure_port(f"{host}:{port}")
         if bound == 0:
