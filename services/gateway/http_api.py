@@ -1,7 +1,8 @@
 """`POST /api/v1/<Method>`: BuildBuddy's HTTP API, in proto3 JSON or binary protobuf.
 
 The body's Content-Type picks the format (none or application/json: JSON; application/protobuf,
-application/proto or application/x-protobuf: binary) and the answer uses the same one. The key
+application/proto or application/x-protobuf: binary; application/protobuf-text: text format)
+and the answer uses the same one. The key
 comes from the `x-buildbuddy-api-key` header. Errors carry the HTTP status DESIGN.md maps the
 gRPC code to and a JSON body `{"code": <grpc code number>, "message": ...}`. GetFile answers
 with the file's raw bytes, streamed, with Content-Length when the size is known.
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from google.protobuf import json_format
+from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
@@ -31,6 +32,7 @@ from services.gen.api.v1 import file_pb2, service_pb2
 
 MAX_BODY = 8 * 1024 * 1024
 PROTOBUF_TYPES = ("application/protobuf", "application/proto", "application/x-protobuf")
+TEXT_TYPE = "application/protobuf-text"
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["ApiService"]
 Authenticate = Callable[[CallContext], Awaitable[None]]
 
@@ -45,25 +47,32 @@ class _Codec:
     def __init__(self, content_type: str | None) -> None:
         media = (content_type or "").split(";")[0].strip().lower()
         if media in ("", "application/json"):
-            self.binary = False
+            self.media = "application/json"
         elif media in PROTOBUF_TYPES:
-            self.binary = True
+            self.media = "application/protobuf"
+        elif media == TEXT_TYPE:
+            self.media = TEXT_TYPE
         else:
-            raise InvalidArgument(f"unsupported Content-Type {content_type!r}: use application/json or "
-                                  "application/protobuf")
+            raise InvalidArgument(f"unsupported Content-Type {content_type!r}: use application/json, "
+                                  f"application/protobuf or {TEXT_TYPE}")
 
     def decode(self, body: bytes, cls: type[Message]) -> Message:
         try:
-            if self.binary:
+            if self.media == "application/protobuf":
                 return cls.FromString(body)
+            if self.media == TEXT_TYPE:
+                return text_format.Parse(body.decode(), cls())
             return json_format.Parse(body or b"{}", cls())
-        except (json_format.ParseError, DecodeError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (json_format.ParseError, text_format.ParseError, DecodeError, UnicodeDecodeError,
+                json.JSONDecodeError) as err:
             raise InvalidArgument(f"cannot decode the {cls.DESCRIPTOR.name}: {err}") from None
 
     def encode(self, message: Message) -> Response:
-        if self.binary:
-            return Response(message.SerializeToString(), media_type="application/protobuf")
-        return Response(json_format.MessageToJson(message, indent=None), media_type="application/json")
+        if self.media == "application/protobuf":
+            return Response(message.SerializeToString(), media_type=self.media)
+        if self.media == TEXT_TYPE:
+            return Response(text_format.MessageToString(message), media_type=self.media)
+        return Response(json_format.MessageToJson(message, indent=None), media_type=self.media)
 
 
 async def _body(request: Request) -> bytes:

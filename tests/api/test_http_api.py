@@ -10,6 +10,7 @@ import grpc
 import httpx
 import pytest
 import zstandard
+from google.protobuf import text_format
 
 from services.common.auth import Capability
 from services.gen.api.v1 import audit_log_pb2, file_pb2, invocation_pb2, workflow_pb2
@@ -102,6 +103,18 @@ def test_protobuf_bodies_and_answers(client: CacheClient, server: StackServer) -
                           headers={"x-buildbuddy-api-key": server.admin_key, "content-type": "application/protobuf"})
     assert response.status_code == 200 and response.headers["content-type"].startswith("application/protobuf")
     assert file_pb2.GetFileRangeResponse.FromString(response.content).data == data[:50]
+
+
+def test_text_format_bodies_and_answers(client: CacheClient, server: StackServer) -> None:
+    data = os.urandom(100)
+    client.upload(data, instance="ci/linux")
+    body = text_format.MessageToString(file_pb2.GetFileRangeRequest(uri=uri(data), start=10, end=20))
+    headers = {"x-buildbuddy-api-key": server.admin_key, "content-type": "application/protobuf-text"}
+    response = httpx.post(f"{server.http_url}/api/v1/GetFileRange", content=body, headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/protobuf-text")
+    assert text_format.Parse(response.text, file_pb2.GetFileRangeResponse()).data == data[10:20]
+    bad = httpx.post(f"{server.http_url}/api/v1/GetFileRange", content="uri: [", headers=headers)
+    assert bad.status_code == 400 and "GetFileRangeRequest" in bad.json()["message"]
 
 
 def test_errors_map_to_http_statuses(http: Http, server: StackServer) -> None:
