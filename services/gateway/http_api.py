@@ -110,7 +110,7 @@ def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) 
             name=method.name, summary=method.name, tags=["api.v1"],
             openapi_extra={
                 "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema},
-                                                              "application/protobuf": {}}},
+                                                              "application/protobuf": {}, TEXT_TYPE: {}}},
                 "responses": {"200": {"description": "OK", "content": {media: {"schema": response_schema}}},
                               "default": {"description": "Error: {code, message}"}},
             })
