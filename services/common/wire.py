@@ -37,10 +37,6 @@ def bytes_field(number: int, data: bytes | memoryview) -> bytes:
     return b"".join((tag(number, LEN), varint(len(data)), data))
 
 
-def varint_field(number: int, value: int) -> bytes:
-    return tag(number, VARINT) + varint(value) if value else b""
-
-
 def _read_varint(view: memoryview, position: int) -> tuple[int, int]:
     result = shift = 0
     while True:
@@ -54,7 +50,7 @@ def _read_varint(view: memoryview, position: int) -> tuple[int, int]:
         shift += 7
 
 
-def fields(data: bytes) -> Iterator[tuple[int, int | memoryview]]:
+def fields(data: bytes | memoryview) -> Iterator[tuple[int, int | memoryview]]:
     """(field number, value) pairs: ints for varints, zero-copy views for length-delimited."""
     view = memoryview(data)
     position = 0
