@@ -22,6 +22,21 @@ COALESCE = 1024 * 1024
 T = TypeVar("T")
 
 
+async def coalesce(chunks: AsyncIterator[bytes], size: int = COALESCE) -> AsyncIterator[bytes]:
+    """The same bytes in blocks of at least `size` (the last may be shorter). Joining a block that
+    is already large enough costs nothing, so coalescing twice is free."""
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield b"".join(pending)
+            pending, held = [], 0
+    if pending:
+        yield b"".join(pending)
+
+
 async def _unary(call: Awaitable[T]) -> T:
     """Await an internal call, re-raising its failure as the same ApiError."""
     try:
@@ -72,20 +87,12 @@ class RemoteBlobAccess(BlobAccess):
         async def requests() -> AsyncIterator[bytes]:
             yield cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
                                        compressor=compressor_out(compressor)).SerializeToString()
-            pending: list[bytes] = []
-            size = 0
             try:
-                async for chunk in chunks:
-                    pending.append(chunk)
-                    size += len(chunk)
-                    if size >= COALESCE:
-                        yield cas_codec.encode_write_data(b"".join(pending))
-                        pending, size = [], 0
+                async for block in coalesce(chunks):
+                    yield cas_codec.encode_write_data(block)
             except BaseException as err:
                 failure.append(err)  # grpc turns a failing request iterator into a bare cancellation
                 raise
-            if pending:
-                yield cas_codec.encode_write_data(b"".join(pending))
 
         try:
             response: cas_pb2.WriteResponse = await _unary(self._write(requests()))

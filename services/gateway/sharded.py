@@ -28,6 +28,7 @@ from services.gateway.failures import is_not_found, rejects_input
 from services.gateway.handoff import HandoffQueue
 from services.gateway.liveness import Liveness
 from services.gateway.members import ShardPool
+from services.gateway.remote import coalesce
 from services.gateway.repair import Repairer
 from services.gateway.routing import Router, Target
 from services.gateway.tee import tee
@@ -124,7 +125,8 @@ class ShardedBlobAccess(BlobAccess):
         """Account for every replica's outcome; replace failed ones, leaving hints for their owners.
 
         `redo(source, member)` stores the key on a substitute, from `source` (a member that has
-        it) when the data is not at hand. Raises when no replica stored the key.
+        it) when the data is not at hand; it bounds its own time (a copy of a large blob may
+        rightly take long). Raises when no replica stored the key.
         """
         stored: list[str] = []
         results: list[object] = []
@@ -154,8 +156,7 @@ class ShardedBlobAccess(BlobAccess):
             while (substitute := router.substitute(key.digest.hash, tried)) is not None:
                 tried.add(substitute)
                 try:
-                    async with asyncio.timeout(UNARY_TIMEOUT):
-                        await redo(stored[0] if stored else None, substitute)
+                    await redo(stored[0] if stored else None, substitute)
                 except Exception as err:
                     if rejects_input(err):
                         raise
@@ -240,7 +241,8 @@ class ShardedBlobAccess(BlobAccess):
                     raise Unavailable(f"{member} ended the upload of {digest}") from None
             return write
 
-        outcomes = await tee(chunks, [writer(t.member) for t in targets])
+        # blocks formed once here, not once per replica, and R queue hand-offs per block, not per 16 KiB
+        outcomes = await tee(coalesce(chunks), [writer(t.member) for t in targets])
 
         async def recopy(source: str | None, member: str) -> None:
             if source is None:
@@ -295,7 +297,7 @@ class ShardedBlobAccess(BlobAccess):
                                                                   "is down"))
 
             async def rewrite(_source: str | None, member: str) -> None:
-                (result,) = await self.pool[member].batch_write(scope, [item])
+                (result,) = await self._call(member, lambda shard: shard.batch_write(scope, [item]))
                 if result.error is not None:
                     raise result.error
 
@@ -342,13 +344,12 @@ class ShardedBlobAccess(BlobAccess):
         router = self.router
         targets = self._write_set(router, action)
 
-        async def put(_source: str | None, member: str) -> None:
-            await self.pool[member].put_action_result(scope, action, result)
+        def put(shard: BlobAccess) -> Awaitable[None]:
+            return shard.put_action_result(scope, action, result)
 
-        outcomes = await asyncio.gather(
-            *(self._call(t.member, lambda shard: shard.put_action_result(scope, action, result)) for t in targets),
-            return_exceptions=True)
-        await self._settle(router, Key(scope, "ac", action), targets, outcomes, put, len(result))
+        outcomes = await asyncio.gather(*(self._call(t.member, put) for t in targets), return_exceptions=True)
+        await self._settle(router, Key(scope, "ac", action), targets, outcomes,
+                           lambda _source, member: self._call(member, put), len(result))
 
     async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
         return await self._delete_everywhere(action, lambda shard: shard.delete_action_result(scope, action))
