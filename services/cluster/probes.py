@@ -8,11 +8,11 @@ from typing import Any
 
 import grpc
 import httpx
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.cluster.children import Child
 from services.common.errors import Unavailable
+from services.common.rpc import serving
 from services.gateway.membership_status import PATH as STATUS_PATH
 
 START_TIMEOUT = 120.0
@@ -23,14 +23,7 @@ async def wait_serving(child: Child, target: str) -> None:
     """Until the child's gRPC health check says SERVING; fails early if the child exits."""
     deadline = time.monotonic() + START_TIMEOUT
     async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
+        while not await serving(channel, 1):
             _check_progress(child, deadline)
             await asyncio.sleep(POLL_SECONDS)
 

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common import telemetry
 from services.common.errors import ApiError
@@ -119,6 +120,15 @@ def insecure_channel(target: str, extra_options: list[tuple[str, Any]] | None = 
     if "," in target:
         options.append(("grpc.lb_policy_name", "round_robin"))
     return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())
+
+
+async def serving(channel: grpc.aio.Channel, seconds: float) -> bool:
+    """Whether the server behind `channel` answers its gRPC health check with SERVING."""
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=seconds)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def new_server(share_port: bool = False) -> grpc.aio.Server:

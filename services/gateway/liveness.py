@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from services.common.rpc import serving
 from services.gateway import cluster_metrics as metrics
 from services.gateway.failures import is_unavailable
 from services.gateway.members import ShardPool
@@ -56,9 +54,9 @@ class Liveness:
     async def probe(self) -> None:
         """Health-check every member."""
         shards = self.pool.items()
-        serving = await asyncio.gather(*(_serving(shard.channel) for _, shard in shards))
+        answers = await asyncio.gather(*(serving(shard.channel, HEALTH_TIMEOUT) for _, shard in shards))
         down: set[str] = set()
-        for (member_id, _), ok in zip(shards, serving, strict=True):
+        for (member_id, _), ok in zip(shards, answers, strict=True):
             metrics.SHARD_UP.labels(member_id).set(1 if ok else 0)
             if ok and member_id in self._down:
                 log.info("CAS member %s is reachable again", member_id)
@@ -68,11 +66,3 @@ class Liveness:
                     log.warning("CAS member %s failed its health check", member_id)
         self._set(down)
 
-
-async def _serving(channel: grpc.aio.Channel) -> bool:
-    try:
-        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
-                                                                   timeout=HEALTH_TIMEOUT)
-    except grpc.aio.AioRpcError:
-        return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import grpc
 import uvicorn
 from fastapi import APIRouter
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.blobaccess import BlobAccess
+from services.common.rpc import serving
 from services.gateway import api, bytestream, http_api
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
@@ -44,7 +44,7 @@ class Backends:
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
 
     async def readiness(self) -> dict[str, bool]:
-        results = await asyncio.gather(*(_serving(c) for c in [self.metadata, self.logs, *self.health_checked]))
+        results = await asyncio.gather(*(serving(c, 2) for c in [self.metadata, self.logs, *self.health_checked]))
         return {"metadata": results[0], "logs": results[1], "cas": all(results[2:])}
 
     async def close(self) -> None:
@@ -52,13 +52,6 @@ class Backends:
         await self.metadata.close()
         await self.logs.close()
 
-
-async def _serving(channel: grpc.aio.Channel) -> bool:
-    try:
-        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-    except grpc.aio.AioRpcError:
-        return False
-    return bool(response.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 @dataclass
