@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,13 @@ def bbapi(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
                           env={**os.environ, **(env or {})}, timeout=60)
 
 
+def revoked_column(listing: str, key_id: str) -> str:
+    """The REVOKED cell of `key_id`'s row in `bbapi keys list` (a fixed-width table)."""
+    header, *rows = listing.splitlines()
+    start, end = header.index("REVOKED"), header.index("LABEL")
+    return next(row[start:end].strip() for row in rows if row.split()[0] == key_id)
+
+
 def test_keys_create_list_revoke(tmp_path: Path) -> None:
     created = bbapi("keys", "create", "--tenant", "acme", "--capability", "read", "--label", "ci reader",
                     "--data-dir", str(tmp_path))
@@ -39,9 +47,10 @@ def test_keys_create_list_revoke(tmp_path: Path) -> None:
     assert "acme" in listed.stdout and "read" in listed.stdout and "ci reader" in listed.stdout
     assert key not in listed.stdout  # keys are stored hashed and never shown again
     key_id = next(line.split()[0] for line in listed.stdout.splitlines() if "acme" in line)
+    assert revoked_column(listed.stdout, key_id) == "-"
     assert bbapi("keys", "revoke", key_id, "--data-dir", str(tmp_path)).returncode == 0
-    assert "-" not in [line.split()[5] for line in bbapi("keys", "list", "--data-dir", str(tmp_path)).stdout
-                       .splitlines() if "acme" in line]
+    revoked = revoked_column(bbapi("keys", "list", "--data-dir", str(tmp_path)).stdout, key_id)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", revoked), revoked
     bad = bbapi("keys", "create", "--tenant", "Bad Name", "--data-dir", str(tmp_path))
     assert bad.returncode == 1 and "invalid tenant name" in bad.stderr
     unknown = bbapi("keys", "revoke", "AKnope", "--data-dir", str(tmp_path))
