@@ -46,7 +46,7 @@ def decode_write_request(raw: bytes) -> WriteChunk:
                       bytes(data) if isinstance(data, memoryview) else b"")
 
 
-def encode_read_response(data: bytes) -> bytes:
+def encode_read_response(data: bytes | memoryview) -> bytes:
     return wire.bytes_field(10, data)
 
 
@@ -71,10 +71,10 @@ class ByteStreamServicer:
         stream = self.blobs.read(scope, resource.digest, request.read_offset, request.read_limit,
                                  resource.compressor)
         async for block in stream:
+            counter.inc(len(block))
+            view = memoryview(block)  # the framing join is the one copy of each piece
             for start in range(0, len(block), STREAM_CHUNK):
-                piece = block[start:start + STREAM_CHUNK]
-                counter.inc(len(piece))
-                yield encode_read_response(piece)
+                yield encode_read_response(view[start:start + STREAM_CHUNK])
 
     async def Write(self, requests: AsyncIterator[WriteChunk], ctx: CallContext) -> bs_pb2.WriteResponse:
         first = await anext(requests, None)
@@ -85,10 +85,6 @@ class ByteStreamServicer:
         if first.write_offset != 0:
             raise InvalidArgument(f"write_offset {first.write_offset}: this server does not resume partial "
                                   "uploads; QueryWriteStatus reports 0, start again from 0")
-        compressed = resource.compressor is not Compressor.IDENTITY
-        if not await self.blobs.find_missing(scope, [resource.digest]):
-            return bs_pb2.WriteResponse(committed_size=-1 if compressed else resource.digest.size)
-
         received = 0
         counter = metrics.STREAMED_BYTES.labels("in", _compression(resource))
 
@@ -112,8 +108,9 @@ class ByteStreamServicer:
                 request = await anext(requests, None)
             raise InvalidArgument(f"the client ended the write after {received} bytes without finish_write")
 
-        existed = await self.blobs.write(scope, resource.digest, data(), resource.compressor)
-        if existed:
+        # a blob that already exists completes at once: write() returns True without reading the data
+        if await self.blobs.write(scope, resource.digest, data(), resource.compressor):
+            compressed = resource.compressor is not Compressor.IDENTITY
             return bs_pb2.WriteResponse(committed_size=-1 if compressed else resource.digest.size)
         return bs_pb2.WriteResponse(committed_size=received)
 
