@@ -9,6 +9,7 @@ the API server having defaulted an object. Regenerate the chart file with
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -28,15 +29,42 @@ QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numk
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A CEL validation (`x-kubernetes-validations`) on the object at `spec.<field>`.
+
+    The API server enforces it when it supports CEL; `spec.parse` checks the same condition
+    (keyed by this object) so the operator refuses the same objects with the same message.
+    """
+
+    field: str
+    expression: str
+    message: str
+
+    def schema(self) -> Schema:
+        return {"rule": self.expression, "message": self.message}
+
+
+AUTOSCALING_ABOVE_FLOOR = Rule("gateway", "!self.autoscaling.enabled || self.autoscaling.maxReplicas >= self.replicas",
+                               "autoscaling.maxReplicas cannot be below replicas")
+REPLICATION_WITHIN_SHARDS = Rule("cas", "self.replication <= self.shards", "replication cannot exceed shards")
+DATABASE_CHOSEN = Rule("database", "self.embedded || has(self.postgres)",
+                       "set database.embedded: true or database.postgres.secretRef")
+DISTINCT_PORTS = Rule("service", "self.grpcPort != self.httpPort", "grpcPort and httpPort must differ")
+OTLP_ENDPOINT = Rule("tracing", "self.exporter != 'otlp' || self.endpoint != ''",
+                     "tracing.endpoint is required with the otlp exporter")
+RULES = (AUTOSCALING_ABOVE_FLOOR, REPLICATION_WITHIN_SHARDS, DATABASE_CHOSEN, DISTINCT_PORTS, OTLP_ENDPOINT)
+
+
 def _obj(description: str, properties: Schema, *, required: tuple[str, ...] = (),
-         default: Any = None, rules: tuple[tuple[str, str], ...] = ()) -> Schema:
+         default: Any = None, rules: tuple[Rule, ...] = ()) -> Schema:
     schema: Schema = {"type": "object", "description": description, "properties": properties}
     if required:
         schema["required"] = list(required)
     if default is not None:
         schema["default"] = default
     if rules:
-        schema["x-kubernetes-validations"] = [{"rule": rule, "message": message} for rule, message in rules]
+        schema["x-kubernetes-validations"] = [rule.schema() for rule in rules]
     return schema
 
 
@@ -94,7 +122,7 @@ def _secret_ref(description: str, default_key: str) -> Schema:
 
 
 def _component(description: str, replicas: int, resources: Schema, extra: Schema | None = None,
-               rules: tuple[tuple[str, str], ...] = ()) -> Schema:
+               rules: tuple[Rule, ...] = ()) -> Schema:
     properties: Schema = {"replicas": _int("number of pods", default=replicas, minimum=1),
                           "resources": resources}
     return _obj(description, properties | (extra or {}), default={}, rules=rules)
@@ -117,8 +145,7 @@ def spec_schema() -> Schema:
                 "targetCPUUtilizationPercentage": _int("average CPU use the HPA aims for", default=70,
                                                        minimum=1, maximum=100),
             }, default={})},
-            rules=(("!self.autoscaling.enabled || self.autoscaling.maxReplicas >= self.replicas",
-                    "autoscaling.maxReplicas cannot be below replicas"),)),
+            rules=(AUTOSCALING_ABOVE_FLOOR,)),
         "metadata": _component("build metadata and API keys over PostgreSQL", 2,
                                _resources("100m", "256Mi", "1Gi")),
         "logs": _component("build logs over PostgreSQL", 2, _resources("100m", "256Mi", "1Gi")),
@@ -130,14 +157,13 @@ def spec_schema() -> Schema:
                                default="50Gi", pattern=QUANTITY_PATTERN),
             "storageClassName": _str("StorageClass of the shard volumes; empty uses the cluster default"),
             "resources": _resources("250m", "512Mi", "2Gi"),
-        }, default={}, rules=(("self.replication <= self.shards", "replication cannot exceed shards"),)),
+        }, default={}, rules=(REPLICATION_WITHIN_SHARDS,)),
         "database": _obj("where metadata and logs live", {
             "embedded": _bool("single-pod trial: one all-in-one pod with SQLite on its volume", False),
             "postgres": _obj("PostgreSQL for the distributed mode", {
                 "secretRef": _secret_ref("Secret holding a postgresql:// URL", "url"),
             }, required=("secretRef",)),
-        }, default={}, rules=(("self.embedded || has(self.postgres)",
-                               "set database.embedded: true or database.postgres.secretRef"),)),
+        }, default={}, rules=(DATABASE_CHOSEN,)),
         "apiKeySecret": _secret_ref(
             "Secret with the bootstrap admin API key; if unset the operator creates <name>-api-key",
             "api-key"),
@@ -147,15 +173,14 @@ def spec_schema() -> Schema:
             "httpPort": _int("port for /api/v1, health and metrics", default=8080, minimum=1, maximum=65535),
             "annotations": {"type": "object", "description": "annotations of the gateway Service",
                             "additionalProperties": {"type": "string"}},
-        }, default={}, rules=(("self.grpcPort != self.httpPort", "grpcPort and httpPort must differ"),)),
+        }, default={}, rules=(DISTINCT_PORTS,)),
         "metrics": _obj("Prometheus scraping", {
             "enabled": _bool("add prometheus.io/scrape annotations to every pod", True),
         }, default={}),
         "tracing": _obj("OpenTelemetry traces", {
             "exporter": _str("where spans go", default="none", enum=("none", "console", "otlp")),
             "endpoint": _str("OTLP/gRPC collector address, host:port", default=""),
-        }, default={}, rules=(("self.exporter != 'otlp' || self.endpoint != ''",
-                               "tracing.endpoint is required with the otlp exporter"),)),
+        }, default={}, rules=(OTLP_ENDPOINT,)),
     }, default={})
 
 

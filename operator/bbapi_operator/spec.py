@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,10 +119,19 @@ def parse(raw_spec: Mapping[str, Any] | None, default_image: str) -> Spec:
     return spec
 
 
+# The CRD's CEL rules, evaluated on the typed spec: whether `spec` satisfies each one.
+CHECKS: dict[crd.Rule, Callable[[Spec], bool]] = {
+    crd.AUTOSCALING_ABOVE_FLOOR: lambda spec: (not spec.gateway.autoscaling.enabled
+                                               or spec.gateway.autoscaling.max_replicas >= spec.gateway.replicas),
+    crd.REPLICATION_WITHIN_SHARDS: lambda spec: spec.cas.replication <= spec.cas.shards,
+    crd.DATABASE_CHOSEN: lambda spec: spec.embedded or spec.postgres is not None,
+    crd.DISTINCT_PORTS: lambda spec: spec.service.grpc_port != spec.service.http_port,
+    crd.OTLP_ENDPOINT: lambda spec: spec.tracing_exporter != "otlp" or spec.tracing_endpoint != "",
+}
+
+
 def _check(spec: Spec) -> None:
-    if not spec.embedded and spec.postgres is None:
-        raise InvalidSpec("set database.embedded: true or database.postgres.secretRef")
-    if not spec.embedded and spec.cas.replication > spec.cas.shards:
-        raise InvalidSpec(f"cas.replication ({spec.cas.replication}) cannot exceed cas.shards ({spec.cas.shards})")
-    if spec.tracing_exporter == "otlp" and not spec.tracing_endpoint:
-        raise InvalidSpec("tracing.endpoint is required with the otlp exporter")
+    """Refuse what the API server refuses when it evaluates the CRD's CEL rules (it may not)."""
+    for rule in crd.RULES:
+        if not CHECKS[rule](spec):
+            raise InvalidSpec(f"spec.{rule.field}: {rule.message}")

@@ -30,7 +30,8 @@ def crd_schema() -> dict[str, Any]:
 
 
 def validate_instance(obj: dict[str, Any]) -> None:
-    """A BuildBuddyAPI against the CRD schema (CEL rules excepted; the operator re-checks them)."""
+    """A BuildBuddyAPI against the CRD's OpenAPI schema. Its CEL rules (x-kubernetes-validations)
+    are not evaluated here; `bbapi_operator.spec.parse` checks each of `crd.RULES`."""
     jsonschema.validate(obj, crd_schema())
 
 

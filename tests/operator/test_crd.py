@@ -42,6 +42,16 @@ def test_schema_is_structural_and_defaults_conform() -> None:
             jsonschema.validate(node["default"], node)
 
 
+def test_cel_rules_are_the_shared_ones_where_they_belong() -> None:
+    """Every x-kubernetes-validations entry is one of `crd.RULES`, on the field the rule names,
+    so `spec.parse` (which checks each of `crd.RULES`) covers all of them."""
+    root = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    found = [(field, entry) for field, node in root["properties"]["spec"]["properties"].items()
+             for entry in node.get("x-kubernetes-validations", [])]
+    assert sum(len(node.get("x-kubernetes-validations", [])) for node in _walk(root)) == len(found)
+    assert found == [(rule.field, rule.schema()) for rule in crd.RULES]
+
+
 def test_printer_columns_point_at_declared_status_fields() -> None:
     status = crd.status_schema()["properties"]
     for column in crd.crd()["spec"]["versions"][0]["additionalPrinterColumns"]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from bbapi_operator import crd
 from bbapi_operator.defaults import apply_defaults
-from bbapi_operator.spec import InvalidSpec, SecretRef, parse
+from bbapi_operator.spec import CHECKS, InvalidSpec, SecretRef, parse
 
 POSTGRES: dict[str, Any] = {"database": {"postgres": {"secretRef": {"name": "pg"}}}}
 
@@ -36,19 +37,46 @@ def test_given_values_win_over_defaults() -> None:
     assert spec.gateway.resources == {"limits": {"cpu": 2}}  # a given object replaces the default whole
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ({}, "database"),
-    (POSTGRES | {"cas": {"shards": 1, "replication": 2}}, "replication"),
-    (POSTGRES | {"tracing": {"exporter": "otlp"}}, "endpoint"),
-])
-def test_rules_the_api_server_may_not_enforce(raw: dict[str, Any], message: str) -> None:
-    with pytest.raises(InvalidSpec, match=message):
-        parse(raw, default_image="img")
+VIOLATIONS: dict[crd.Rule, dict[str, Any]] = {
+    crd.AUTOSCALING_ABOVE_FLOOR: POSTGRES | {"gateway": {"replicas": 4, "autoscaling": {"maxReplicas": 3}}},
+    crd.REPLICATION_WITHIN_SHARDS: POSTGRES | {"cas": {"shards": 1, "replication": 2}},
+    crd.DATABASE_CHOSEN: {},
+    crd.DISTINCT_PORTS: POSTGRES | {"service": {"grpcPort": 8080}},
+    crd.OTLP_ENDPOINT: POSTGRES | {"tracing": {"exporter": "otlp"}},
+}
 
 
-def test_embedded_needs_no_postgres_and_ignores_shard_rules() -> None:
-    spec = parse({"database": {"embedded": True}, "cas": {"shards": 1, "replication": 3}}, default_image="img")
+def test_every_cel_rule_is_checked() -> None:
+    assert set(CHECKS) == set(crd.RULES) == set(VIOLATIONS)
+
+
+@pytest.mark.parametrize("rule", crd.RULES, ids=lambda rule: rule.field)
+def test_rules_the_api_server_may_not_enforce(rule: crd.Rule) -> None:
+    with pytest.raises(InvalidSpec) as refused:
+        parse(VIOLATIONS[rule], default_image="img")
+    assert str(refused.value) == f"spec.{rule.field}: {rule.message}"
+
+
+@pytest.mark.parametrize("raw", [
+    POSTGRES | {"gateway": {"replicas": 4, "autoscaling": {"maxReplicas": 4}}},
+    POSTGRES | {"gateway": {"replicas": 4, "autoscaling": {"enabled": False, "maxReplicas": 3}}},
+    POSTGRES | {"cas": {"shards": 2, "replication": 2}},
+    POSTGRES | {"service": {"grpcPort": 8081}},
+    POSTGRES | {"tracing": {"exporter": "otlp", "endpoint": "collector:4317"}},
+], ids=["autoscaling-at-floor", "autoscaling-off", "replication-equal", "ports-differ", "otlp-endpoint"])
+def test_specs_just_inside_the_rules_are_accepted(raw: dict[str, Any]) -> None:
+    parse(raw, default_image="img")
+
+
+def test_embedded_needs_no_postgres() -> None:
+    spec = parse({"database": {"embedded": True}}, default_image="img")
     assert spec.embedded and spec.postgres is None
+
+
+def test_embedded_mode_keeps_the_shard_rule_like_the_api_server() -> None:
+    """The CEL rule on `cas` holds in every mode, so the operator refuses what kubectl would."""
+    with pytest.raises(InvalidSpec, match="replication cannot exceed shards"):
+        parse({"database": {"embedded": True}, "cas": {"shards": 1, "replication": 3}}, default_image="img")
 
 
 def test_apply_defaults_recurses_into_defaulted_objects_and_lists() -> None:
