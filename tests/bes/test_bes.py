@@ -108,6 +108,20 @@ def test_key_in_options_text_authenticates_and_is_redacted(server: StackServer, 
     assert database_contains(server, "options-tenant")  # the check itself can see stored data
 
 
+def test_a_key_in_console_text_is_redacted_in_the_log_and_stored_nowhere(server: StackServer,
+                                                                        events: list[bytes]) -> None:
+    invocation_id = str(uuid.uuid4())
+    secret = "ConsoleKey0123456789"
+    leaky = progress(stderr=f"fetching grpc://{secret}@cache.example\n", stdout=f"x-buildbuddy-api-key={secret}\n")
+    acked = Publisher(server.grpc_target, server.admin_key).publish(invocation_id, [events[0], leaky, *events[1:]])
+    assert acked[-1] == len(events) + 2
+    text = log_text(server.grpc_target, server.admin_key, invocation_id)
+    assert "grpc://<REDACTED>@cache.example" in text and "x-buildbuddy-api-key=<REDACTED>" in text
+    assert secret not in text
+    assert not database_contains(server, secret)
+    assert database_contains(server, "cache.example")  # the check itself can see the stored log
+
+
 def test_streams_without_a_key_are_refused(server: StackServer, events: list[bytes]) -> None:
     anonymous = [e.replace(FIXTURE_KEY.encode(), b"x" * 20) for e in events]
     with pytest.raises(grpc.RpcError) as info:

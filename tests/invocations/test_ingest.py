@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
+from services.common.bep_keys import needs_redaction
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
 from services.metadata.db import sessions
-from services.metadata.invocations import queries
+from services.metadata.invocations import batch, queries
 from services.metadata.invocations.ingest import InvocationStore
 from services.metadata.models import Invocation, InvocationEvent, Target
 from tests.invocations.support import (
@@ -158,6 +160,27 @@ async def test_progress_text_is_not_stored(maker: Maker) -> None:
         payload = await session.scalar(select(InvocationEvent.payload).where(InvocationEvent.sequence == 2))
     stored = bes.BuildEvent.FromString(payload or b"")
     assert stored.HasField("progress") and not stored.progress.stdout and not stored.progress.stderr
+
+
+async def test_progress_text_is_dropped_before_the_redaction_scan(maker: Maker,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what is stored is scanned for secrets: megabytes of console text never are (the logs service
+    gets that text from the gateway, which redacts it there)."""
+    scanned: list[int] = []
+
+    def recording(data: bytes, secrets: Collection[str]) -> bool:
+        scanned.append(len(data))
+        return needs_redaction(data, secrets)
+
+    monkeypatch.setattr(batch, "needs_redaction", recording)
+    invocation_id = str(uuid.uuid4())
+    text = f"fetching grpc://{FAKE_KEY}@cache.example\n" * 100_000
+    await ingest(InvocationStore(maker), "acme", numbered([started(invocation_id), progress(text, text),
+                                                           finished()]), invocation_id, secrets=[FAKE_KEY])
+    assert scanned and max(scanned) < 1000
+    async with maker() as session:
+        payloads = list(await session.scalars(select(InvocationEvent.payload)))
+    assert len(payloads) == 3 and not any(FAKE_KEY.encode() in p for p in payloads)
 
 
 async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: Maker) -> None:

@@ -73,15 +73,16 @@ def index(invocation: int, events: list[tuple[int, bytes, bes.BuildEvent]], fiel
 
 
 def _stored_form(raw: bytes, event: bes.BuildEvent, secrets: Collection[str]) -> tuple[bes.BuildEvent, bytes]:
-    """The event as stored: redacted, and Progress without its text (the logs service keeps that)."""
-    changed = False
-    if needs_redaction(raw, secrets):
-        event, changed = redact(event, secrets), True
+    """The event as stored: Progress without its text (the logs service keeps that, redacted by the gateway),
+    then redacted. The text goes first so a megabytes-long Progress is never scanned for what it won't keep."""
     if event.HasField("progress") and (event.progress.stdout or event.progress.stderr):
         event.progress.ClearField("stdout")
         event.progress.ClearField("stderr")
-        changed = True
-    return event, event.SerializeToString() if changed else raw
+        raw = event.SerializeToString()
+    if needs_redaction(raw, secrets):
+        event = redact(event, secrets)
+        return event, event.SerializeToString()
+    return event, raw
 
 
 def _metadata(raw: bytes, event: bes.BuildEvent, secrets: Collection[str]) -> list[tuple[str, str]]:
