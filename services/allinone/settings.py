@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import ByteSize, Field, SecretStr
 
+from services.common.db import sqlite_url
 from services.common.settings import CommonSettings
 
 
@@ -16,7 +17,7 @@ class EmbeddedDatabase(CommonSettings):
     def database_url(self, name: str) -> str:
         if self.database:
             return self.database
-        return f"sqlite:///{(self.data_dir / f'{name}.db').resolve()}"
+        return sqlite_url(self.data_dir / f"{name}.db")
 
 
 class ServeSettings(EmbeddedDatabase):

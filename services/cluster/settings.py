@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import ByteSize, Field
 
+from services.common.placement import MAX_MEMBERS
 from services.common.settings import CommonSettings
 
 DEFAULT_DIR = Path("./bbapi-cluster")
@@ -18,7 +19,8 @@ class ClusterSettings(CommonSettings):
     grpc_port: int = Field(1985, description="public gRPC port, shared by every gateway (0 picks a free one)")
     http_port: int = Field(8080, description="public HTTP port, shared by every gateway (0 picks a free one)")
     gateways: int = Field(2, ge=1, description="gateway processes")
-    cas_shards: int = Field(3, ge=1, le=255, description="CAS shard processes, each with its own directory and port")
+    cas_shards: int = Field(3, ge=1, le=MAX_MEMBERS,
+                            description="CAS shard processes, each with its own directory and port")
     replication: int = Field(2, ge=1, description="copies kept of every blob and action result")
     metadata: int = Field(1, ge=1, description="metadata processes (more than one needs --database)")
     logs: int = Field(1, ge=1, description="logs processes (more than one needs --database)")
@@ -34,4 +36,4 @@ class ManageSettings(CommonSettings):
 
 
 class ScaleSettings(ManageSettings):
-    cas_shards: int = Field(..., ge=1, le=255, description="the CAS shard count to move to")
+    cas_shards: int = Field(..., ge=1, le=MAX_MEMBERS, description="the CAS shard count to move to")

@@ -30,6 +30,7 @@ from services.common import membership as membership_file
 from services.common.auth import Capability
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.common.membership import Member, MemberList, Membership
+from services.common.placement import MAX_MEMBERS
 from services.logs import db as logs_db
 from services.metadata import db as metadata_db
 from services.metadata import keys
@@ -89,7 +90,7 @@ class Cluster:
     def _database(self, name: str) -> str:
         if self.settings.database:
             return self.settings.database
-        return f"sqlite:///{self.data_dir / f'{name}.db'}"
+        return db.sqlite_url(self.data_dir / f"{name}.db")
 
     def _check(self) -> None:
         if not self.settings.database:
@@ -128,8 +129,7 @@ class Cluster:
     async def _prepare_databases(self) -> None:
         """Migrate once here (replicas then only find the schema current) and create the first key."""
         await metadata_db.migrate(self._database("metadata"))
-        if self.settings.logs:
-            await logs_db.migrate(self._database("logs"))
+        await logs_db.migrate(self._database("logs"))
         engine = db.create_engine(self._database("metadata"), pool_size=1)
         try:
             sessions = metadata_db.sessions(engine)
@@ -156,7 +156,7 @@ class Cluster:
             await child.start()
             await probes.wait_serving(child, address)
             addresses.append(address)
-        return "ipv4:" + ",".join(addresses) if addresses else ""
+        return "ipv4:" + ",".join(addresses)
 
     async def _start_shard(self, member_id: str) -> None:
         port, metrics_port = free_port(), free_port()
@@ -174,9 +174,7 @@ class Cluster:
         args = ["gateway", "--host", self.settings.host, "--grpc-port", str(self.grpc_port),
                 "--http-port", str(self.http_port), "--metadata-target", metadata,
                 "--membership-file", str(self.membership_path),
-                "--key-cache-seconds", str(self.settings.key_cache_seconds)]
-        if logs:
-            args += ["--logs-target", logs]
+                "--key-cache-seconds", str(self.settings.key_cache_seconds), "--logs-target", logs]
         for index in range(self.settings.gateways):
             await self._child(f"gateway-{index}", args, f"{self.settings.host}:{self.grpc_port}").start()
         assert self.membership is not None
@@ -247,8 +245,8 @@ class Cluster:
 
     async def scale(self, shards: int, report: Report | None = None) -> dict[str, Any]:
         """Move to `shards` CAS shards without losing data (ids cas-0..cas-N-1, like a StatefulSet)."""
-        if not 1 <= shards <= 255:
-            raise InvalidArgument(f"--cas-shards {shards}: between 1 and 255 shards are supported")
+        if not 1 <= shards <= MAX_MEMBERS:
+            raise InvalidArgument(f"--cas-shards {shards}: between 1 and {MAX_MEMBERS} shards are supported")
         if self._changing.locked():
             raise FailedPrecondition("a membership change is already in progress")
         async with self._changing:

@@ -46,12 +46,16 @@ class Membership(MemberList, frozen=True):
     @property
     def generation(self) -> str:
         """Identifies this exact document (the operator compares it with gateway status)."""
-        return hashlib.sha256((self._text if self._text is not None else encode(self)).encode()).hexdigest()
+        return _generation(self._text if self._text is not None else encode(self))
 
     def everyone(self) -> tuple[Member, ...]:
         """Current members, then those only in `previous` (all must be reachable while migrating)."""
         ids = {m.id for m in self.members}
         return self.members + tuple(m for m in (self.previous.members if self.previous else ()) if m.id not in ids)
+
+
+def _generation(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def encode(membership: Membership) -> str:
@@ -86,4 +90,4 @@ def write(path: Path, membership: Membership) -> str:
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(text)
     temp.replace(path)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return _generation(text)

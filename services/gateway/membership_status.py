@@ -6,6 +6,7 @@ once the gateways report `migrating: false` for exactly that generation.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from fastapi import APIRouter
@@ -20,8 +21,6 @@ def membership_router(progress: Callable[[], Progress]) -> APIRouter:
 
     @router.get(PATH, include_in_schema=False)
     async def status() -> dict[str, object]:
-        current = progress()
-        return {"generation": current.generation, "migrating": current.migrating, "copied": current.copied,
-                "scanned": current.scanned, "removed": current.removed}
+        return dataclasses.asdict(progress())
 
     return router

@@ -48,9 +48,6 @@ class Repairer:
             self._queued.add(job)
             self._queue.put_nowait(job)
 
-    def idle(self) -> bool:
-        return not self._queued
-
     async def _work(self) -> None:
         while True:
             job = await self._queue.get()

@@ -45,13 +45,16 @@ class ClusterProcess(ServeProcess):
         """Which shards hold each digest, asked directly over the internal contract."""
         return asyncio.run(_holders(self.membership(), scope, digests))
 
-    def misplaced(self, scope: Scope, blobs: list[bytes]) -> list[tuple[Digest, set[str], set[str]]]:
-        """Blobs not held by exactly the owners the current table names: (digest, holders, owners)."""
+    def placed(self, scope: Scope, digests: list[Digest]) -> list[tuple[Digest, set[str], set[str]]]:
+        """(digest, the shards holding it, the owners the current table names) for every digest."""
         doc = self.membership()
         table = Placement.build(doc.members, doc.replication)
-        digests = [digest_of(b) for b in blobs]
         held = self.holders(scope, digests)
-        return [(d, held[d], set(table.owner_ids(d.hash))) for d in digests if held[d] != set(table.owner_ids(d.hash))]
+        return [(d, held[d], set(table.owner_ids(d.hash))) for d in digests]
+
+    def misplaced(self, scope: Scope, blobs: list[bytes]) -> list[tuple[Digest, set[str], set[str]]]:
+        """Blobs not held by exactly their owners."""
+        return [p for p in self.placed(scope, [digest_of(b) for b in blobs]) if p[1] != p[2]]
 
 
 async def _holders(doc: membership.Membership, scope: Scope, digests: list[Digest]) -> dict[Digest, set[str]]:

@@ -20,7 +20,6 @@ from services.cluster import control
 from services.common.blobaccess import Scope
 from services.common.convert import digest_in, digest_out
 from services.common.errors import Unavailable
-from services.common.placement import Placement
 from services.common.resources import Digest
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from tests.cluster.processes import ClusterProcess, bbapi, wait_for
@@ -115,13 +114,11 @@ def test_bazel_build_survives_a_shard_killed_mid_build(cluster: ClusterProcess, 
 
 
 def _under_replicated(cluster: ClusterProcess, digests: list[Digest]) -> list[Digest]:
-    doc = cluster.membership()
-    table = Placement.build(doc.members, doc.replication)
     try:
-        held = cluster.holders(DEFAULT, digests)
+        placed = cluster.placed(DEFAULT, digests)
     except Unavailable:  # the shard is still starting
         return digests
-    return [d for d in digests if not held[d] >= set(table.owner_ids(d.hash))]
+    return [digest for digest, held, owners in placed if not held >= owners]
 
 
 def test_growing_from_3_to_4_shards_under_load_loses_nothing(cluster: ClusterProcess) -> None:
