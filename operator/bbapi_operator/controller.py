@@ -19,7 +19,7 @@ import kopf
 
 from bbapi_operator import crd
 from bbapi_operator.kube import KubeApi, connect
-from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY
+from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, label_selector
 from bbapi_operator.probe import GatewayProbe, PodProbe
 from bbapi_operator.reconcile import Outcome, Reconciler
 from bbapi_operator.settings import OperatorSettings
@@ -110,7 +110,7 @@ def configure(settings: kopf.OperatorSettings, config: OperatorSettings) -> None
     settings.networking.request_timeout = config.request_timeout_seconds
     settings.execution.max_workers = config.workers
     for plural in CHILD_KINDS:  # watch only our own children, not every workload in the cluster
-        settings.watching.label_selectors["apps", plural] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+        settings.watching.label_selectors["apps", plural] = label_selector({LABEL_MANAGED_BY: MANAGED_BY})
 
 
 def _owner_name(body: kopf.Body) -> str | None:

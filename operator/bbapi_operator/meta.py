@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,11 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+
+
+def label_selector(labels: Mapping[str, str]) -> str:
+    """The `labelSelector` query string matching objects that carry all of `labels`."""
+    return ",".join(f"{name}={value}" for name, value in labels.items())
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Owner:
 
     def managed_selector(self) -> str:
         """Label selector matching every child of this owner, for listing and pruning."""
-        return f"{LABEL_INSTANCE}={self.name},{LABEL_MANAGED_BY}={MANAGED_BY}"
+        return label_selector({LABEL_INSTANCE: self.name, LABEL_MANAGED_BY: MANAGED_BY})
 
     def reference(self) -> dict[str, Any]:
         """Owner reference that lets the garbage collector delete the child with its owner."""

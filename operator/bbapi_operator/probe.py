@@ -14,7 +14,7 @@ import httpx
 
 from bbapi_operator.kube import KINDS, KubeApi
 from bbapi_operator.membership import Progress
-from bbapi_operator.meta import Owner
+from bbapi_operator.meta import Owner, label_selector
 
 log = logging.getLogger(__name__)
 STATUS_PATH = "/status/membership"
@@ -40,10 +40,8 @@ class PodProbe:
         self._timeout = timeout
 
     def __call__(self, owner: Owner, http_port: int) -> list[Progress]:
-        selector = owner.selector("gateway")
-        pods = [pod for pod in self._api.list(KINDS["Pod"], owner.namespace,
-                                              ",".join(f"{k}={v}" for k, v in selector.items()))
-                if selector.items() <= (pod["metadata"].get("labels") or {}).items() and _ready(pod)]
+        listed = self._api.list(KINDS["Pod"], owner.namespace, label_selector(owner.selector("gateway")))
+        pods = [pod for pod in listed if _ready(pod)]
         return [self._ask(pod["status"]["podIP"], http_port) for pod in pods]
 
     def _ask(self, ip: str, http_port: int) -> Progress:

@@ -4,7 +4,8 @@ kmock 0.8 stores objects as given. This subclass adds what the operator and kopf
 uid, creationTimestamp and generation on create; a new resourceVersion on every write;
 generation bumps on spec changes; and the garbage collector's cascade through owner
 references, so deleting a BuildBuddyAPI really removes its children (and a child created for
-an owner that is already gone is removed too, as the real collector does).
+an owner that is already gone is removed too, as the real collector does); and equality-based
+`labelSelector`s on LIST and WATCH, so callers get only the objects they asked for.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import datetime
 import itertools
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -19,6 +21,30 @@ from kmock import KubernetesEmulator
 from kmock._internal import enums, rendering
 
 WRITES = (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE)
+
+
+def selects(selector: str, labels: Mapping[str, str]) -> bool:
+    """Whether an equality-based label selector (`a=b,c!=d,e,!f`) matches `labels`."""
+    for term in filter(None, (part.strip() for part in selector.split(","))):
+        if "!=" in term:
+            name, value = (side.strip() for side in term.split("!=", 1))
+            ok = labels.get(name) != value
+        elif "=" in term:
+            name, value = (side.strip() for side in term.split("==" if "==" in term else "=", 1))
+            ok = labels.get(name) == value
+        elif term.startswith("!"):
+            ok = term[1:].strip() not in labels
+        else:
+            assert " " not in term, f"set-based selectors are not emulated: {selector!r}"
+            ok = term in labels
+        if not ok:
+            return False
+    return True
+
+
+def _selected(request: rendering.Request, obj: Any) -> bool:
+    meta = (obj.get("metadata") or {}) if isinstance(obj, Mapping) else {}
+    return selects(request.params.get("labelSelector", ""), meta.get("labels") or {})
 
 
 class ApiServer(KubernetesEmulator):
@@ -34,6 +60,16 @@ class ApiServer(KubernetesEmulator):
         if request.resource is not None and request.action in WRITES:
             await self._collect_garbage()
         return response
+
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        listed = await super()._serve_list(request)
+        assert isinstance(listed, dict)
+        return listed | {"items": [obj for obj in listed["items"] if _selected(request, obj)]}
+
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        async for event in super()._serve_watch(request):
+            if not isinstance(event, Mapping) or _selected(request, event.get("object")):
+                yield event
 
     @staticmethod
     def _stamp_new(data: dict[str, Any], version: str) -> None:
