@@ -17,9 +17,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from services.common.errors import InvalidArgument
+
+Sessions = async_sessionmaker[AsyncSession]
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
@@ -68,6 +70,11 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine
     return create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def sessions(engine: AsyncEngine) -> Sessions:
+    """Sessions whose rows stay readable after commit (the services hand them on after the transaction)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
 
 
 def _alembic_config(url: str, script_location: Path, version_table: str) -> Config:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import db
 from services.common.server import RunningServer, start_grpc
@@ -29,7 +29,7 @@ class LogsService:
 async def start(settings: LogsSettings) -> LogsService:
     await migrate(settings.database)
     engine = db.create_engine(settings.database)
-    store = LogStore(async_sessionmaker(engine, expire_on_commit=False))
+    store = LogStore(db.sessions(engine))
     server = await start_grpc("logs", settings.host, settings.port,
                               [(logs_pb2.DESCRIPTOR.services_by_name["Logs"], LogsServicer(store))])
     return LogsService(engine, store, server)

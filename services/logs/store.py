@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.gen.api.v1 import log_pb2
 from services.logs import metrics
 from services.logs.models import LogChunk, LogPart, LogStream
 
-Sessions = async_sessionmaker[AsyncSession]
 CHUNK_BYTES = 2_000_000
 _HEX_TOKEN = re.compile(r"[0-9a-fA-F]{4}")
 

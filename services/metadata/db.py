@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-
 from services.common import db
+from services.common.db import sessions as sessions  # re-exported: callers open the service's sessions here
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_metadata"
@@ -14,7 +13,3 @@ VERSION_TABLE = "alembic_version_metadata"
 
 async def migrate(url: str) -> None:
     await db.migrate_async(url, MIGRATIONS, VERSION_TABLE)
-
-
-def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)

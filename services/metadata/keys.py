@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common.auth import Capability, Principal, check_key_format, check_tenant, hash_key, new_key, redact
+from services.common.db import Sessions as Sessions  # re-exported: the key functions' parameter type
 from services.common.errors import AlreadyExists, NotFound
 from services.metadata.models import ApiKey
-
-Sessions = async_sessionmaker[AsyncSession]
 
 
 @dataclass(frozen=True)

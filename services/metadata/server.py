@@ -7,13 +7,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from services.common.db import Sessions
 from services.common.errors import InvalidArgument
 from services.gen.api.v1 import action_pb2, audit_log_pb2, invocation_pb2, target_pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2
 from services.metadata import audit, keys
 from services.metadata.invocations import queries
 from services.metadata.invocations.ingest import InvocationStore
-from services.metadata.keys import Sessions
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class MetadataService:
     engine: AsyncEngine
-    sessions: keys.Sessions
+    sessions: db.Sessions
     server: RunningServer
 
     async def stop(self) -> None:

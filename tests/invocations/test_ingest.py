@@ -7,14 +7,13 @@ from collections.abc import Collection
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.common import db
 from services.common.bep_keys import needs_redaction
+from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
-from services.metadata.db import sessions
 from services.metadata.invocations import batch, queries
 from services.metadata.invocations.ingest import InvocationStore
 from services.metadata.models import Invocation, InvocationEvent, Target
@@ -33,19 +32,17 @@ from tests.invocations.support import (
     started,
 )
 
-Maker = async_sessionmaker[AsyncSession]
 
-
-async def stored_sequences(maker: Maker) -> list[int]:
+async def stored_sequences(maker: Sessions) -> list[int]:
     async with maker() as session:
         return list(await session.scalars(select(InvocationEvent.sequence).order_by(InvocationEvent.sequence)))
 
 
-async def status(maker: Maker, tenant: str, invocation_id: str) -> str | None:
+async def status(maker: Sessions, tenant: str, invocation_id: str) -> str | None:
     return await queries.invocation_status(maker, tenant, invocation_id)
 
 
-async def test_resending_from_an_earlier_event_stores_each_event_once(maker: Maker) -> None:
+async def test_resending_from_an_earlier_event_stores_each_event_once(maker: Sessions) -> None:
     events = recorded("test_ci")
     store = InvocationStore(maker)
     stream = await store.open("acme", invocation_id_of(events), "AK1", [FAKE_KEY])
@@ -57,7 +54,7 @@ async def test_resending_from_an_earlier_event_stores_each_event_once(maker: Mak
     assert await stored_sequences(maker) == list(range(1, len(events) + 1))
 
 
-async def test_a_gap_is_refused_and_nothing_of_the_batch_is_stored(maker: Maker) -> None:
+async def test_a_gap_is_refused_and_nothing_of_the_batch_is_stored(maker: Sessions) -> None:
     events = recorded("build_plain")
     stream = await InvocationStore(maker).open("acme", invocation_id_of(events), "AK1", [])
     await stream.append(events[:5])
@@ -68,7 +65,7 @@ async def test_a_gap_is_refused_and_nothing_of_the_batch_is_stored(maker: Maker)
         await (await InvocationStore(maker).open("acme", str(uuid.uuid4()), "AK1", [])).append(events[1:3])
 
 
-async def test_a_bad_payload_refuses_the_whole_batch(maker: Maker) -> None:
+async def test_a_bad_payload_refuses_the_whole_batch(maker: Sessions) -> None:
     invocation_id = str(uuid.uuid4())
     stream = await InvocationStore(maker).open("acme", invocation_id, "AK1", [])
     good = numbered([started(invocation_id), configured("//:a")])
@@ -78,12 +75,12 @@ async def test_a_bad_payload_refuses_the_whole_batch(maker: Maker) -> None:
     assert await stream.append(good) == 2
 
 
-async def test_invocation_ids_must_be_uuids(maker: Maker) -> None:
+async def test_invocation_ids_must_be_uuids(maker: Sessions) -> None:
     with pytest.raises(InvalidArgument, match="not a UUID"):
         await InvocationStore(maker).open("acme", "my-build", "AK1", [])
 
 
-async def test_a_stream_resumes_on_another_replica_and_the_stale_one_is_refused(maker: Maker,
+async def test_a_stream_resumes_on_another_replica_and_the_stale_one_is_refused(maker: Sessions,
                                                                                  database_url: str) -> None:
     events = recorded("test_ci")
     invocation_id = invocation_id_of(events)
@@ -91,7 +88,7 @@ async def test_a_stream_resumes_on_another_replica_and_the_stale_one_is_refused(
     await first.append(events[:25])  # up to the first TargetComplete's named set and beyond
     other_engine = db.create_engine(database_url)
     try:
-        second = await InvocationStore(sessions(other_engine)).open("acme", invocation_id, "AK1", [FAKE_KEY])
+        second = await InvocationStore(db.sessions(other_engine)).open("acme", invocation_id, "AK1", [FAKE_KEY])
         assert second.last_sequence == 25
         with pytest.raises(FailedPrecondition, match="newer stream"):
             await first.append(events[25:30])
@@ -118,7 +115,7 @@ def _by_id(invocation_id: str) -> invocation_pb2.GetInvocationRequest:
     return invocation_pb2.GetInvocationRequest(selector=invocation_pb2.InvocationSelector(invocation_id=invocation_id))
 
 
-async def test_complete_disconnected_and_partial(maker: Maker) -> None:
+async def test_complete_disconnected_and_partial(maker: Sessions) -> None:
     store = InvocationStore(maker)
     invocation_id = str(uuid.uuid4())
     events = numbered([started(invocation_id), configured("//:a"), completed("//:a")])
@@ -140,7 +137,7 @@ async def test_complete_disconnected_and_partial(maker: Maker) -> None:
     assert await again.finish() == "COMPLETE" and await status(maker, "acme", invocation_id) == "COMPLETE"
 
 
-async def test_tenants_never_collide(maker: Maker) -> None:
+async def test_tenants_never_collide(maker: Sessions) -> None:
     store = InvocationStore(maker)
     invocation_id = str(uuid.uuid4())
     await ingest(store, "acme", numbered([started(invocation_id), configured("//:a"), finished()]), invocation_id)
@@ -152,7 +149,7 @@ async def test_tenants_never_collide(maker: Maker) -> None:
     assert await status(maker, "initech", invocation_id) is None
 
 
-async def test_progress_text_is_not_stored(maker: Maker) -> None:
+async def test_progress_text_is_not_stored(maker: Sessions) -> None:
     invocation_id = str(uuid.uuid4())
     await ingest(InvocationStore(maker), "acme", numbered([started(invocation_id), progress("out", "err"),
                                                            finished()]), invocation_id)
@@ -162,7 +159,7 @@ async def test_progress_text_is_not_stored(maker: Maker) -> None:
     assert stored.HasField("progress") and not stored.progress.stdout and not stored.progress.stderr
 
 
-async def test_progress_text_is_dropped_before_the_redaction_scan(maker: Maker,
+async def test_progress_text_is_dropped_before_the_redaction_scan(maker: Sessions,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what is stored is scanned for secrets: megabytes of console text never are (the logs service
     gets that text from the gateway, which redacts it there)."""
@@ -183,7 +180,7 @@ async def test_progress_text_is_dropped_before_the_redaction_scan(maker: Maker,
     assert len(payloads) == 3 and not any(FAKE_KEY.encode() in p for p in payloads)
 
 
-async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: Maker) -> None:
+async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: Sessions) -> None:
     store = InvocationStore(maker)
     invocation_id = str(uuid.uuid4())
     events = numbered([started(invocation_id), finished(), progress(), progress()])
@@ -199,7 +196,7 @@ async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: 
     assert await status(maker, "acme", invocation_id) == "COMPLETE"
 
 
-async def test_odd_events_are_recorded_as_bazel_meant_them(maker: Maker) -> None:
+async def test_odd_events_are_recorded_as_bazel_meant_them(maker: Sessions) -> None:
     invocation_id = str(uuid.uuid4())
     summary = bes.BuildEvent(id=bes.BuildEventId(test_summary=bes.BuildEventId.TestSummaryId(label="//never:seen")),
                              test_summary=bes.TestSummary(overall_status=bes.FLAKY, total_run_duration_millis=3))

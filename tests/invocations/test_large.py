@@ -6,14 +6,12 @@ import statistics
 import time
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from services.common.db import Sessions
 from services.gen.api.v1 import target_pb2
 from services.metadata.invocations import queries
 from services.metadata.invocations.ingest import InvocationStore
 from tests.invocations.support import completed, configured, finished, ingest, named_set, numbered, started
 
-Maker = async_sessionmaker[AsyncSession]
 LARGE, SMALL = 50_000, 100
 
 
@@ -21,7 +19,7 @@ def label(i: int) -> str:
     return f"//pkg{i // 1000:02d}/sub:target_{i:05d}"
 
 
-async def load(maker: Maker, targets: int) -> str:
+async def load(maker: Sessions, targets: int) -> str:
     """Every target configured (tagged "third" on every third); the first 100 complete with outputs."""
     invocation_id = str(uuid.uuid4())
     events = [started(invocation_id)]
@@ -33,7 +31,7 @@ async def load(maker: Maker, targets: int) -> str:
     return invocation_id
 
 
-async def page_seconds(maker: Maker, request: target_pb2.GetTargetRequest) -> float:
+async def page_seconds(maker: Sessions, request: target_pb2.GetTargetRequest) -> float:
     timings = []
     for _ in range(7):
         start = time.perf_counter()
@@ -47,7 +45,7 @@ def page(invocation_id: str, token: str = "", tag: str = "") -> target_pb2.GetTa
                                        page_token=token)
 
 
-async def test_a_large_invocation_pages_to_the_end_at_a_flat_cost(maker: Maker) -> None:
+async def test_a_large_invocation_pages_to_the_end_at_a_flat_cost(maker: Sessions) -> None:
     large, small = await load(maker, LARGE), await load(maker, SMALL)
     request = page(large)
     labels: list[str] = []

@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.db import Sessions
 from services.common.errors import InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
@@ -28,7 +28,6 @@ from tests.invocations.support import (
     started,
 )
 
-Maker = async_sessionmaker[AsyncSession]
 LABELS = [f"//pkg:t{i}" for i in range(10)]
 Query = Callable[..., Awaitable[Any]]
 
@@ -46,7 +45,7 @@ def build_events(invocation_id: str, **build_metadata: str) -> list[bes.BuildEve
     return events
 
 
-async def load(maker: Maker, tenant: str = "acme", finish: bool = True, **build_metadata: str) -> str:
+async def load(maker: Sessions, tenant: str = "acme", finish: bool = True, **build_metadata: str) -> str:
     invocation_id = str(uuid.uuid4())
     await ingest(InvocationStore(maker), tenant, numbered(build_events(invocation_id, **build_metadata)),
                  invocation_id, batch=7, finish=finish)
@@ -70,7 +69,7 @@ def actions_by(invocation_id: str, page_token: str = "", **selector: str) -> act
                                        page_token=page_token)
 
 
-async def all_pages(query: Query, maker: Maker, request: Any, field: str,
+async def all_pages(query: Query, maker: Sessions, request: Any, field: str,
                     page_size: int) -> list[Any]:
     """Follow next_page_token to the end; every page but the last is full."""
     items: list[Any] = []
@@ -84,7 +83,7 @@ async def all_pages(query: Query, maker: Maker, request: Any, field: str,
         request.page_token = answer.next_page_token
 
 
-async def test_get_invocation_selectors_order_and_paging(maker: Maker) -> None:
+async def test_get_invocation_selectors_order_and_paging(maker: Sessions) -> None:
     first = await load(maker, COMMIT_SHA="c1")
     second = await load(maker, COMMIT_SHA="c1")
     other = await load(maker, COMMIT_SHA="c2")
@@ -109,7 +108,7 @@ async def test_get_invocation_selectors_order_and_paging(maker: Maker) -> None:
         await get(maker, "acme", invocations_by())
 
 
-async def test_get_invocation_includes(maker: Maker) -> None:
+async def test_get_invocation_includes(maker: Sessions) -> None:
     parent = await load(maker, COMMIT_SHA="c1", RUN_ID="run-1", ROLE="CI")
     child = await load(maker, PARENT_INVOCATION_ID=parent)
     sibling = await load(maker, RUN_ID="run-1")
@@ -125,14 +124,14 @@ async def test_get_invocation_includes(maker: Maker) -> None:
     assert row.role == "CI"
 
 
-async def test_an_invocation_is_visible_while_it_streams(maker: Maker) -> None:
+async def test_an_invocation_is_visible_while_it_streams(maker: Sessions) -> None:
     invocation_id = await load(maker, finish=False, COMMIT_SHA="live")
     [row] = (await queries.get_invocations(maker, "acme", invocations_by(commit_sha="live"))).invocation
     assert row.id.invocation_id == invocation_id and row.invocation_status == invocation_pb2.PARTIAL_INVOCATION_STATUS
     assert len((await queries.get_targets(maker, "acme", targets_by(invocation_id))).target) == len(LABELS)
 
 
-async def test_get_target_selectors(maker: Maker) -> None:
+async def test_get_target_selectors(maker: Sessions) -> None:
     invocation_id = await load(maker)
     get = queries.get_targets
 
@@ -156,7 +155,7 @@ async def test_get_target_selectors(maker: Maker) -> None:
         sorted(LABELS[::2]))
 
 
-async def test_get_action_selectors(maker: Maker) -> None:
+async def test_get_action_selectors(maker: Sessions) -> None:
     invocation_id = await load(maker)
     get = queries.get_actions
 
@@ -187,7 +186,7 @@ async def test_get_action_selectors(maker: Maker) -> None:
         (label, action, config) for label, config, action in everything]
 
 
-async def test_action_pages_are_capped_by_their_files(maker: Maker, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_action_pages_are_capped_by_their_files(maker: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     invocation_id = await load(maker)
     everything = list((await queries.get_actions(maker, "acme", actions_by(invocation_id))).action)
     monkeypatch.setattr(queries, "ACTION_PAGE_FILES", 2)
@@ -202,7 +201,7 @@ async def test_action_pages_are_capped_by_their_files(maker: Maker, monkeypatch:
     assert [a for page in pages for a in page] == everything
 
 
-async def test_tenants_and_bad_requests(maker: Maker) -> None:
+async def test_tenants_and_bad_requests(maker: Sessions) -> None:
     invocation_id = await load(maker)
     selected: list[tuple[Query, Any]] = [(queries.get_targets, targets_by(invocation_id)),
                                          (queries.get_actions, actions_by(invocation_id))]
@@ -229,7 +228,7 @@ async def test_tenants_and_bad_requests(maker: Maker) -> None:
         await queries.get_targets(maker, "globex", targets_by(invocation_id, page_token=token))
 
 
-async def test_pages_with_artifacts_get_shorter_not_larger(maker: Maker, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_pages_with_artifacts_get_shorter_not_larger(maker: Sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     older, newer = await load(maker, COMMIT_SHA="c"), await load(maker, COMMIT_SHA="c")
     monkeypatch.setattr(queries, "MAX_ARTIFACTS", 1)
     pages = await all_pages(queries.get_invocations, maker, invocations_by(commit_sha="c", include_artifacts=True),

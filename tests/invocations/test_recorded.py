@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.common.db import Sessions
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
 from services.metadata.invocations import ids, queries
@@ -13,17 +13,16 @@ from services.metadata.invocations.ingest import InvocationStore
 from services.metadata.models import Base, InvocationEvent
 from tests.invocations.support import FAKE_KEY, Printed, ingest, invocation_id_of, recorded
 
-Maker = async_sessionmaker[AsyncSession]
 Status = common_pb2.Status
 
 
-async def load(maker: Maker, name: str, secrets: tuple[str, ...] = (FAKE_KEY,)) -> str:
+async def load(maker: Sessions, name: str, secrets: tuple[str, ...] = (FAKE_KEY,)) -> str:
     events = recorded(name)
     await ingest(InvocationStore(maker), "acme", events, invocation_id_of(events), secrets=secrets)
     return invocation_id_of(events)
 
 
-async def invocation(maker: Maker, invocation_id: str) -> invocation_pb2.Invocation:
+async def invocation(maker: Sessions, invocation_id: str) -> invocation_pb2.Invocation:
     answer = await queries.get_invocations(maker, "acme", invocation_pb2.GetInvocationRequest(
         selector=invocation_pb2.InvocationSelector(invocation_id=invocation_id), include_metadata=True,
         include_artifacts=True))
@@ -31,19 +30,19 @@ async def invocation(maker: Maker, invocation_id: str) -> invocation_pb2.Invocat
     return answer.invocation[0]
 
 
-async def targets(maker: Maker, invocation_id: str) -> dict[str, target_pb2.Target]:
+async def targets(maker: Sessions, invocation_id: str) -> dict[str, target_pb2.Target]:
     answer = await queries.get_targets(maker, "acme", target_pb2.GetTargetRequest(
         selector=target_pb2.TargetSelector(invocation_id=invocation_id)))
     return {t.label: t for t in answer.target}
 
 
-async def actions(maker: Maker, invocation_id: str) -> list[action_pb2.Action]:
+async def actions(maker: Sessions, invocation_id: str) -> list[action_pb2.Action]:
     answer = await queries.get_actions(maker, "acme", action_pb2.GetActionRequest(
         selector=action_pb2.ActionSelector(invocation_id=invocation_id)))
     return list(answer.action)
 
 
-async def test_bazel_test_with_metadata_and_workspace_status(maker: Maker) -> None:
+async def test_bazel_test_with_metadata_and_workspace_status(maker: Sessions) -> None:
     printed = Printed.of("test_ci")
     invocation_id = await load(maker, "test_ci")
     row = await invocation(maker, invocation_id)
@@ -85,7 +84,7 @@ async def test_bazel_test_with_metadata_and_workspace_status(maker: Maker) -> No
     assert by_key["//:big", "build"].id.target_id == ids.encode("//:big")
 
 
-async def test_plain_build_has_local_files_without_digests(maker: Maker) -> None:
+async def test_plain_build_has_local_files_without_digests(maker: Sessions) -> None:
     printed = Printed.of("build_plain")
     invocation_id = await load(maker, "build_plain", secrets=())
     row = await invocation(maker, invocation_id)
@@ -98,7 +97,7 @@ async def test_plain_build_has_local_files_without_digests(maker: Maker) -> None
     assert files and all(f.uri.startswith("file://") and not f.hash and not f.size_bytes for f in files)
 
 
-async def test_failed_build_and_a_key_given_as_url_userinfo(maker: Maker) -> None:
+async def test_failed_build_and_a_key_given_as_url_userinfo(maker: Sessions) -> None:
     printed = Printed.of("build_failed")
     invocation_id = await load(maker, "build_failed", secrets=())  # the patterns alone must find the key
     row = await invocation(maker, invocation_id)
@@ -114,7 +113,7 @@ async def test_failed_build_and_a_key_given_as_url_userinfo(maker: Maker) -> Non
 
 
 @pytest.mark.parametrize("secrets", [(FAKE_KEY,), ()])
-async def test_the_key_is_stored_nowhere(maker: Maker, secrets: tuple[str, ...]) -> None:
+async def test_the_key_is_stored_nowhere(maker: Sessions, secrets: tuple[str, ...]) -> None:
     await load(maker, "test_ci", secrets)
     await assert_nowhere(maker, FAKE_KEY)
     async with maker() as session:
@@ -123,7 +122,7 @@ async def test_the_key_is_stored_nowhere(maker: Maker, secrets: tuple[str, ...])
     assert "x-buildbuddy-api-key=<REDACTED>" in started.started.options_description
 
 
-async def assert_nowhere(maker: Maker, secret: str) -> None:
+async def assert_nowhere(maker: Sessions, secret: str) -> None:
     """Not in any column of any table, raw events included (bytes compared as bytes)."""
     async with maker() as session:
         for table in Base.metadata.sorted_tables:

@@ -15,8 +15,9 @@ from typing import cast
 
 from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common.db import Sessions
 from services.common.errors import FailedPrecondition
 from services.gen.api.v1 import invocation_pb2
 from services.metadata.invocations import batch, ids, store
@@ -38,7 +39,7 @@ def now_usec() -> int:
 
 
 class InvocationStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
     async def open(self, tenant: str, invocation_id: str, key_id: str, secrets: Collection[str]) -> IngestStream:
@@ -83,7 +84,7 @@ class IngestStream:
     returned sequence number, and call one method at a time (a stream is not safe for concurrent use).
     The stream holds only bounded state: the derived fields and a named-set cache."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], row: Invocation,
+    def __init__(self, sessions: Sessions, row: Invocation,
                  secrets: Collection[str]) -> None:
         self.sessions = sessions
         self.invocation_id = row.invocation_id

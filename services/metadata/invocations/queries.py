@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, or_, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from services.common.db import Sessions
 from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, file_pb2, invocation_pb2, target_pb2
 from services.metadata.invocations import ids, messages, paging
@@ -25,7 +26,6 @@ from services.metadata.invocations.ingest import STATUS_NAMES
 from services.metadata.invocations.sql import chunks, index_plans
 from services.metadata.models import Action, ActionFile, Artifact, Invocation, InvocationMetadata, Target, TargetTag
 
-Sessions = async_sessionmaker[AsyncSession]
 INVOCATION_PAGE = 50
 TARGET_PAGE = 100
 ACTION_PAGE = 200
