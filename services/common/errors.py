@@ -8,9 +8,13 @@ NOT_FOUND at the edge.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from http import HTTPStatus
+from typing import TypeVar
 
 import grpc
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -104,3 +108,11 @@ def from_rpc_error(err: grpc.RpcError) -> ApiError:
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return Unavailable(details or "backend unavailable", code)
     return ApiError(details or code.name, code)
+
+
+async def internal(call: Awaitable[T]) -> T:
+    """Await a call to an internal service; its failure is re-raised as the same ApiError."""
+    try:
+        return await call
+    except grpc.RpcError as err:
+        raise from_rpc_error(err) from None

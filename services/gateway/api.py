@@ -8,16 +8,13 @@ services.gateway.http_api), so both transports answer identically.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
-
-import grpc
 
 from services.common import wire
 from services.common.auth import Capability
 from services.common.blobaccess import BlobAccess, Scope
-from services.common.errors import InvalidArgument, Unimplemented, from_rpc_error
+from services.common.errors import InvalidArgument, Unimplemented, internal
 from services.common.resources import Compressor
 from services.common.rpc import Codec
 from services.common.uris import CacheKind, FileUri, parse_file_uri
@@ -36,14 +33,6 @@ from services.gen.api.v1 import (
 from services.gen.bbapi.internal.v1 import logs_pb2, logs_pb2_grpc, metadata_pb2, metadata_pb2_grpc
 
 MAX_FILE_RANGE = 16 * 1024 * 1024
-T = TypeVar("T")
-
-
-async def _internal(call: Awaitable[T]) -> T:
-    try:
-        return await call
-    except grpc.aio.AioRpcError as err:
-        raise from_rpc_error(err) from None
 
 
 def encode_file_chunk(data: bytes) -> bytes:
@@ -65,22 +54,22 @@ class ApiServicer:
     async def GetInvocation(self, request: invocation_pb2.GetInvocationRequest,
                             ctx: CallContext) -> invocation_pb2.GetInvocationResponse:
         tenant = ctx.require(Capability.READ).tenant
-        return await _internal(self.metadata.GetInvocation(
+        return await internal(self.metadata.GetInvocation(
             metadata_pb2.TenantGetInvocationRequest(tenant=tenant, request=request)))
 
     async def GetTarget(self, request: target_pb2.GetTargetRequest, ctx: CallContext) -> target_pb2.GetTargetResponse:
         tenant = ctx.require(Capability.READ).tenant
-        return await _internal(self.metadata.GetTarget(
+        return await internal(self.metadata.GetTarget(
             metadata_pb2.TenantGetTargetRequest(tenant=tenant, request=request)))
 
     async def GetAction(self, request: action_pb2.GetActionRequest, ctx: CallContext) -> action_pb2.GetActionResponse:
         tenant = ctx.require(Capability.READ).tenant
-        return await _internal(self.metadata.GetAction(
+        return await internal(self.metadata.GetAction(
             metadata_pb2.TenantGetActionRequest(tenant=tenant, request=request)))
 
     async def GetLog(self, request: log_pb2.GetLogRequest, ctx: CallContext) -> log_pb2.GetLogResponse:
         tenant = ctx.require(Capability.READ).tenant
-        return await _internal(self.logs.GetLog(logs_pb2.TenantGetLogRequest(tenant=tenant, request=request)))
+        return await internal(self.logs.GetLog(logs_pb2.TenantGetLogRequest(tenant=tenant, request=request)))
 
     # ----- files -------------------------------------------------------------------------------
 
@@ -133,7 +122,7 @@ class ApiServicer:
         else:
             existed = await self.blobs.delete(scope, digest)
         principal = ctx.require(Capability.CACHE_WRITE)
-        await _internal(self.metadata.RecordAudit(metadata_pb2.AuditRecord(
+        await internal(self.metadata.RecordAudit(metadata_pb2.AuditRecord(
             tenant=principal.tenant, key_id=principal.key_id, action="DeleteFile",
             resource=f"{parsed.kind.value}:{parsed.resource.instance_name}/{digest}",
             detail="deleted" if existed else "absent")))
@@ -142,7 +131,7 @@ class ApiServicer:
     async def GetAuditLog(self, request: audit_log_pb2.GetAuditLogRequest,
                           ctx: CallContext) -> audit_log_pb2.GetAuditLogResponse:
         tenant = ctx.require(Capability.ADMIN).tenant
-        return await _internal(self.metadata.GetAuditLog(
+        return await internal(self.metadata.GetAuditLog(
             metadata_pb2.TenantGetAuditLogRequest(tenant=tenant, request=request)))
 
     # ----- what a self-hosted server does not run ----------------------------------------------

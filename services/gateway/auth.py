@@ -12,7 +12,7 @@ import time
 import grpc
 
 from services.common.auth import Capability, Principal, check_key_format, hash_key, redact
-from services.common.errors import Unauthenticated, from_rpc_error
+from services.common.errors import Unauthenticated, internal
 from services.gateway import metrics
 from services.gateway.front import CallContext
 from services.gen.bbapi.internal.v1 import metadata_pb2, metadata_pb2_grpc
@@ -51,10 +51,7 @@ class KeyResolver:
         future: asyncio.Future[Principal | None] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
-            try:
-                response = await self.stub.ResolveApiKey(metadata_pb2.ResolveApiKeyRequest(key_hash=digest))
-            except grpc.aio.AioRpcError as err:
-                raise from_rpc_error(err) from None
+            response = await internal(self.stub.ResolveApiKey(metadata_pb2.ResolveApiKeyRequest(key_hash=digest)))
             principal = (Principal(response.tenant, Capability(response.capability), response.key_id)
                          if response.found else None)
             ttl = self.ttl if principal is not None else self.negative_ttl

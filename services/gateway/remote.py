@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from services.common import cas_codec
 from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
 from services.common.convert import compressor_out, digest_in, digest_out, scope_out, status_in
-from services.common.errors import ApiError, from_rpc_error
+from services.common.errors import ApiError, from_rpc_error, internal
 from services.common.resources import Compressor, Digest
 from services.common.rpc import insecure_channel, passthrough
 from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
 
 # Bazel uploads in 16 KiB messages; the hop to the shard carries them in larger ones.
 COALESCE = 1024 * 1024
-
-T = TypeVar("T")
-
 
 async def coalesce(chunks: AsyncIterator[bytes], size: int = COALESCE) -> AsyncIterator[bytes]:
     """The same bytes in blocks of at least `size` (the last may be shorter). Joining a block that
@@ -37,14 +33,6 @@ async def coalesce(chunks: AsyncIterator[bytes], size: int = COALESCE) -> AsyncI
         yield b"".join(pending)
 
 
-async def _unary(call: Awaitable[T]) -> T:
-    """Await an internal call, re-raising its failure as the same ApiError."""
-    try:
-        return await call
-    except grpc.aio.AioRpcError as err:
-        raise from_rpc_error(err) from None
-
-
 class RemoteBlobAccess(BlobAccess):
     def __init__(self, target: str, channel: grpc.aio.Channel | None = None) -> None:
         self.target = target
@@ -54,7 +42,7 @@ class RemoteBlobAccess(BlobAccess):
         self._read = self.channel.unary_stream(cas_codec.READ_PATH,
                                                request_serializer=cas_pb2.ReadRequest.SerializeToString,
                                                response_deserializer=cas_codec.decode_read)
-        self._write = self.channel.stream_unary(cas_codec.WRITE_PATH, request_serializer=passthrough,
+        self._write = self.channel.streaminternal(cas_codec.WRITE_PATH, request_serializer=passthrough,
                                                 response_deserializer=cas_pb2.WriteResponse.FromString)
 
     def __repr__(self) -> str:
@@ -65,7 +53,7 @@ class RemoteBlobAccess(BlobAccess):
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         request = cas_pb2.FindMissingRequest(scope=scope_out(scope), digests=[digest_out(d) for d in digests])
-        response: cas_pb2.FindMissingResponse = await _unary(self.stub.FindMissing(request))
+        response: cas_pb2.FindMissingResponse = await internal(self.stub.FindMissing(request))
         return [digest_in(d) for d in response.missing]
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
@@ -95,7 +83,7 @@ class RemoteBlobAccess(BlobAccess):
                 raise
 
         try:
-            response: cas_pb2.WriteResponse = await _unary(self._write(requests()))
+            response: cas_pb2.WriteResponse = await internal(self._write(requests()))
         except (ApiError, asyncio.CancelledError):
             if failure and isinstance(failure[0], Exception):  # not a cancellation or generator close
                 raise failure[0] from None
@@ -106,31 +94,31 @@ class RemoteBlobAccess(BlobAccess):
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
         request = cas_pb2.BatchReadRequest(scope=scope_out(scope), digests=[digest_out(d) for d in digests],
                                            compressor=compressor_out(compressor))
-        response: cas_pb2.BatchReadResponse = await _unary(self.stub.BatchRead(request))
+        response: cas_pb2.BatchReadResponse = await internal(self.stub.BatchRead(request))
         return [BatchResult(digest_in(b.digest), b.data, status_in(b.status)) for b in response.blobs]
 
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
         request = cas_pb2.BatchWriteRequest(scope=scope_out(scope), blobs=[
             cas_pb2.BlobData(digest=digest_out(i.digest), data=i.data, compressor=compressor_out(i.compressor))
             for i in items])
-        response: cas_pb2.BatchWriteResponse = await _unary(self.stub.BatchWrite(request))
+        response: cas_pb2.BatchWriteResponse = await internal(self.stub.BatchWrite(request))
         return [BatchResult(digest_in(r.digest), error=status_in(r.status)) for r in response.results]
 
     async def delete(self, scope: Scope, digest: Digest) -> bool:
         request = cas_pb2.DeleteRequest(scope=scope_out(scope), digest=digest_out(digest))
-        response: cas_pb2.DeleteResponse = await _unary(self.stub.Delete(request))
+        response: cas_pb2.DeleteResponse = await internal(self.stub.Delete(request))
         return response.existed
 
     async def get_action_result(self, scope: Scope, action: Digest) -> bytes:
-        response: cas_pb2.ActionResultBlob = await _unary(self.stub.GetActionResult(_action_key(scope, action)))
+        response: cas_pb2.ActionResultBlob = await internal(self.stub.GetActionResult(_action_key(scope, action)))
         return response.action_result
 
     async def put_action_result(self, scope: Scope, action: Digest, result: bytes) -> None:
-        await _unary(self.stub.PutActionResult(cas_pb2.PutActionResultRequest(key=_action_key(scope, action),
+        await internal(self.stub.PutActionResult(cas_pb2.PutActionResultRequest(key=_action_key(scope, action),
                                                                            action_result=result)))
 
     async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
-        response: cas_pb2.DeleteResponse = await _unary(self.stub.DeleteActionResult(_action_key(scope, action)))
+        response: cas_pb2.DeleteResponse = await internal(self.stub.DeleteActionResult(_action_key(scope, action)))
         return response.existed
 
     async def list_keys(self) -> AsyncIterator[cas_pb2.StoredKey]:
