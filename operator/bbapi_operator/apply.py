@@ -111,16 +111,17 @@ def live_children(api: KubeApi, owner: Owner) -> dict[Key, dict[str, Any]]:
     return found
 
 
-def _create(api: KubeApi, body: dict[str, Any]) -> dict[str, Any] | None:
-    """Create; None if an object of that name exists already and is ours (then patch it)."""
+def _create(api: KubeApi, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create; if an object of that name exists already and is ours, return it to be patched.
+    Returns the live object and whether it was just created."""
     try:
-        return api.create(body)
+        return api.create(body), True
     except ApiException as error:
         meta = body["metadata"]
         existing = api.get(kind_of(body), meta["namespace"], meta["name"]) if error.status == 409 else None
         if existing is None or not owned_by(existing, meta["ownerReferences"][0]["uid"]):
             raise
-        return None
+        return existing, False
 
 
 def apply(api: KubeApi, desired: dict[str, Any], live: dict[str, Any] | None) -> dict[str, Any]:
@@ -131,10 +132,9 @@ def apply(api: KubeApi, desired: dict[str, Any], live: dict[str, Any] | None) ->
     record = json.dumps(_without(desired, immutable), sort_keys=True)
     body["metadata"].setdefault("annotations", {})[LAST_APPLIED] = record
     if live is None:
-        created = _create(api, body)
-        if created is not None:
-            return created
-        live = api.get(kind, meta["namespace"], meta["name"]) or {}
+        live, created = _create(api, body)
+        if created:
+            return live
     body = _without(body, immutable)
     patch = merge(body, removals(_without(_last_applied(live), immutable), body))
     if contains(live, patch):

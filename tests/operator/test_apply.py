@@ -123,6 +123,7 @@ async def test_create_conflicts(cluster: Cluster, api: KubeApi) -> None:
     await asyncio.to_thread(apply, api, service(component="logs"), None)
     live = cluster.get("Service", "demo-logs")
     assert live is not None and live["metadata"]["labels"] == OWNER.labels("logs")  # adopted back
+    assert cluster.writes("GET").count(cluster.url("Service", "demo-logs")) == 1  # read once, after the 409
 
     foreign = service(component="metadata")
     del foreign["metadata"]["ownerReferences"]
