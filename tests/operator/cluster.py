@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 from bbapi_operator import crd
+from bbapi_operator.apply import PRUNABLE
 from bbapi_operator.controller import register
 from bbapi_operator.kube import KINDS
 from bbapi_operator.membership import Progress
@@ -21,8 +22,7 @@ from tests.operator.emulator import ApiServer
 NAMESPACE = "builds"
 SETTINGS = OperatorSettings(default_image="bbapi:test", post_events=False, poll_seconds=0.05,
                             retry_seconds=0.2, workers=2)
-CHILD_KINDS = ("Deployment", "StatefulSet", "Service", "ConfigMap", "PodDisruptionBudget",
-               "HorizontalPodAutoscaler", "Secret")
+CHILD_KINDS = (*PRUNABLE, "Secret")  # the generated API key Secret is a child too, never pruned
 
 
 class FakeProbe:

@@ -14,6 +14,7 @@ from typing import Any
 import helm_python
 import starlark as sl
 import yaml
+from bbapi_operator.apply import merge
 
 from tests.chart.helm import render
 from tests.chart.kubeschema import REPO
@@ -64,9 +65,9 @@ class TiltRun:
              set: list[str] | None = None, kube_version: str = "", skip_crds: bool = False) -> str:
         overrides: dict[str, Any] = {}
         for path in values or []:
-            overrides = _merge(overrides, yaml.safe_load((REPO / path).read_text()))
+            overrides = merge(overrides, yaml.safe_load((REPO / path).read_text()))
         for expression in set or []:
-            overrides = _merge(overrides, helm_python.parse_set_string(expression))
+            overrides = merge(overrides, helm_python.parse_set_string(expression))
         assert Path(REPO / pathToChartDir).resolve() == (REPO / "charts" / "bbapi").resolve()
         rendered = render(overrides, release=name, namespace=namespace, crds=not skip_crds)
         return yaml.safe_dump_all(rendered.documents)
@@ -123,14 +124,6 @@ class TiltRun:
     def namespace_create(self, name: str, allow_duplicates: bool = False, annotations: list[str] | None = None,
                          labels: list[str] | None = None) -> None:
         self.namespaces.append(name)
-
-
-def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(
-            merged.get(key), dict) else value
-    return merged
 
 
 EXTENSIONS = {"ext://restart_process": ("docker_build_with_restart",), "ext://namespace": ("namespace_create",)}
