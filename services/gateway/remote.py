@@ -42,7 +42,7 @@ class RemoteBlobAccess(BlobAccess):
         self._read = self.channel.unary_stream(cas_codec.READ_PATH,
                                                request_serializer=cas_pb2.ReadRequest.SerializeToString,
                                                response_deserializer=cas_codec.decode_read)
-        self._write = self.channel.streaminternal(cas_codec.WRITE_PATH, request_serializer=passthrough,
+        self._write = self.channel.stream_unary(cas_codec.WRITE_PATH, request_serializer=passthrough,
                                                 response_deserializer=cas_pb2.WriteResponse.FromString)
 
     def __repr__(self) -> str:
