@@ -33,6 +33,17 @@ def new_key(serve: ServeProcess, tenant: str) -> str:
     return created.stdout.strip().splitlines()[-1]
 
 
+def spawns(execution_log: Path) -> list[dict[str, Any]]:
+    """The spawns of --execution_log_json_file: concatenated (not line-delimited) JSON objects."""
+    text, decoder = execution_log.read_text(), json.JSONDecoder()
+    found: list[dict[str, Any]] = []
+    at = 0
+    while text[at:].strip():
+        spawn, at = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+        found.append(spawn)
+    return found
+
+
 def curl(serve: ServeProcess, method: str, body: str, key: str, raw: bool = False) -> Any:
     """The documented example, verbatim but for the host, the key and the ids."""
     command = ["curl", "-s", "-d", body, "-H", f"x-buildbuddy-api-key: {key}",
@@ -101,21 +112,30 @@ def test_a_real_build_is_recorded_and_served_by_the_documented_api(serve: ServeP
     log = curl(serve, "GetLog", body, key)["log"]["contents"]
     assert "Executed 3 out of 3 tests" in log and "//:failing_test" in log
 
-    # DeleteFile, then GetFile reads NOT_FOUND and Bazel uploads the blob again next time
-    assert curl(serve, "DeleteFile", json.dumps({"uri": failing_log["uri"]}), key) == {}
-    missing = curl(serve, "GetFile", json.dumps({"uri": failing_log["uri"]}), key)
+    # DeleteFile of a cached action's output (the genrule's greeting.txt), then GetFile reads NOT_FOUND; the
+    # cached result now references a missing blob, so the next build re-runs exactly that action and uploads it
+    # again. (A test.log is no cached output: Bazel rebuilds it from the action's stdout/stderr.)
+    greeting = next(f for a in actions if a.get("targetLabel") == "//:greeting"
+                    for f in a.get("file", []) if f["name"] == "greeting.txt")
+    assert curl(serve, "DeleteFile", json.dumps({"uri": greeting["uri"]}), key) == {}
+    missing = curl(serve, "GetFile", json.dumps({"uri": greeting["uri"]}), key)
     assert missing["code"] == 5
     assert workspace.bazel("clean").returncode == 0
     second = str(uuid.uuid4())
-    again = build(workspace, serve, key, second, serve.grpc_port)
-    assert again.returncode == 3
-    # the cached result referenced the deleted blob, so it was no hit: the test ran and uploaded again
-    assert again.processes().get("remote cache hit", 0) < run.processes().get("linux-sandbox", 99)
-    rerun_actions = curl(serve, "GetAction", json.dumps({"selector": {"invocation_id": second}}), key)["action"]
-    rerun_log = next(f for a in rerun_actions if a.get("targetLabel") == "//:failing_test"
-                     for f in a.get("file", []) if f["name"] == "test.log")
-    assert b"this test fails on purpose" in curl(serve, "GetFile", json.dumps({"uri": rerun_log["uri"]}), key,
-                                                 raw=True)
+    exec_log = workspace.root / "execution_log.json"
+    again = build(workspace, serve, key, second, serve.grpc_port, f"--execution_log_json_file={exec_log}")
+    assert again.returncode == 3, again.output
+    # the first build ran every spawn; now only //:greeting and the failing test's two spawns (never hits: a
+    # failed test is not cached and its test.xml spawn gets the run's duration) ran. The rest were hits, including
+    # //:combined, whose input greeting.txt came out the same.
+    executed = sorted((spawn["mnemonic"], spawn["progressMessage"]) for spawn in spawns(exec_log)
+                      if not spawn.get("remoteCacheHit", False))
+    assert executed == [("Genrule", "Executing genrule //:greeting"),
+                        ("TestRunner", "Testing //:failing_test"), ("TestRunner", "Testing //:failing_test")]
+    first_ran = run.processes()["linux-sandbox"]
+    assert again.processes()["linux-sandbox"] == 3, again.processes()
+    assert again.processes()["remote cache hit"] == first_ran - 3, (run.processes(), again.processes())
+    assert curl(serve, "GetFile", json.dumps({"uri": greeting["uri"]}), key, raw=True) == b"hello from bbapi\n"
 
     # the API key Bazel carried in its options is stored nowhere
     for path in Path(serve.data_dir).glob("*.db*"):
