@@ -21,7 +21,7 @@ from bbapi_operator import crd
 from bbapi_operator.kube import KubeApi, connect
 from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, label_selector
 from bbapi_operator.probe import GatewayProbe, PodProbe
-from bbapi_operator.reconcile import Outcome, Reconciler
+from bbapi_operator.reconcile import Reconciler
 from bbapi_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ class Controller:
             self._running[key] = True
             return
         self._running[key] = False
-        outcome = Outcome()
         loop = asyncio.get_running_loop()
         try:
             while True:

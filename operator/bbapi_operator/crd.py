@@ -93,12 +93,9 @@ def _bool(description: str, default: bool) -> Schema:
     return {"type": "boolean", "description": description, "default": default}
 
 
-def _quantity(description: str, default: str | None = None) -> Schema:
-    schema: Schema = {"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
-                      "x-kubernetes-int-or-string": True, "description": description}
-    if default is not None:
-        schema["default"] = default
-    return schema
+def _quantity(description: str) -> Schema:
+    return {"anyOf": [{"type": "integer"}, {"type": "string"}], "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True, "description": description}
 
 
 def _quantity_map(description: str) -> Schema:

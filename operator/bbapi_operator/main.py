@@ -10,11 +10,11 @@ from bbapi_operator.controller import register
 from bbapi_operator.settings import OperatorSettings
 
 
-def run(namespace: str | None = None, config: OperatorSettings | None = None) -> None:
-    """Block running the operator. `namespace` (else BBAPI_WATCH_NAMESPACE) limits it to one
-    namespace; empty watches them all. Standalone: one replica, no kopf peering objects."""
+def run(config: OperatorSettings | None = None) -> None:
+    """Block running the operator. `config.watch_namespace` (BBAPI_WATCH_NAMESPACE) limits it to
+    one namespace; empty watches them all. Standalone: one replica, no kopf peering objects."""
     config = config or OperatorSettings()
-    watched = config.watch_namespace if namespace is None else namespace
+    watched = config.watch_namespace
     kopf.configure(verbose=False)
     registry = kopf.get_default_registry()  # includes kopf's login through the kubernetes client
     register(registry, config)

@@ -84,11 +84,11 @@ class Container:
         return container
 
 
-def metrics_annotations(spec: Spec, port_number: int, path: str = "/metrics") -> dict[str, str]:
+def metrics_annotations(spec: Spec, port_number: int) -> dict[str, str]:
     """Prometheus scrape annotations; "false" rather than absent so turning them off sticks."""
     if not spec.metrics:
         return {"prometheus.io/scrape": "false"}
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port_number), "prometheus.io/path": path}
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port_number), "prometheus.io/path": "/metrics"}
 
 
 def template(owner: Owner, component: str, spec: Spec, containers: list[Container], *,

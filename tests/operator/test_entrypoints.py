@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 import pytest
 from bbapi_operator import crd, main
+from bbapi_operator.settings import OperatorSettings
 
 from tests.operator.cluster import Cluster, eventually
 
@@ -33,8 +34,8 @@ def test_run_starts_one_standalone_operator(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("BBAPI_WATCH_NAMESPACE", "from-env")
     monkeypatch.setenv("BBAPI_HEALTH_PORT", "9999")
     main.run()
-    main.run("builds")
-    main.run("")
+    main.run(OperatorSettings(watch_namespace="builds"))
+    main.run(OperatorSettings(watch_namespace=""))
     assert [(s["clusterwide"], s["namespaces"]) for s in started] == [
         (False, ["from-env"]), (False, ["builds"]), (True, [])]
     assert all(s["standalone"] and s["registry"] is r for s, r in zip(started, registries, strict=True))
