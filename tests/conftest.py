@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:  # the stack is imported only by tests that use it (k8s tests never do)
     from services.common.auth import Capability
+    from services.common.db import Sessions
     from tests.support.clients import CacheClient
     from tests.support.servers import StackServer
 
@@ -88,3 +89,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     name = f"bbapi_test_{uuid.uuid4().hex[:12]}"
     yield _postgres_database(name)
     _drop_postgres_database(name)
+
+
+@pytest.fixture
+async def maker(database_url: str) -> AsyncIterator[Sessions]:
+    """Sessions on that fresh database, with the metadata and the logs tables (each service's migrations)."""
+    from services.common import db
+    from services.logs.db import migrate as migrate_logs
+    from services.metadata.db import migrate as migrate_metadata
+
+    await migrate_metadata(database_url)
+    await migrate_logs(database_url)
+    engine = db.create_engine(database_url)
+    yield db.sessions(engine)
+    await engine.dispose()

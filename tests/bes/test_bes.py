@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import grpc
 import psycopg2
@@ -15,11 +14,10 @@ from services.common.auth import Capability
 from services.gen.api.v1 import invocation_pb2, log_pb2, target_pb2
 from services.gen.api.v1 import service_pb2_grpc as api_grpc
 from services.gen.build_event_stream import build_event_stream_pb2 as bep_pb2
+from tests.invocations.support import FAKE_KEY
+from tests.invocations.support import FIXTURES as FIXTURES  # re-exported: other suites replay these recordings
 from tests.support.bes import Publisher, progress, read_bep, request
 from tests.support.servers import StackServer
-
-FIXTURES = Path(__file__).resolve().parent.parent / "invocations" / "fixtures"
-FIXTURE_KEY = "FixtureKey0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +95,7 @@ def test_a_whole_build_is_acknowledged_in_order_and_recorded(server: StackServer
 def test_key_in_options_text_authenticates_and_is_redacted(server: StackServer, events: list[bytes],
                                                            make_key: Callable[..., str]) -> None:
     key = make_key("options-tenant", Capability.CACHE_WRITE)
-    with_key = [e.replace(FIXTURE_KEY.encode(), key.encode()) for e in events]
+    with_key = [e.replace(FAKE_KEY.encode(), key.encode()) for e in events]
     invocation_id = str(uuid.uuid4())
     acked = Publisher(server.grpc_target, None).publish(invocation_id, with_key)
     assert acked[-1] == len(events) + 1
@@ -123,7 +121,7 @@ def test_a_key_in_console_text_is_redacted_in_the_log_and_stored_nowhere(server:
 
 
 def test_streams_without_a_key_are_refused(server: StackServer, events: list[bytes]) -> None:
-    anonymous = [e.replace(FIXTURE_KEY.encode(), b"x" * 20) for e in events]
+    anonymous = [e.replace(FAKE_KEY.encode(), b"x" * 20) for e in events]
     with pytest.raises(grpc.RpcError) as info:
         Publisher(server.grpc_target, None).publish(str(uuid.uuid4()), anonymous)
     assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -90,12 +90,13 @@ def _configuration(config: str) -> bes.BuildEventId.ConfigurationId:
     return bes.BuildEventId.ConfigurationId(id=config)
 
 
-def completed(label: str, config: str = "cfg", file_sets: Sequence[str] = (), success: bool = True) -> bes.BuildEvent:
+def completed(label: str, config: str = "cfg", file_sets: Sequence[str] = (), success: bool = True,
+              tags: Sequence[str] = ()) -> bes.BuildEvent:
     group = bes.OutputGroup(name="default", file_sets=[bes.BuildEventId.NamedSetOfFilesId(id=i) for i in file_sets])
     return bes.BuildEvent(
         id=bes.BuildEventId(target_completed=bes.BuildEventId.TargetCompletedId(
             label=label, configuration=_configuration(config))),
-        completed=bes.TargetComplete(success=success, output_group=[group]))
+        completed=bes.TargetComplete(success=success, output_group=[group], tag=tags))
 
 
 def blob_uri(name: str) -> str:

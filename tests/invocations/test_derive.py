@@ -11,6 +11,7 @@ from services.gen.command_line import command_line_pb2
 from services.metadata.invocations import ids, paging, targets
 from services.metadata.invocations.derive import Fields, normalize_repo_url, pattern_display
 from services.metadata.invocations.files import digest_of
+from tests.invocations.support import completed, configured
 
 Status = common_pb2.Status
 HASH = "0" * 63 + "1"
@@ -72,16 +73,6 @@ def test_pattern_display_and_repo_urls() -> None:
     assert normalize_repo_url("not a url") == "not a url"
 
 
-def configured(label: str, kind: str = "sh_test rule", tags: tuple[str, ...] = ()) -> bes.BuildEvent:
-    return bes.BuildEvent(id=bes.BuildEventId(target_configured=bes.BuildEventId.TargetConfiguredId(label=label)),
-                          configured=bes.TargetConfigured(target_kind=kind, tag=tags))
-
-
-def completed(label: str, success: bool) -> bes.BuildEvent:
-    return bes.BuildEvent(id=bes.BuildEventId(target_completed=bes.BuildEventId.TargetCompletedId(label=label)),
-                          completed=bes.TargetComplete(success=success, tag=["late"]))
-
-
 def summary(label: str, status: int) -> bes.BuildEvent:
     return bes.BuildEvent(id=bes.BuildEventId(test_summary=bes.BuildEventId.TestSummaryId(label=label)),
                           test_summary=bes.TestSummary(overall_status=status, first_start_time_millis=5,  # type: ignore[arg-type]
@@ -98,22 +89,23 @@ def fold(*events: bes.BuildEvent) -> targets.TargetRow:
 
 
 def test_target_status_machine() -> None:
-    row = fold(configured("//:t", tags=("a",)))
+    row = fold(configured("//:t", "sh_test rule", tags=("a",)))
     assert (row.status, row.rule_type, row.language, row.tags) == (Status.BUILDING, "sh_test", "sh", ["a"])
-    assert fold(configured("//:t"), completed("//:t", True)).status == Status.BUILT
-    assert fold(configured("//:t"), completed("//:t", False), completed("//:t", True)).status == Status.FAILED_TO_BUILD
-    tested = fold(configured("//:t"), completed("//:t", True), summary("//:t", bes.FLAKY), completed("//:t", True))
+    assert fold(configured("//:t"), completed("//:t")).status == Status.BUILT
+    failed_then_built = fold(configured("//:t"), completed("//:t", success=False), completed("//:t"))
+    assert failed_then_built.status == Status.FAILED_TO_BUILD
+    tested = fold(configured("//:t"), completed("//:t"), summary("//:t", bes.FLAKY), completed("//:t"))
     assert (tested.status, tested.start_usec, tested.duration_usec) == (Status.FLAKY, 5000, 2000)
     assert fold(summary("//:t", bes.TOOL_HALTED_BEFORE_TESTING)).status == Status.CANCELLED
     assert fold(summary("//:t", bes.NO_STATUS)).status == Status.STATUS_UNSPECIFIED
 
 
 def test_events_for_labels_never_configured_still_make_sense() -> None:
-    row = fold(completed("//never:configured", False))
+    row = fold(completed("//never:configured", success=False, tags=["late"]))
     assert (row.label, row.status, row.tags) == ("//never:configured", Status.FAILED_TO_BUILD, ["late"])
     aborted = bes.BuildEvent(id=configured("//:x").id, aborted=bes.Aborted(reason=bes.Aborted.SKIPPED))
     assert fold(aborted).status == Status.SKIPPED
-    interrupted = bes.BuildEvent(id=completed("//:x", True).id,
+    interrupted = bes.BuildEvent(id=completed("//:x").id,
                                  aborted=bes.Aborted(reason=bes.Aborted.USER_INTERRUPTED))
     assert fold(configured("//:x"), interrupted).status == Status.CANCELLED
     assert fold(configured("//:x"), bes.BuildEvent(id=interrupted.id, aborted=bes.Aborted())).status == (

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.common import db
+from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.gen.api.v1 import log_pb2
 from services.logs import store as log_store
-from services.logs.db import migrate
 from services.logs.store import LogStore, decode_token, encode_token, utf8_cut
 
 INV = "6a0d2f64-8a55-4e0b-9c3c-3f4e2a9a1b10"
 
 
-def run(url: str, body: Callable[[LogStore], Awaitable[None]]) -> None:
-    async def go() -> None:
-        await migrate(url)
-        engine = db.create_engine(url)
-        try:
-            await body(LogStore(async_sessionmaker(engine, expire_on_commit=False)))
-        finally:
-            await engine.dispose()
-    asyncio.run(go())
+@pytest.fixture
+def store(maker: Sessions) -> LogStore:
+    return LogStore(maker)
 
 
 def request(invocation: str, token: str = "") -> log_pb2.GetLogRequest:
@@ -44,53 +33,48 @@ async def read_all(store: LogStore, tenant: str, invocation: str, token: str = "
         token = page.next_page_token
 
 
-def test_appends_page_head_first_and_follow_the_live_tail(database_url: str,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_appends_page_head_first_and_follow_the_live_tail(store: LogStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(log_store, "CHUNK_BYTES", 100)
-
-    async def body(store: LogStore) -> None:
-        writer = await store.open("acme", INV)
-        assert writer.last_sequence == 0
-        lines = [f"line {i:03d} ✓ ünïcode\n".encode() for i in range(30)]
-        await writer.append([(1, lines[0]), (2, b""), (3, lines[1])])
-        text, token = await read_all(store, "acme", INV)
-        assert text == (lines[0] + lines[1]).decode()
-        assert token  # running build: a token to poll the tail
-        await writer.append([(4 + i, line) for i, line in enumerate(lines[2:20])])
-        more, token = await read_all(store, "acme", INV, token)
-        assert text + more == b"".join(lines[:20]).decode()  # nothing twice, nothing lost
-        await writer.append([(22 + i, line) for i, line in enumerate(lines[20:])])
-        await writer.finish()
-        rest, last = await read_all(store, "acme", INV, token)
-        assert text + more + rest == b"".join(lines).decode()
-        assert last == ""
-        whole, _ = await read_all(store, "acme", INV)
-        assert whole == b"".join(lines).decode()
-        first = await store.get_log("acme", request(INV))
-        assert len(first.log.contents.encode()) <= 100
-        assert (await store.get_log("acme", request(INV, "0000"))).log.contents == first.log.contents
-    run(database_url, body)
+    writer = await store.open("acme", INV)
+    assert writer.last_sequence == 0
+    lines = [f"line {i:03d} ✓ ünïcode\n".encode() for i in range(30)]
+    await writer.append([(1, lines[0]), (2, b""), (3, lines[1])])
+    text, token = await read_all(store, "acme", INV)
+    assert text == (lines[0] + lines[1]).decode()
+    assert token  # running build: a token to poll the tail
+    await writer.append([(4 + i, line) for i, line in enumerate(lines[2:20])])
+    more, token = await read_all(store, "acme", INV, token)
+    assert text + more == b"".join(lines[:20]).decode()  # nothing twice, nothing lost
+    await writer.append([(22 + i, line) for i, line in enumerate(lines[20:])])
+    await writer.finish()
+    rest, last = await read_all(store, "acme", INV, token)
+    assert text + more + rest == b"".join(lines).decode()
+    assert last == ""
+    whole, _ = await read_all(store, "acme", INV)
+    assert whole == b"".join(lines).decode()
+    first = await store.get_log("acme", request(INV))
+    assert len(first.log.contents.encode()) <= 100
+    assert (await store.get_log("acme", request(INV, "0000"))).log.contents == first.log.contents
 
 
-def test_retries_gaps_tenants_and_bad_tokens(database_url: str) -> None:
-    async def body(store: LogStore) -> None:
-        writer = await store.open("acme", INV)
-        await writer.append([(1, b"a"), (2, b"b")])
-        resumed = await store.open("acme", INV)
-        assert resumed.last_sequence == 2
-        assert await resumed.append([(1, b"a"), (2, b"b"), (3, b"c")]) == 3
-        with pytest.raises(FailedPrecondition):
-            await resumed.append([(5, b"e")])
-        with pytest.raises(FailedPrecondition):
-            await resumed.append([(4, b"d"), (6, b"f")])
-        assert (await store.get_log("acme", request(INV))).log.contents == "abc"
-        with pytest.raises(NotFound):
-            await store.get_log("globex", request(INV))
-        with pytest.raises(InvalidArgument):
-            await store.get_log("acme", request(""))
-        with pytest.raises(InvalidArgument):
-            await store.get_log("acme", request(INV, "not-a-token"))
-    run(database_url, body)
+async def test_retries_gaps_tenants_and_bad_tokens(store: LogStore) -> None:
+    writer = await store.open("acme", INV)
+    await writer.append([(1, b"a"), (2, b"b")])
+    resumed = await store.open("acme", INV)
+    assert resumed.last_sequence == 2
+    assert await resumed.append([(1, b"a"), (2, b"b"), (3, b"c")]) == 3
+    with pytest.raises(FailedPrecondition):
+        await resumed.append([(5, b"e")])
+    with pytest.raises(FailedPrecondition):
+        await resumed.append([(4, b"d"), (6, b"f")])
+    assert (await store.get_log("acme", request(INV))).log.contents == "abc"
+    with pytest.raises(NotFound):
+        await store.get_log("globex", request(INV))
+    with pytest.raises(InvalidArgument):
+        await store.get_log("acme", request(""))
+    with pytest.raises(InvalidArgument):
+        await store.get_log("acme", request(INV, "not-a-token"))
 
 
 def test_utf8_cut_and_tokens() -> None:

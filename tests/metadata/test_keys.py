@@ -2,55 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 import pytest
 
-from services.common import db
 from services.common.auth import Capability, hash_key
+from services.common.db import Sessions
 from services.common.errors import AlreadyExists, InvalidArgument, NotFound
 from services.metadata import keys
-from services.metadata.db import migrate, sessions
+from services.metadata.db import migrate
 
 
-def with_sessions(url: str, body: Callable[[keys.Sessions], Awaitable[None]]) -> None:
-    async def go() -> None:
-        await migrate(url)
-        await migrate(url)  # migrations are idempotent
-        engine = db.create_engine(url)
-        try:
-            await body(sessions(engine))
-        finally:
-            await engine.dispose()
-    asyncio.run(go())
+async def test_create_resolve_list_revoke(maker: Sessions, database_url: str) -> None:
+    await migrate(database_url)  # migrations are idempotent
+    assert not await keys.any_keys(maker)
+    info, key = await keys.create_key(maker, "acme", Capability.READ, label="ci")
+    assert await keys.any_keys(maker)
+    principal = await keys.resolve(maker, hash_key(key))
+    assert principal is not None and (principal.tenant, principal.capability) == ("acme", Capability.READ)
+    assert await keys.resolve(maker, hash_key("x" * 20)) is None
+    other, _ = await keys.create_key(maker, "globex", Capability.ADMIN)
+    assert [k.id for k in await keys.list_keys(maker, "acme")] == [info.id]
+    assert {k.id for k in await keys.list_keys(maker)} == {info.id, other.id}
+    revoked = await keys.revoke_key(maker, info.id)
+    assert revoked.revoked_at is not None
+    assert await keys.resolve(maker, hash_key(key)) is None
+    with pytest.raises(NotFound):
+        await keys.revoke_key(maker, "AKmissing")
+    with pytest.raises(InvalidArgument):
+        await keys.create_key(maker, "Not A Tenant", Capability.READ)
 
 
-def test_create_resolve_list_revoke(database_url: str) -> None:
-    async def body(maker: keys.Sessions) -> None:
-        assert not await keys.any_keys(maker)
-        info, key = await keys.create_key(maker, "acme", Capability.READ, label="ci")
-        assert await keys.any_keys(maker)
-        principal = await keys.resolve(maker, hash_key(key))
-        assert principal is not None and (principal.tenant, principal.capability) == ("acme", Capability.READ)
-        assert await keys.resolve(maker, hash_key("x" * 20)) is None
-        other, _ = await keys.create_key(maker, "globex", Capability.ADMIN)
-        assert [k.id for k in await keys.list_keys(maker, "acme")] == [info.id]
-        assert {k.id for k in await keys.list_keys(maker)} == {info.id, other.id}
-        revoked = await keys.revoke_key(maker, info.id)
-        assert revoked.revoked_at is not None
-        assert await keys.resolve(maker, hash_key(key)) is None
-        with pytest.raises(NotFound):
-            await keys.revoke_key(maker, "AKmissing")
-        with pytest.raises(InvalidArgument):
-            await keys.create_key(maker, "Not A Tenant", Capability.READ)
-    with_sessions(database_url, body)
-
-
-def test_bootstrap_key_is_created_once(database_url: str) -> None:
-    async def body(maker: keys.Sessions) -> None:
-        assert await keys.ensure_key(maker, "B" * 20, "default", Capability.ADMIN) is True
-        assert await keys.ensure_key(maker, "B" * 20, "default", Capability.ADMIN) is False
-        with pytest.raises(AlreadyExists):
-            await keys.create_key(maker, "default", Capability.READ, key="B" * 20)
-    with_sessions(database_url, body)
+async def test_bootstrap_key_is_created_once(maker: Sessions) -> None:
+    assert await keys.ensure_key(maker, "B" * 20, "default", Capability.ADMIN) is True
+    assert await keys.ensure_key(maker, "B" * 20, "default", Capability.ADMIN) is False
+    with pytest.raises(AlreadyExists):
+        await keys.create_key(maker, "default", Capability.READ, key="B" * 20)
