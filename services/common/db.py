@@ -10,6 +10,7 @@ transactions take the lock up front so concurrent writers queue instead of faili
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 def sessions(engine: AsyncEngine) -> Sessions:
     """Sessions whose rows stay readable after commit (the services hand them on after the transaction)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def now_usec() -> int:
+    """Now, as the *_usec columns store it: microseconds since the epoch."""
+    return time.time_ns() // 1000
 
 
 def _alembic_config(url: str, script_location: Path, version_table: str) -> Config:

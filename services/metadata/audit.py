@@ -6,18 +6,14 @@ token pins end_time so entries written meanwhile do not shift the pages.
 
 from __future__ import annotations
 
-import base64
-import json
-import time
-
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import and_, or_, select
 
+from services.common.db import Sessions, now_usec
 from services.common.errors import InvalidArgument
 from services.gen.api.v1 import audit_log_pb2
 from services.gen.auditlog import auditlog_pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2
-from services.metadata.keys import Sessions
+from services.metadata.invocations import paging
 from services.metadata.models import AuditEntry
 
 DEFAULT_PAGE = 100
@@ -28,37 +24,23 @@ _ACTIONS = {"DeleteFile": auditlog_pb2.Action.DELETE}
 async def record(sessions: Sessions, entry: metadata_pb2.AuditRecord) -> None:
     async with sessions.begin() as session:
         session.add(AuditEntry(tenant=entry.tenant, key_id=entry.key_id, action=entry.action,
-                               resource=entry.resource, detail=entry.detail,
-                               created_at_usec=time.time_ns() // 1000))
-
-
-def _usec(stamp: Timestamp) -> int:
-    return stamp.seconds * 1_000_000 + stamp.nanos // 1000
-
-
-def _token(end: int, at: int, entry_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps([end, at, entry_id]).encode()).decode().rstrip("=")
-
-
-def _untoken(token: str) -> tuple[int, int, int]:
-    try:
-        end, at, entry_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return int(end), int(at), int(entry_id)
-    except (ValueError, TypeError):
-        raise InvalidArgument(f"invalid page_token {token!r}") from None
+                               resource=entry.resource, detail=entry.detail, created_at_usec=now_usec()))
 
 
 async def entries(sessions: Sessions, tenant: str,
                   request: audit_log_pb2.GetAuditLogRequest) -> audit_log_pb2.GetAuditLogResponse:
     selector = request.selector
-    start = _usec(selector.start_time) if selector.HasField("start_time") else 0
-    end = _usec(selector.end_time) if selector.HasField("end_time") else time.time_ns() // 1000 + 1
+    start = selector.start_time.ToMicroseconds() if selector.HasField("start_time") else 0
+    requested_end = selector.end_time.ToMicroseconds() if selector.HasField("end_time") else None
+    end = now_usec() + 1 if requested_end is None else requested_end
     if start > end:
         raise InvalidArgument("selector.start_time is after selector.end_time")
     size = min(request.page_size, MAX_PAGE) if request.page_size > 0 else DEFAULT_PAGE
+    query_key = ("audit", tenant, str(start), "" if requested_end is None else str(requested_end))
+    after = paging.decode(request.page_token, query_key, (int, int, int))
     query = select(AuditEntry).where(AuditEntry.tenant == tenant, AuditEntry.created_at_usec >= start)
-    if request.page_token:
-        end, at, entry_id = _untoken(request.page_token)
+    if after is not None:  # the first page's end, so entries written meanwhile do not shift the pages
+        end, at, entry_id = after
         query = query.where(or_(AuditEntry.created_at_usec < at,
                                 and_(AuditEntry.created_at_usec == at, AuditEntry.id < entry_id)))
     query = query.where(AuditEntry.created_at_usec < end)
@@ -66,8 +48,8 @@ async def entries(sessions: Sessions, tenant: str,
     async with sessions() as session:
         rows = list(await session.scalars(query))
     more, rows = len(rows) > size, rows[:size]
-    response = audit_log_pb2.GetAuditLogResponse(next_page_token=_token(end, rows[-1].created_at_usec, rows[-1].id)
-                                                 if more else "")
+    response = audit_log_pb2.GetAuditLogResponse(
+        next_page_token=paging.encode(query_key, [end, rows[-1].created_at_usec, rows[-1].id]) if more else "")
     for row in rows:
         entry = response.entry.add(action=_ACTIONS.get(row.action, auditlog_pb2.Action.ACTION_UNKNOWN))
         entry.event_time.FromMicroseconds(row.created_at_usec)

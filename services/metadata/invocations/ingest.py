@@ -9,7 +9,6 @@ lives on the invocation row, so a retried stream resumes anywhere.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection, Sequence
 from typing import cast
 
@@ -17,7 +16,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import Sessions
+from services.common.db import Sessions, now_usec
 from services.common.errors import FailedPrecondition
 from services.gen.api.v1 import invocation_pb2
 from services.metadata.invocations import batch, ids, store
@@ -32,10 +31,6 @@ STATUS_NAMES: dict[int, str] = {COMPLETE: "COMPLETE", PARTIAL: "PARTIAL", DISCON
 
 
 _INVOCATIONS = cast(Table, Invocation.__table__)
-
-
-def now_usec() -> int:
-    return time.time_ns() // 1000
 
 
 class InvocationStore:
