@@ -18,16 +18,17 @@ from typing import Any
 import kopf
 
 from bbapi_operator import crd
-from bbapi_operator.kube import KubeApi, connect
+from bbapi_operator.kube import KINDS, KubeApi, connect
 from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, label_selector
 from bbapi_operator.probe import GatewayProbe, PodProbe
 from bbapi_operator.reconcile import Reconciler
 from bbapi_operator.settings import OperatorSettings
+from bbapi_operator.status import WORKLOAD_KINDS
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 ProbeFactory = Callable[[KubeApi, float], GatewayProbe]
-CHILD_KINDS = ("deployments", "statefulsets")
+CHILD_KINDS = tuple(KINDS[name] for name in WORKLOAD_KINDS)  # watched: status follows their pods
 
 
 class Controller:
@@ -108,8 +109,8 @@ def configure(settings: kopf.OperatorSettings, config: OperatorSettings) -> None
     settings.watching.connect_timeout = config.request_timeout_seconds
     settings.networking.request_timeout = config.request_timeout_seconds
     settings.execution.max_workers = config.workers
-    for plural in CHILD_KINDS:  # watch only our own children, not every workload in the cluster
-        settings.watching.label_selectors["apps", plural] = label_selector({LABEL_MANAGED_BY: MANAGED_BY})
+    for kind in CHILD_KINDS:  # watch only our own children, not every workload in the cluster
+        settings.watching.label_selectors[kind.group, kind.plural] = label_selector({LABEL_MANAGED_BY: MANAGED_BY})
 
 
 def _owner_name(body: kopf.Body) -> str | None:
@@ -161,6 +162,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
         if owner is not None and namespace is not None:
             slot.get().nudge(namespace, owner)
 
-    for plural in CHILD_KINDS:
-        kopf.on.event("apps", "v1", plural, id="child-changed", labels={LABEL_MANAGED_BY: MANAGED_BY},
+    for kind in CHILD_KINDS:
+        kopf.on.event(kind.group, kind.version, kind.plural, id="child-changed", labels={LABEL_MANAGED_BY: MANAGED_BY},
                       registry=registry)(child_changed)

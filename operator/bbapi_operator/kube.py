@@ -24,6 +24,15 @@ class Kind:
     kind: str
     plural: str
 
+    @property
+    def group(self) -> str:
+        """API group; empty for the core group."""
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
     def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
         root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         parts = [root, "namespaces", namespace, self.plural, name, subresource]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from bbapi_operator.controller import Controller
+import kopf
+from bbapi_operator.controller import Controller, configure
 from bbapi_operator.reconcile import Outcome
 from bbapi_operator.settings import OperatorSettings
 
@@ -88,3 +89,12 @@ async def test_stop_cancels_pending_rechecks() -> None:
     await asyncio.sleep(0.1)
     assert len(fake.passes) == 1
 
+
+
+def test_kopf_watches_only_the_workloads_it_manages() -> None:
+    settings = kopf.OperatorSettings()
+    configure(settings, OperatorSettings())
+    managed = ["app.kubernetes.io/managed-by=bbapi-operator"]
+    assert settings.watching.label_selectors.collect(kopf.Resource("apps", "v1", "deployments")) == managed
+    assert settings.watching.label_selectors.collect(kopf.Resource("apps", "v1", "statefulsets")) == managed
+    assert settings.watching.label_selectors.collect(kopf.Resource("", "v1", "services")) == []

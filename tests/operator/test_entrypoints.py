@@ -42,7 +42,10 @@ def test_run_starts_one_standalone_operator(monkeypatch: pytest.MonkeyPatch) -> 
     assert started[0]["liveness_endpoint"] == "http://0.0.0.0:9999/healthz"
     changing = registries[0]._changing.get_all_handlers()
     assert [h.id for h in changing] == ["reconcile"] * 3  # create, update and resume; no delete handler
-    assert [h.id for h in registries[0]._watching.get_all_handlers()] == ["child-changed"] * 2
+    watching = registries[0]._watching.get_all_handlers()
+    assert [h.id for h in watching] == ["child-changed"] * 2
+    assert {(h.selector.group, h.selector.version, h.selector.any_name) for h in watching} == {
+        ("apps", "v1", "deployments"), ("apps", "v1", "statefulsets")}
     assert not registries[0]._spawning.get_all_handlers()  # no timers or daemons: no finalizer
 
 
