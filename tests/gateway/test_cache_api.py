@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -353,6 +354,16 @@ def test_metrics_count_hits_misses_and_bytes(client: CacheClient, server: StackS
     assert httpx.get(f"{server.http_url}/readyz").json()["ready"] is True
 
 
-def test_data_dir_layout_has_no_partial_files(server: StackServer) -> None:
-    store: Path = server.settings.data_dir / "cas" / "v1"
-    assert all(p.name.count("-") == 1 for p in store.rglob("*") if p.is_file())
+def test_data_dir_layout_holds_only_verified_blobs(server: StackServer, client: CacheClient) -> None:
+    data = os.urandom(20_000)
+    client.upload(data)
+    cas_dir = server.settings.data_dir / "cas"
+    blobs = [p for p in (cas_dir / "v1").rglob("*") if p.is_file() and p.parent.parent.name == "cas"]
+    assert cas_dir / "v1" / "default" / "_" / "cas" / digest(data).hash[:2] / \
+        f"{digest(data).hash}-{len(data)}" in blobs
+    for blob in blobs:
+        name, size = blob.name.split("-")
+        contents = blob.read_bytes()
+        assert (hashlib.sha256(contents).hexdigest(), len(contents)) == (name, int(size)), blob
+        assert blob.parent.name == name[:2], blob
+    assert list((cas_dir / "tmp").iterdir()) == []
