@@ -209,8 +209,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = (Index("ix_audit_entries_tenant_time", "tenant", "created_at_usec", "id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(63))
     key_id: Mapped[str] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(64))
