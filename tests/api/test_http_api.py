@@ -15,6 +15,7 @@ from google.protobuf import text_format
 from services.common.auth import Capability
 from services.gen.api.v1 import audit_log_pb2, file_pb2, invocation_pb2, workflow_pb2
 from services.gen.api.v1 import service_pb2_grpc as api_grpc
+from services.gen.auditlog import auditlog_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from tests.support.clients import CacheClient, digest
 from tests.support.servers import StackServer
@@ -70,7 +71,7 @@ def test_delete_file_cas_and_ac_forms_needs_cache_write_and_is_audited(
     client.upload(blob, instance="ci/linux")
     reader = make_key("default-readers", Capability.READ)
     denied = http("DeleteFile", {"uri": uri(blob)}, key=reader)
-    assert denied.status_code in (403, 401)
+    assert denied.status_code == 403 and denied.json()["code"] == grpc.StatusCode.PERMISSION_DENIED.value[0]
     assert http("DeleteFile", {"uri": uri(blob)}).json() == {}
     assert client.missing(blob, instance="ci/linux") == [digest(blob).hash]
     assert http("DeleteFile", {"uri": uri(blob)}).status_code == 200  # absent: still fine
@@ -163,8 +164,13 @@ def test_grpc_api_service_and_its_alias(server: StackServer, client: CacheClient
     answer = alias(invocation_pb2.GetInvocationRequest(selector=invocation_pb2.InvocationSelector(
         invocation_id=str(uuid.uuid4()))), metadata=md)
     assert list(answer.invocation) == []
+    deleted = os.urandom(300)
+    client.upload(deleted, instance="ci/linux")
+    stub.DeleteFile(file_pb2.DeleteFileRequest(uri=uri(deleted)), metadata=md)
     audit = stub.GetAuditLog(audit_log_pb2.GetAuditLogRequest(), metadata=md)
-    assert isinstance(audit, audit_log_pb2.GetAuditLogResponse)
+    newest = audit.entry[0]
+    assert newest.action == auditlog_pb2.Action.DELETE
+    assert newest.resource.id.endswith(f"{digest(deleted).hash}/{len(deleted)}"), newest
 
 
 def test_tenants_cannot_read_each_others_files(client: CacheClient, http: Http,

@@ -337,19 +337,41 @@ def test_action_results_round_trip_and_need_their_outputs(client: CacheClient, s
     assert code_of(lambda: client.ac.GetActionResult(unknown, metadata=client.metadata)) == grpc.StatusCode.NOT_FOUND
 
 
+def sample(text: str, name: str, **labels: str) -> float:
+    """One series' value in a Prometheus exposition (0 if the series has not appeared yet)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values = [s.value for family in text_string_to_metric_families(text) for s in family.samples
+              if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(values) <= 1, (name, labels, values)
+    return values[0] if values else 0.0
+
+
 def test_metrics_count_hits_misses_and_bytes(client: CacheClient, server: StackServer) -> None:
     import httpx
 
-    client.upload(os.urandom(10_000))
-    client.missing(b"surely missing " + os.urandom(4))
+    def figures() -> dict[str, float]:
+        text = httpx.get(f"{server.http_url}/metrics").text
+        return {
+            "miss": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="miss"),
+            "hit": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="hit"),
+            "streamed_in": sample(text, "bbapi_gateway_streamed_bytes_total", compression="identity", direction="in"),
+            "written": sample(text, "bbapi_cas_written_bytes_total"),
+            "writes_ok": sample(text, "bbapi_gateway_rpc_seconds_count", code="OK", method="ByteStream/Write"),
+            "unauthenticated": sample(text, "bbapi_gateway_rpc_seconds_count", code="UNAUTHENTICATED",
+                                      method="ContentAddressableStorage/FindMissingBlobs"),
+            "stored": sample(text, "bbapi_cas_stored_bytes"),
+        }
+
+    before = figures()
+    data = os.urandom(10_000)
+    client.upload(data)
+    client.missing(data, b"surely missing " + os.urandom(4))
     code_of(lambda: CacheClient(server.grpc_target, None).missing(b"x"))
-    text = httpx.get(f"{server.http_url}/metrics").text
-    for series in ('bbapi_gateway_cache_requests_total{cache="cas",result="miss"}',
-                   'bbapi_gateway_streamed_bytes_total{compression="identity",direction="in"}',
-                   'bbapi_gateway_rpc_seconds_count{code="OK",method="ByteStream/Write"}',
-                   'bbapi_gateway_rpc_seconds_count{code="UNAUTHENTICATED"',
-                   "bbapi_cas_stored_bytes"):
-        assert series in text, series
+    after = figures()
+    delta = {name: after[name] - before[name] for name in before}
+    assert delta == {"miss": 1, "hit": 1, "streamed_in": 10_000, "written": 10_000, "writes_ok": 1,
+                     "unauthenticated": 1, "stored": 10_000}, delta
     assert httpx.get(f"{server.http_url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{server.http_url}/readyz").json()["ready"] is True
 
