@@ -14,8 +14,8 @@ from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
-from services.metadata.invocations import batch, queries
-from services.metadata.invocations.ingest import InvocationStore
+from services.metadata.invocations import batch, ids, queries
+from services.metadata.invocations.ingest import STATUS_NAMES, InvocationStore
 from services.metadata.models import Invocation, InvocationEvent, Target
 from tests.invocations.support import (
     FAKE_KEY,
@@ -39,7 +39,11 @@ async def stored_sequences(maker: Sessions) -> list[int]:
 
 
 async def status(maker: Sessions, tenant: str, invocation_id: str) -> str | None:
-    return await queries.invocation_status(maker, tenant, invocation_id)
+    """PARTIAL, COMPLETE or DISCONNECTED for the tenant's invocation; None when there is none."""
+    async with maker() as session:
+        found = await session.scalar(select(Invocation.status).where(
+            Invocation.tenant == tenant, Invocation.invocation_id == ids.invocation_id(invocation_id)))
+    return None if found is None else STATUS_NAMES[found]
 
 
 async def test_resending_from_an_earlier_event_stores_each_event_once(maker: Sessions) -> None:

@@ -22,7 +22,6 @@ from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, file_pb2, invocation_pb2, target_pb2
 from services.metadata.invocations import ids, messages, paging
 from services.metadata.invocations.batch import BUILD_METADATA
-from services.metadata.invocations.ingest import STATUS_NAMES
 from services.metadata.invocations.sql import chunks, index_plans
 from services.metadata.models import Action, ActionFile, Artifact, Invocation, InvocationMetadata, Target, TargetTag
 
@@ -54,17 +53,6 @@ async def _invocation(session: AsyncSession, tenant: str, invocation_id: str, wh
 
 def _page(rows: Sequence[Any], size: int) -> tuple[Sequence[Any], bool]:
     return rows[:size], len(rows) > size
-
-
-async def invocation_status(sessions: Sessions, tenant: str, invocation_id: str) -> str | None:
-    """PARTIAL, COMPLETE or DISCONNECTED for the tenant's invocation; None when there is none."""
-    canonical = _canonical(invocation_id)
-    if canonical is None:
-        return None
-    async with sessions() as session:
-        status = await session.scalar(select(Invocation.status).where(Invocation.tenant == tenant,
-                                                                      Invocation.invocation_id == canonical))
-    return None if status is None else STATUS_NAMES[status]
 
 
 async def get_invocations(sessions: Sessions, tenant: str, request: invocation_pb2.GetInvocationRequest,
