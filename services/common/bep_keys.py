@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Any
+from typing import Any, AnyStr
 
 from google.protobuf import unknown_fields
 from google.protobuf.descriptor import FieldDescriptor
@@ -63,7 +63,8 @@ def redact_text(text: str, secrets: Collection[str]) -> str:
     return text
 
 
-def _replace_group(match: re.Match[str], replacement: str) -> str:
+def _replace_group(match: re.Match[AnyStr], replacement: AnyStr) -> AnyStr:
+    """The match with its group 1 replaced (text or bytes)."""
     whole, start = match[0], match.start(1) - match.start(0)
     return whole[:start] + replacement + whole[start + len(match[1]):]
 
@@ -139,8 +140,7 @@ def _redact_bytes(data: bytes, secrets: list[str], replace: _Replace) -> bytes:
     for secret in secrets:
         data = data.replace(secret.encode(), replace(secret.encode()))
     for pattern in _BYTES:
-        data = pattern.sub(lambda m: m[0][:m.start(1) - m.start(0)] + replace(m[1]) + m[0][m.end(1) - m.start(0):],
-                           data)
+        data = pattern.sub(lambda m: _replace_group(m, replace(m[1])), data)
     return data
 
 
