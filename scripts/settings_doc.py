@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import PydanticUndefined
+
 from services.cli.main import build_parser
 from services.common.settings import CommonSettings, env_names
 
@@ -29,6 +31,8 @@ def _subcommands(parser: argparse.ArgumentParser, prefix: str = "bbapi") -> list
 
 
 def _default(value: Any) -> str:
+    if value is PydanticUndefined:
+        return "(required)"
     if value is None or value == "":
         return "(unset)"
     return f"`{value}`"

@@ -76,6 +76,7 @@ def test_readme_configuration_reference_is_current() -> None:
     readme = (ROOT / "README.md").read_text()
     from services.allinone.settings import ServeSettings
     assert all(name in readme for name in env_names(ServeSettings))
+    assert "PydanticUndefined" not in readme and "| (required) |" in readme
 
 
 def test_serve_prints_the_admin_key_once_and_stops_cleanly(tmp_path: Path) -> None:
