@@ -44,7 +44,8 @@ def test_run_starts_one_standalone_operator(monkeypatch: pytest.MonkeyPatch) -> 
     assert [h.id for h in changing] == ["reconcile"] * 3  # create, update and resume; no delete handler
     watching = registries[0]._watching.get_all_handlers()
     assert [h.id for h in watching] == ["child-changed"] * 2
-    assert {(h.selector.group, h.selector.version, h.selector.any_name) for h in watching} == {
+    selectors = [h.selector for h in watching]
+    assert {(s.group, s.version, s.any_name) for s in selectors if s is not None} == {
         ("apps", "v1", "deployments"), ("apps", "v1", "statefulsets")}
     assert not registries[0]._spawning.get_all_handlers()  # no timers or daemons: no finalizer
 
