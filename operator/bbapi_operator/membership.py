@@ -124,7 +124,7 @@ def _ids(entries: list[dict[str, Any]]) -> list[str]:
 def _plan(text: str, current: list[dict[str, Any]], previous: list[dict[str, Any]] | None, shards: int,
           phase: Phase, reports: Sequence[Progress] = ()) -> Plan:
     mine = [r for r in reports if r.generation == generation(text)]
-    in_copy = phase in (Phase.MIGRATING, Phase.WAITING_FOR_MIGRATION) and previous is not None
+    in_copy = previous is not None  # every caller passes `previous` exactly in the copying phases
     return Plan(text=text, replicas=max(shards, len(current), len(previous or [])), phase=phase,
                 shards=len(current), target=shards,
                 copied=sum(r.copied for r in mine) if in_copy else None,

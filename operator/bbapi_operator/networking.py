@@ -9,6 +9,11 @@ from bbapi_operator.pods import CAS_PORT
 from bbapi_operator.spec import Spec
 
 
+def service_address(owner: Owner, component: str, number: int) -> str:
+    """In-cluster `host:port` of the Service `<name>-<component>`."""
+    return f"{owner.child(component)}.{owner.namespace}.svc:{number}"
+
+
 def _port(name: str, number: int, protocol: str) -> dict[str, Any]:
     return {"name": name, "port": number, "targetPort": name, "protocol": "TCP", "appProtocol": protocol}
 
@@ -40,5 +45,5 @@ def cas_headless(owner: Owner) -> dict[str, Any]:
 
 
 def endpoints(owner: Owner, spec: Spec) -> dict[str, str]:
-    host = f"{owner.child('gateway')}.{owner.namespace}.svc"
-    return {"grpc": f"grpc://{host}:{spec.service.grpc_port}", "http": f"http://{host}:{spec.service.http_port}"}
+    return {"grpc": f"grpc://{service_address(owner, 'gateway', spec.service.grpc_port)}",
+            "http": f"http://{service_address(owner, 'gateway', spec.service.http_port)}"}

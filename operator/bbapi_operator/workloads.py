@@ -9,6 +9,7 @@ from kubernetes.utils import parse_quantity
 
 from bbapi_operator import apikey, membership
 from bbapi_operator.meta import Owner
+from bbapi_operator.networking import service_address
 from bbapi_operator.pods import (
     CAS_PORT,
     DATA_DIR,
@@ -35,10 +36,6 @@ DATA_VOLUME = "data"
 def cache_budget(volume_size: str) -> int:
     """BBAPI_MAX_SIZE_BYTES for a shard whose volume has this size."""
     return int(parse_quantity(volume_size) * CACHE_SHARE)  # type: ignore[no-untyped-call]
-
-
-def service_address(owner: Owner, component: str, number: int) -> str:
-    return f"{owner.child(component)}.{owner.namespace}.svc:{number}"
 
 
 def _deployment(owner: Owner, component: str, pod: dict[str, Any], replicas: int | None) -> dict[str, Any]:

@@ -85,6 +85,19 @@ def test_replication_change_needs_no_copy() -> None:
     assert (changed.text, changed.phase) == (_doc(3, replication=3), Phase.STABLE)
 
 
+def test_progress_is_reported_exactly_while_copying() -> None:
+    """Every branch of `plan`: copied/scanned are numbers in the copying phases, None otherwise."""
+    moving = _doc(4, previous=3)
+    plans = [plan(OWNER, 3, 2, None, ready_shards=0), plan(OWNER, 3, 2, _doc(3), ready_shards=3),
+             plan(OWNER, 4, 2, _doc(3), ready_shards=3), plan(OWNER, 4, 2, _doc(3), ready_shards=4),
+             plan(OWNER, 4, 2, moving, ready_shards=4), plan(OWNER, 6, 2, moving, ready_shards=4),
+             plan(OWNER, 4, 2, moving, ready_shards=4, reports=_done(moving))]
+    assert {p.phase for p in plans} == set(Phase)
+    for p in plans:
+        copying = p.phase in (Phase.MIGRATING, Phase.WAITING_FOR_MIGRATION)
+        assert (p.copied is not None, p.scanned is not None) == (copying, copying), p
+
+
 def test_in_flight_and_copy_done() -> None:
     assert not membership.in_flight(None) and not membership.in_flight(_doc(3))
     assert membership.in_flight(_doc(3, previous=4))
