@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 from bbapi_operator import crd
+from bbapi_operator.spec import parse
 
 from tests.chart.kubeschema import CRD_FILE, REPO, validate_instance, validate_strict
 
@@ -65,6 +66,7 @@ def test_examples_validate_against_the_crd(example: Path) -> None:
     (document,) = yaml.safe_load_all(example.read_text())
     assert document["apiVersion"] == crd.API_VERSION and document["kind"] == crd.KIND
     validate_instance(document)
+    parse(document["spec"], default_image="img")  # and its CEL rules, which jsonschema skips
 
 
 def test_examples_cover_both_modes() -> None:
