@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -36,12 +36,9 @@ CALIBRATION_AUTHORITY = "calibration@bbapi.invalid"
 class CallContext:
     """What an async servicer method learns about its call."""
 
-    method: str
     metadata: dict[str, str]
-    authority: str
-    peer: str
+    authority: str = ""  # read only when the call carries no key header: it is where Bazel 4 puts the key
     principal: Principal | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def api_key(self) -> str | None:
         """The key from the x-buildbuddy-api-key header, else from userinfo in the authority."""
@@ -128,14 +125,15 @@ class Front:
 
     # ----- per-call plumbing ------------------------------------------------------------------
 
-    def _context(self, context: Context, method: str) -> CallContext:
+    def _context(self, context: Context) -> CallContext:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        return CallContext(method=method, metadata=metadata, authority=self.authority.read(context),
-                           peer=context.peer())
+        if metadata.get(API_KEY_HEADER, "").strip():
+            return CallContext(metadata)
+        return CallContext(metadata, self.authority.read(context))
 
     def _unary_unary(self, impl: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
         async def handler(request: Any, context: Context) -> Any:
-            start, ctx = time.perf_counter(), self._context(context, name)
+            start, ctx = time.perf_counter(), self._context(context)
             try:
                 await self.authenticate(ctx)
                 response = await impl(request, ctx)
@@ -152,7 +150,7 @@ class Front:
 
     def _unary_stream(self, impl: Callable[..., AsyncIterator[Any]], name: str) -> Callable[..., AsyncIterator[Any]]:
         async def handler(request: Any, context: Context) -> AsyncIterator[Any]:
-            start, ctx = time.perf_counter(), self._context(context, name)
+            start, ctx = time.perf_counter(), self._context(context)
             try:
                 await self.authenticate(ctx)
                 async for response in impl(request, ctx):

@@ -91,10 +91,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _context(request: Request, method: str) -> CallContext:
-    client = request.client
-    return CallContext(method=method, metadata={k.lower(): v for k, v in request.headers.items()},
-                       authority="", peer=f"{client.host}:{client.port}" if client else "")
+def _context(request: Request) -> CallContext:
+    return CallContext({k.lower(): v for k, v in request.headers.items()})
 
 
 def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) -> None:
@@ -140,7 +138,7 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
         try:
             codec = _Codec(request.headers.get("content-type"))
             message = codec.decode(await _body(request), request_class)
-            ctx = _context(request, method.name)
+            ctx = _context(request)
             await authenticate(ctx)
             if method.name == "GetFile":
                 response = await _stream_file(servicer, message, ctx)  # type: ignore[arg-type]
