@@ -32,6 +32,12 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def synthetic_build(invocation_id: str, targets: int, log_bytes: int) -> list[bytes]:
+    """The serialized events (bench/api.py ingests them too)."""
+    return synthetic_build_and_log_bytes(invocation_id, targets, log_bytes)[0]
+
+
+def synthetic_build_and_log_bytes(invocation_id: str, targets: int, log_bytes: int) -> tuple[list[bytes], int]:
+    """The serialized events, and how many bytes of console text their Progress events carry."""
     events: list[bep.BuildEvent] = []
     started = bep.BuildEvent(started=bep.BuildStarted(uuid=invocation_id, command="test",
                                                       start_time_millis=int(time.time() * 1000),
@@ -69,13 +75,13 @@ def synthetic_build(invocation_id: str, targets: int, log_bytes: int) -> list[by
         if i % every == 0 and written < log_bytes:
             text = (line * (per_progress // len(line)))[:per_progress]
             events.append(bep.BuildEvent.FromString(progress(stderr=text, count=i)))
-            written += len(text)
+            written += len(text.encode())
     finished = bep.BuildEvent(finished=bep.BuildFinished(overall_success=True,
                                                          finish_time_millis=int(time.time() * 1000)))
     finished.finished.exit_code.name = "SUCCESS"
     finished.id.build_finished.SetInParent()
     events.append(finished)
-    return [e.SerializeToString() for e in events]
+    return [e.SerializeToString() for e in events], written
 
 
 def main() -> None:
@@ -85,8 +91,7 @@ def main() -> None:
     parser.add_argument("--database", default="", help="database URL for bbapi serve (default: SQLite)")
     args = parser.parse_args()
     invocation_id = str(uuid.uuid4())
-    events = synthetic_build(invocation_id, args.targets, args.log_mib * 1024 * 1024)
-    log_bytes = sum(len(bep.BuildEvent.FromString(e).progress.stderr) for e in events)
+    events, log_bytes = synthetic_build_and_log_bytes(invocation_id, args.targets, args.log_mib * 1024 * 1024)
     extra = ["--log-level", "warning"] + (["--database", args.database] if args.database else [])
     with tempfile.TemporaryDirectory() as data_dir:
         serve = ServeProcess(Path(data_dir), extra=extra).start()

@@ -82,8 +82,9 @@ def summary(label: str, status: int) -> bes.BuildEvent:
 def fold(*events: bes.BuildEvent) -> targets.TargetRow:
     row = None
     for event in events:
-        assert targets.target_label(event) is not None
-        row = targets.apply(row, event)
+        label = targets.target_label(event)
+        assert label is not None
+        row = targets.apply(row, label, event)
     assert row is not None
     return row
 

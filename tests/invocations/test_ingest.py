@@ -7,6 +7,7 @@ from collections.abc import Collection
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import db
 from services.common.bep_keys import needs_redaction
@@ -14,8 +15,9 @@ from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
-from services.metadata.invocations import batch, ids, queries
+from services.metadata.invocations import batch, ids, namedsets, queries
 from services.metadata.invocations.ingest import STATUS_NAMES, InvocationStore
+from services.metadata.invocations.namedsets import SetEntry
 from services.metadata.models import Invocation, InvocationEvent, Target
 from tests.invocations.support import (
     FAKE_KEY,
@@ -182,6 +184,30 @@ async def test_progress_text_is_dropped_before_the_redaction_scan(maker: Session
     async with maker() as session:
         payloads = list(await session.scalars(select(InvocationEvent.payload)))
     assert len(payloads) == 3 and not any(FAKE_KEY.encode() in p for p in payloads)
+
+
+async def test_named_sets_evicted_from_the_cache_are_read_back(maker: Sessions,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(namedsets, "CACHE_FILES", 2)
+    loaded: list[str] = []
+    load = namedsets.NamedSets._load
+
+    async def recording(self: namedsets.NamedSets, session: AsyncSession, set_ids: list[str]) -> dict[str, SetEntry]:
+        loaded.extend(set_ids)
+        return await load(self, session, set_ids)
+
+    monkeypatch.setattr(namedsets.NamedSets, "_load", recording)
+    invocation_id = str(uuid.uuid4())
+    events = [started(invocation_id), named_set("a", ["a1", "a2"]), named_set("b", ["b1"], children=["a"]),
+              named_set("c", ["c1", "c2"]), completed("//:a", file_sets=["a"]), completed("//:b", file_sets=["b"]),
+              completed("//:c", file_sets=["c"]), finished()]
+    await ingest(InvocationStore(maker), "acme", numbered(events), invocation_id)
+    # two cached files hold one of these sets at a time, so each lookup evicts the set the next one needs
+    assert loaded == ["a", "b", "a", "c"]
+    actions = (await queries.get_actions(maker, "acme", action_pb2.GetActionRequest(
+        selector=action_pb2.ActionSelector(invocation_id=invocation_id)))).action
+    assert {a.target_label: [f.name for f in a.file] for a in actions} == {
+        "//:a": ["a1", "a2"], "//:b": ["b1", "a1", "a2"], "//:c": ["c1", "c2"]}
 
 
 async def test_a_broken_stream_is_disconnected_even_after_build_finished(maker: Sessions) -> None:

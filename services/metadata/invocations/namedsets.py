@@ -28,9 +28,8 @@ class SetEntry:
 
 
 class NamedSets:
-    def __init__(self, invocation: int, cache_files: int = CACHE_FILES) -> None:
+    def __init__(self, invocation: int) -> None:
         self.invocation = invocation
-        self.cache_files = cache_files
         self._cache: OrderedDict[str, SetEntry] = OrderedDict()
         self._cached_files = 0
 
@@ -39,7 +38,7 @@ class NamedSets:
             self._cached_files -= len(self._cache.pop(set_id).files)
         self._cache[set_id] = entry
         self._cached_files += len(entry.files)
-        while self._cached_files > self.cache_files and len(self._cache) > 1:
+        while self._cached_files > CACHE_FILES and len(self._cache) > 1:
             self._cached_files -= len(self._cache.popitem(last=False)[1].files)
 
     async def resolve(self, session: AsyncSession, set_ids: list[str]) -> list[FileRow]:

@@ -56,7 +56,7 @@ async def _merge_targets(session: AsyncSession, invocation: int, events: list[tu
     merged: dict[str, TargetRow] = {}
     for label, event in events:
         row = merged.get(label) or (stored[label].copy() if label in stored else None)
-        merged[label] = targets.apply(row, event)
+        merged[label] = targets.apply(row, label, event)
     new = [row for label, row in merged.items() if label not in stored]
     changed = [row for label, row in merged.items() if label in stored and row != stored[label]]
     await _insert(session, Target, [{"invocation": invocation, **row.columns()} for row in new])

@@ -60,9 +60,9 @@ def target_label(event: bes.BuildEvent) -> str | None:
     return None
 
 
-def apply(row: TargetRow | None, event: bes.BuildEvent) -> TargetRow:
-    """The row after `event` (one that target_label accepted)."""
-    row = row or TargetRow(target_label(event) or "")
+def apply(row: TargetRow | None, label: str, event: bes.BuildEvent) -> TargetRow:
+    """The row after `event`, whose target_label is `label`."""
+    row = row or TargetRow(label)
     kind = event.WhichOneof("payload")
     if kind == "configured":
         _kind(row, event.configured.target_kind)
