@@ -20,14 +20,9 @@ import pytest
 from services.common.settings import env_names
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
 from tests.support.clients import CacheClient, digest
-from tests.support.servers import ServeProcess
+from tests.support.servers import ServeProcess, bbapi
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def bbapi(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=60)
 
 
 def revoked_column(listing: str, key_id: str) -> str:

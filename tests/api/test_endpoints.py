@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from services.common.auth import Capability
 from tests.bes.test_bes import FIXTURES
 from tests.support.bes import Publisher, read_bep
 from tests.support.clients import CacheClient, digest
-from tests.support.servers import StackServer
+from tests.support.servers import StackServer, bbapi
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +67,7 @@ def test_targets_and_actions_page_to_the_end_with_both_id_forms(server: StackSer
 
 def test_bbapi_api_cli(server: StackServer, invocation_id: str, client: CacheClient, tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "services.cli.main", "api", *args,
-                               "--server", server.http_url], capture_output=True, text=True, timeout=60,
-                              env={**os.environ, "BBAPI_API_KEY": server.admin_key})
+        return bbapi("api", *args, "--server", server.http_url, env={"BBAPI_API_KEY": server.admin_key})
 
     answer = cli("GetInvocation", "--json", json.dumps({"selector": {"invocationId": invocation_id}}))
     assert answer.returncode == 0, answer.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,6 @@ echo "BUILD_USER build-bot"
 echo "BUILD_HOST ci-host-3"
 """
 COMMIT = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-
-
-def new_key(serve: ServeProcess, tenant: str) -> str:
-    created = subprocess.run([sys.executable, "-m", "services.cli.main", "keys", "create", "--tenant", tenant,
-                              "--data-dir", str(serve.data_dir)], capture_output=True, text=True, check=True)
-    return created.stdout.strip().splitlines()[-1]
 
 
 def spawns(execution_log: Path) -> list[dict[str, Any]]:
@@ -67,7 +60,7 @@ def build(workspace: Workspace, serve: ServeProcess, key: str, invocation_id: st
 
 def test_a_real_build_is_recorded_and_served_by_the_documented_api(serve: ServeProcess,
                                                                     workspace: Workspace) -> None:
-    key = new_key(serve, "curl-tenant")
+    key = serve.new_key("curl-tenant")
     invocation_id = str(uuid.uuid4())
     run = build(workspace, serve, key, invocation_id, serve.grpc_port)
     assert run.returncode == 3, run.output  # a test fails on purpose
@@ -142,14 +135,14 @@ def test_a_real_build_is_recorded_and_served_by_the_documented_api(serve: ServeP
         assert key.encode() not in path.read_bytes(), path
 
     # another tenant's key sees none of it
-    other = new_key(serve, "someone-else")
+    other = serve.new_key("someone-else")
     assert curl(serve, "GetInvocation", body, other) == {}
     assert curl(serve, "GetTarget", body, other).get("target", []) == []
 
 
 def test_a_broken_bes_connection_is_retried_and_nothing_is_lost_or_doubled(serve: ServeProcess,
                                                                            workspace: Workspace) -> None:
-    key = new_key(serve, "retry-tenant")
+    key = serve.new_key("retry-tenant")
     proxy = BreakingProxy("127.0.0.1", serve.grpc_port).start()
     proxy.break_after(20_000)  # in the middle of the build's event stream
     invocation_id = str(uuid.uuid4())

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from tests.support.bazel import Workspace
@@ -13,15 +10,9 @@ from tests.support.servers import ServeProcess
 pytestmark = pytest.mark.bazel
 
 
-def new_key(serve: ServeProcess, tenant: str) -> str:
-    created = subprocess.run([sys.executable, "-m", "services.cli.main", "keys", "create", "--tenant", tenant,
-                              "--data-dir", str(serve.data_dir)], capture_output=True, text=True, check=True)
-    return created.stdout.strip().splitlines()[-1]
-
-
 def test_rebuild_is_all_remote_cache_hits_and_tenants_are_separate(serve: ServeProcess,
                                                                      workspace: Workspace) -> None:
-    key = new_key(serve, "team-a")
+    key = serve.new_key("team-a")
     cache = [f"--remote_cache=grpc://{serve.grpc_target}", f"--remote_header=x-buildbuddy-api-key={key}"]
     first = workspace.bazel("build", "//...", *cache)
     assert first.returncode == 0, first.output
@@ -35,7 +26,7 @@ def test_rebuild_is_all_remote_cache_hits_and_tenants_are_separate(serve: ServeP
     assert hits.get("remote cache hit", 0) >= 3, hits
     assert set(hits) <= {"remote cache hit", "internal"}, f"not every action was a cache hit: {hits}"
 
-    other = new_key(serve, "team-b")
+    other = serve.new_key("team-b")
     assert workspace.bazel("clean").returncode == 0
     third = workspace.bazel("build", "//...", f"--remote_cache=grpc://{serve.grpc_target}",
                             f"--remote_header=x-buildbuddy-api-key={other}")
@@ -44,7 +35,7 @@ def test_rebuild_is_all_remote_cache_hits_and_tenants_are_separate(serve: ServeP
 
 
 def test_key_as_target_userinfo_works_for_bazel_4(serve: ServeProcess, workspace: Workspace) -> None:
-    key = new_key(serve, "team-c")
+    key = serve.new_key("team-c")
     run = workspace.bazel("build", "//:greeting", f"--remote_cache=grpc://{key}@{serve.grpc_target}")
     assert run.returncode == 0, run.output
     assert "WARNING: Remote Cache" not in run.output, run.output

@@ -20,6 +20,13 @@ from services.allinone import stack
 from services.allinone.settings import ServeSettings
 
 T = TypeVar("T")
+BBAPI = [sys.executable, "-m", "services.cli.main"]  # the `bbapi` command, from this checkout
+
+
+def bbapi(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `bbapi ARGS` as a user would, with `env` added to this environment."""
+    return subprocess.run([*BBAPI, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=timeout)
 
 
 class LoopThread:
@@ -99,7 +106,7 @@ class ServeProcess:
     command: ClassVar[str] = "serve"
 
     def start(self, timeout: float = 60) -> Self:
-        cmd = [sys.executable, "-m", "services.cli.main", self.command, "--data-dir", str(self.data_dir),
+        cmd = [*BBAPI, self.command, "--data-dir", str(self.data_dir),
                "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **self.env})
@@ -132,6 +139,12 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
+
+    def new_key(self, tenant: str) -> str:
+        """A new API key of `tenant` (default capability), made with `bbapi keys create` on this data dir."""
+        created = bbapi("keys", "create", "--tenant", tenant, "--data-dir", str(self.data_dir))
+        assert created.returncode == 0, created.stderr
+        return created.stdout.strip().splitlines()[-1]
 
     @property
     def grpc_target(self) -> str:
