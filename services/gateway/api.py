@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from services.common import wire
-from services.common.auth import Capability
+from services.common.auth import Capability, Principal
 from services.common.blobaccess import BlobAccess, Scope
 from services.common.errors import InvalidArgument, Unimplemented, internal
 from services.common.resources import Compressor
@@ -42,6 +42,19 @@ def encode_file_chunk(data: bytes) -> bytes:
 
 CODECS = {"GetFile": Codec(response_serializer=encode_file_chunk)}
 
+
+
+def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
+    parsed = parse_file_uri(uri)
+    return Scope(principal.tenant, parsed.resource.instance_name), parsed
+
+
+def content_length(uri: str) -> int | None:
+    """The byte length GetFile streams for `uri` (HTTP Content-Length); None when only the read knows."""
+    parsed = parse_file_uri(uri)
+    if parsed.kind is CacheKind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
+        return parsed.resource.digest.size
+    return None
 
 @dataclass
 class ApiServicer:
@@ -73,24 +86,12 @@ class ApiServicer:
 
     # ----- files -------------------------------------------------------------------------------
 
-    def _file(self, ctx: CallContext, uri: str, capability: Capability) -> tuple[Scope, FileUri]:
-        principal = ctx.require(capability)
-        parsed = parse_file_uri(uri)
-        return Scope(principal.tenant, parsed.resource.instance_name), parsed
-
-    async def file_size(self, request: file_pb2.GetFileRequest, ctx: CallContext) -> int | None:
-        """The byte length GetFile will stream (for HTTP Content-Length), None when unknown."""
-        _scope, parsed = self._file(ctx, request.uri, Capability.READ)
-        if parsed.kind is CacheKind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
-            return parsed.resource.digest.size
-        return None
-
     async def GetFile(self, request: file_pb2.GetFileRequest, ctx: CallContext) -> AsyncIterator[bytes]:
         """The blob's bytes (a zstd stream for compressed-blobs URIs; the ActionResult for AC URIs).
 
         Yields raw data: gRPC frames each piece as a GetFileResponse (CODECS), HTTP sends it as is.
         """
-        scope, parsed = self._file(ctx, request.uri, Capability.READ)
+        scope, parsed = _file(ctx.require(Capability.READ), request.uri)
         if parsed.kind is CacheKind.AC:
             yield await self.blobs.get_action_result(scope, parsed.resource.digest)
             return
@@ -100,28 +101,28 @@ class ApiServicer:
 
     async def GetFileRange(self, request: file_pb2.GetFileRangeRequest,
                            ctx: CallContext) -> file_pb2.GetFileRangeResponse:
-        scope, parsed = self._file(ctx, request.uri, Capability.READ)
+        scope, parsed = _file(ctx.require(Capability.READ), request.uri)
         if parsed.kind is CacheKind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
             raise InvalidArgument("GetFileRange reads uncompressed CAS blobs (.../blobs/<hash>/<size>)")
         size = parsed.resource.digest.size
-        end = request.end if request.end > 0 else size
+        end = min(request.end, size) if request.end > 0 else size  # a range may run past the end
         if request.start < 0 or request.start > size or end < request.start:
             raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid for a blob of {size} bytes")
         if end - request.start > MAX_FILE_RANGE:
             raise InvalidArgument(f"range of {end - request.start} bytes exceeds the limit of {MAX_FILE_RANGE}")
         chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, request.start,
-                                                  min(end, size) - request.start)]
+                                                  end - request.start)]
         return file_pb2.GetFileRangeResponse(data=b"".join(chunks))
 
     async def DeleteFile(self, request: file_pb2.DeleteFileRequest, ctx: CallContext) -> file_pb2.DeleteFileResponse:
         """Deletes a CAS blob or an action result; deleting what is absent succeeds. Audited."""
-        scope, parsed = self._file(ctx, request.uri, Capability.CACHE_WRITE)
+        principal = ctx.require(Capability.CACHE_WRITE)
+        scope, parsed = _file(principal, request.uri)
         digest = parsed.resource.digest
         if parsed.kind is CacheKind.AC:
             existed = await self.blobs.delete_action_result(scope, digest)
         else:
             existed = await self.blobs.delete(scope, digest)
-        principal = ctx.require(Capability.CACHE_WRITE)
         await internal(self.metadata.RecordAudit(metadata_pb2.AuditRecord(
             tenant=principal.tenant, key_id=principal.key_id, action="DeleteFile",
             resource=f"{parsed.kind.value}:{parsed.resource.instance_name}/{digest}",

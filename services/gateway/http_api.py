@@ -22,10 +22,10 @@ from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from services.common.errors import ApiError, InvalidArgument, NotFound, http_status
+from services.common.errors import ApiError, InvalidArgument, http_status
 from services.common.rpc import message_class
 from services.gateway import metrics
-from services.gateway.api import ApiServicer
+from services.gateway.api import ApiServicer, content_length
 from services.gateway.front import CallContext
 from services.gateway.openapi import Schema, message_schema
 from services.gen.api.v1 import file_pb2, service_pb2
@@ -155,18 +155,16 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
 
 
 async def _stream_file(servicer: ApiServicer, request: file_pb2.GetFileRequest, ctx: CallContext) -> Response:
-    """Fetch the first chunk before answering, so a missing blob is a 404 and not a broken 200."""
-    size = await servicer.file_size(request, ctx)
+    """Fetch the first chunk before answering (authorising, parsing and finding the blob), so a
+    refusal or a missing blob is an error status and not a broken 200."""
     chunks = servicer.GetFile(request, ctx)
-    first = await anext(chunks, None)
+    first = await anext(chunks, b"")
 
     async def body() -> AsyncIterator[bytes]:
-        if first:
-            yield first
+        yield first
         async for chunk in chunks:
             yield chunk
 
+    size = content_length(request.uri)
     headers = {"content-length": str(size)} if size is not None else {}
-    if first is None and size:
-        raise NotFound(f"file {request.uri} not found")
     return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
