@@ -1,42 +1,39 @@
 """BuildMetadata entries in the order Bazel sent them.
 
-Python's protobuf runtime iterates maps in hash order, so the entries are read from the event's bytes
-through a shadow message that declares the map as what it is on the wire: a repeated key/value message.
+Python's protobuf runtime iterates maps in hash order, so the entries are read from the event's bytes:
+on the wire a map is a repeated key/value message, and a message field sent more than once merges
+(its map entries add up, in order).
 """
 
 from __future__ import annotations
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError
 
+from services.common import wire
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
 
-_Field = descriptor_pb2.FieldDescriptorProto
-_BUILD_METADATA_FIELD = bes.BuildEvent.DESCRIPTOR.fields_by_name["build_metadata"].number
-
-
-def _field(name: str, number: int, message: str | None = None, repeated: bool = False) -> _Field:
-    label = _Field.LABEL_REPEATED if repeated else _Field.LABEL_OPTIONAL
-    if message is None:
-        return _Field(name=name, number=number, type=_Field.TYPE_STRING, label=label)
-    return _Field(name=name, number=number, type=_Field.TYPE_MESSAGE, label=label, type_name=message)
-
-
-def _shadow_event() -> type[Message]:
-    proto = descriptor_pb2.FileDescriptorProto(name="bbapi_shadow.proto", package="bbapi_shadow", syntax="proto3")
-    proto.message_type.add(name="Entry").field.extend([_field("key", 1), _field("value", 2)])
-    proto.message_type.add(name="Metadata").field.append(_field("metadata", 1, ".bbapi_shadow.Entry", True))
-    proto.message_type.add(name="Event").field.append(
-        _field("build_metadata", _BUILD_METADATA_FIELD, ".bbapi_shadow.Metadata"))
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("bbapi_shadow.Event"))
-
-
-_Event = _shadow_event()
+_BUILD_METADATA = bes.BuildEvent.DESCRIPTOR.fields_by_name["build_metadata"].number
+_METADATA = bes.BuildMetadata.DESCRIPTOR.fields_by_name["metadata"].number
+_KEY, _VALUE = 1, 2  # every map entry's fields
 
 
 def build_metadata_entries(raw_event: bytes) -> list[tuple[str, str]]:
     """(key, value) pairs of a serialized BuildEvent's build_metadata, in wire order."""
-    shadow = _Event.FromString(raw_event)
-    return [(entry.key, entry.value) for entry in shadow.build_metadata.metadata]  # type: ignore[attr-defined]
+    try:
+        return [_entry(entry) for number, build_metadata in wire.fields(raw_event)
+                if number == _BUILD_METADATA and isinstance(build_metadata, memoryview)
+                for inner, entry in wire.fields(build_metadata)
+                if inner == _METADATA and isinstance(entry, memoryview)]
+    except (DecodeError, UnicodeDecodeError):  # valid protobuf wire.fields does not read (groups): map order
+        return list(bes.BuildEvent.FromString(raw_event).build_metadata.metadata.items())
+
+
+def _entry(data: memoryview) -> tuple[str, str]:
+    key = value = ""
+    for number, field in wire.fields(data):
+        if isinstance(field, memoryview):
+            if number == _KEY:
+                key = bytes(field).decode()
+            elif number == _VALUE:
+                value = bytes(field).decode()
+    return key, value
