@@ -11,7 +11,6 @@ import argparse
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field
@@ -31,12 +30,6 @@ class CommonSettings(BaseSettings):
         "none", description="where OpenTelemetry spans go: none, console (stderr) or otlp")
     otlp_endpoint: str = Field(
         "", description="OTLP/gRPC collector address used when --tracing-exporter=otlp")
-
-
-class DataDirSettings(BaseSettings):
-    """Mixin for processes that keep state in a local directory."""
-
-    data_dir: Path = Field(Path("./bbapi-data"), description="directory for local state")
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -36,6 +36,14 @@ def scope_for(ctx: CallContext, capability: Capability, instance_name: str, dige
     return Scope(principal.tenant, check_instance_name(instance_name))
 
 
+
+def _batch_size(total: int) -> int:
+    """`total` when a batch of that many bytes is within the advertised limit."""
+    if total > MAX_BATCH_BYTES:
+        raise InvalidArgument(f"batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; "
+                              "use ByteStream for large blobs")
+    return total
+
 @dataclass
 class CapabilitiesServicer:
     async def GetCapabilities(self, request: re_pb2.GetCapabilitiesRequest,
@@ -73,10 +81,7 @@ class CasServicer:
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
                                ctx: CallContext) -> re_pb2.BatchUpdateBlobsResponse:
         scope = scope_for(ctx, Capability.CACHE_WRITE, request.instance_name, request.digest_function)
-        total = sum(len(r.data) for r in request.requests)
-        if total > MAX_BATCH_BYTES:
-            raise InvalidArgument(f"batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; "
-                                  "use ByteStream for large blobs")
+        total = _batch_size(sum(len(r.data) for r in request.requests))
         items = [BatchItem(digest_in(r.digest), r.data, compressor_in(r.compressor)) for r in request.requests]
         results = await self.blobs.batch_write(scope, items)
         metrics.STREAMED_BYTES.labels("in", "batch").inc(total)
@@ -88,10 +93,7 @@ class CasServicer:
                              ctx: CallContext) -> re_pb2.BatchReadBlobsResponse:
         scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
         digests = [digest_in(d) for d in request.digests]
-        total = sum(d.size for d in digests)
-        if total > MAX_BATCH_BYTES:
-            raise InvalidArgument(f"batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; "
-                                  "use ByteStream for large blobs")
+        _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)
         hits = sum(r.error is None for r in results)

@@ -26,7 +26,7 @@ from services.common.errors import ApiError, InvalidArgument, http_status
 from services.common.rpc import message_class
 from services.gateway import metrics
 from services.gateway.api import ApiServicer, content_length
-from services.gateway.front import CallContext
+from services.gateway.front import Authenticate, CallContext
 from services.gateway.openapi import Schema, message_schema
 from services.gen.api.v1 import file_pb2, service_pb2
 
@@ -34,11 +34,10 @@ MAX_BODY = 8 * 1024 * 1024
 PROTOBUF_TYPES = ("application/protobuf", "application/proto", "application/x-protobuf")
 TEXT_TYPE = "application/protobuf-text"
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["ApiService"]
-Authenticate = Callable[[CallContext], Awaitable[None]]
 
 
-def error_response(code: grpc.StatusCode, message: str) -> JSONResponse:
-    return JSONResponse({"code": code.value[0], "message": message}, status_code=http_status(code))
+def error_response(code: grpc.StatusCode, message: str, status: int | None = None) -> JSONResponse:
+    return JSONResponse({"code": code.value[0], "message": message}, status_code=status or http_status(code))
 
 
 class _Codec:
@@ -145,8 +144,8 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
             else:
                 response = codec.encode(await impl(message, ctx))
         except _TooLarge:
-            response = JSONResponse({"code": grpc.StatusCode.INVALID_ARGUMENT.value[0],
-                                     "message": f"request body larger than {MAX_BODY} bytes"}, status_code=413)
+            response = error_response(grpc.StatusCode.INVALID_ARGUMENT,
+                                      f"request body larger than {MAX_BODY} bytes", 413)
         except ApiError as err:
             response = error_response(err.code, err.message)
         metrics.HTTP_LATENCY.labels(method.name, str(response.status_code)).observe(time.perf_counter() - start)
