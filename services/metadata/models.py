@@ -166,7 +166,6 @@ class Target(Base):
     rule_type: Mapped[str] = mapped_column(Text)
     language: Mapped[str] = mapped_column(Text)
     tags: Mapped[list[str]] = mapped_column(JSON)
-    test_size: Mapped[int] = mapped_column(SmallInteger)
     start_usec: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     duration_usec: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

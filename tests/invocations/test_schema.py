@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from services.common import db
-from services.metadata.db import migrate
+from services.metadata.db import MIGRATIONS, VERSION_TABLE, migrate
 from services.metadata.models import Base
 
 
@@ -22,5 +29,32 @@ async def test_migrations_match_the_models(database_url: str) -> None:
     try:
         async with engine.connect() as connection:
             assert await connection.run_sync(differences) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_dropping_test_size_keeps_the_stored_targets(database_url: str) -> None:
+    """0004 drops a column (SQLite rebuilds the table): the rows and their primary key survive, both ways."""
+    config = db._alembic_config(database_url, MIGRATIONS, VERSION_TABLE)
+    await asyncio.to_thread(command.upgrade, config, "0003")
+    engine = db.create_engine(database_url)
+    row = {"invocation": 7, "label": "//:t", "status": 3, "rule_type": "sh_test", "language": "sh", "tags": '["a"]',
+           "start_usec": 5, "duration_usec": None}
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("INSERT INTO invocation_targets VALUES (:invocation, :label, :status, "
+                                          ":rule_type, :language, :tags, 2, :start_usec, :duration_usec)"), row)
+        await migrate(database_url)
+        async with engine.begin() as connection:
+            stored = (await connection.execute(text("SELECT * FROM invocation_targets"))).mappings().all()
+            assert [{**r, "tags": json.loads(r["tags"]) if isinstance(r["tags"], str) else r["tags"]}
+                    for r in stored] == [{**row, "tags": ["a"]}]
+            with pytest.raises(IntegrityError):
+                await connection.execute(text("INSERT INTO invocation_targets (invocation, label, status, rule_type, "
+                                              "language, tags) VALUES (:invocation, :label, 0, '', '', '[]')"), row)
+        await asyncio.to_thread(command.downgrade, config, "0003")
+        async with engine.connect() as connection:
+            sizes = (await connection.execute(text("SELECT test_size FROM invocation_targets"))).scalars().all()
+            assert sizes == [0]
     finally:
         await engine.dispose()

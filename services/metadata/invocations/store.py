@@ -80,7 +80,7 @@ async def _load_targets(session: AsyncSession, invocation: int, labels: list[str
         for row in await session.scalars(select(Target).where(Target.invocation == invocation,
                                                               Target.label.in_(some))):
             stored[row.label] = TargetRow(row.label, row.status, row.rule_type, row.language, list(row.tags),
-                                          row.test_size, row.start_usec, row.duration_usec)
+                                          row.start_usec, row.duration_usec)
     return stored
 
 

@@ -32,7 +32,6 @@ class TargetRow:
     rule_type: str = ""
     language: str = ""
     tags: list[str] = dataclasses.field(default_factory=list)
-    test_size: int = 0
     start_usec: int | None = None
     duration_usec: int | None = None
 
@@ -67,7 +66,6 @@ def apply(row: TargetRow | None, label: str, event: bes.BuildEvent) -> TargetRow
     if kind == "configured":
         _kind(row, event.configured.target_kind)
         row.tags = list(event.configured.tag)
-        row.test_size = event.configured.test_size
         if row.status == Status.STATUS_UNSPECIFIED:
             row.status = Status.BUILDING
     elif kind == "completed":
