@@ -51,11 +51,17 @@ def method_kind(method: MethodDescriptor) -> str:
         (method.client_streaming, method.server_streaming)]
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException, method: str) -> None:
+def status_of(err: BaseException, method: str) -> tuple[grpc.StatusCode, str]:
+    """The status a handler's exception becomes: an ApiError keeps its code, anything else is
+    logged and becomes INTERNAL."""
     if isinstance(err, ApiError):
-        await context.abort(err.code, err.message)
-    log.exception("unexpected error in %s", method, exc_info=err)
-    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}")
+        return err.code, err.message
+    log.error("unexpected error in %s", method, exc_info=err)
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}"
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], err: BaseException, method: str) -> None:
+    await context.abort(*status_of(err, method))
 
 
 def _wrap(kind: str, impl: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -104,14 +110,24 @@ def serializers(method: MethodDescriptor, codec: Codec | None) -> dict[str, Call
 def serve_servicer(server: grpc.aio.Server, service: ServiceDescriptor, servicer: object,
                    codecs: Mapping[str, Codec] | None = None) -> None:
     """Register `servicer`'s methods for `service` on an aio server."""
+    handlers = method_handlers(service, servicer, lambda kind, impl, method: _wrap(kind, impl, method.full_name),
+                               codecs)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+Wrap = Callable[[str, Callable[..., Any], MethodDescriptor], Callable[..., Any]]
+
+
+def method_handlers(service: ServiceDescriptor, servicer: object, wrap: Wrap,
+                    codecs: Mapping[str, Codec] | None = None) -> dict[str, grpc.RpcMethodHandler]:
+    """grpc handlers for every method of `service`: `wrap(kind, servicer method, descriptor)` each."""
     handlers = {}
     for method in service.methods:
         kind = method_kind(method)
-        impl = getattr(servicer, method.name)
         factory = getattr(grpc, f"{kind}_rpc_method_handler")
-        handlers[method.name] = factory(_wrap(kind, impl, method.full_name),
+        handlers[method.name] = factory(wrap(kind, getattr(servicer, method.name), method),
                                         **serializers(method, (codecs or {}).get(method.name)))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    return handlers
 
 
 def insecure_channel(target: str, extra_options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:

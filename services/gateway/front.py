@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from services.common.auth import Capability, Principal
-from services.common.errors import ApiError, Unauthenticated
-from services.common.rpc import Codec, method_kind, new_server, passthrough, serializers
+from services.common.errors import Unauthenticated
+from services.common.rpc import Codec, method_handlers, new_server, passthrough, status_of
 from services.gateway import metrics
 from services.gateway.authority import AuthorityReader
 
@@ -73,13 +73,10 @@ class Front:
 
     def add(self, service: ServiceDescriptor, servicer: object, aliases: Sequence[str] = (),
             codecs: Mapping[str, Codec] | None = None) -> None:
-        handlers = {}
-        for method in service.methods:
-            kind = method_kind(method)
-            factory = getattr(grpc, f"{kind}_rpc_method_handler")
-            wrap = getattr(self, f"_{kind}")
-            handlers[method.name] = factory(wrap(getattr(servicer, method.name), f"{service.name}/{method.name}"),
-                                            **serializers(method, (codecs or {}).get(method.name)))
+        def wrap(kind: str, impl: Callable[..., Any], method: MethodDescriptor) -> Callable[..., Any]:
+            return getattr(self, f"_{kind}")(impl, f"{service.name}/{method.name}")  # type: ignore[no-any-return]
+
+        handlers = method_handlers(service, servicer, wrap, codecs)
         for name in (service.full_name, *aliases):
             self._handlers.append(grpc.method_handlers_generic_handler(name, handlers))
 
@@ -174,10 +171,6 @@ async def _fail(context: Context, method: str, start: float, err: Exception) -> 
     """Turn what escaped a handler into a status (ApiError keeps its code; anything else is INTERNAL)."""
     if isinstance(err, grpc.aio.AbortError):
         raise err
-    if isinstance(err, ApiError):
-        code, message = err.code, err.message
-    else:
-        log.error("unexpected error in %s", method, exc_info=err)
-        code, message = grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(err).__name__}"
+    code, message = status_of(err, method)
     _record(method, start, code)
     await context.abort(code, message)
