@@ -30,8 +30,8 @@ def tune_malloc() -> None:
     """Keep streaming buffers on the heap instead of fresh mmaps.
 
     Blobs move in 256 KiB - 1 MiB buffers; with glibc's defaults many of them are mmapped and
-    unmapped each time, and the page faults cost more CPU than copying the data (measured:
-    ByteStream Read server CPU -30%). Reusing heap memory keeps RSS bounded by the streams in
+    unmapped each time, and in a profile of ByteStream reads the page faults cost more CPU than
+    copying the data. Reusing heap memory keeps RSS bounded by the streams in
     flight. No-op where glibc is not the allocator.
     """
     try:

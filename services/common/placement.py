@@ -3,7 +3,7 @@
 A key's slot is the first two bytes of its SHA-256 digest (digests are already uniform). For
 every slot the table holds the full preference order of the *configured* members, ranked by a
 weighted rendezvous score; the first R are the slot's replicas, the rest the fall-back order
-used while an owner is down. Building the table costs ~0.1 s per member once per membership
+used while an owner is down. Building the table costs 70-100 ms per member (bench/codecs.py) once per membership
 change; looking a key up is a slice of a byte string (HRW per key would cost 4-7 us each, too
 much for a 10,000-digest FindMissingBlobs).
 
