@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from services.common.auth import Capability
-from tests.bes.test_bes import FIXTURES
+from tests.invocations.support import FIXTURES
 from tests.support.bes import Publisher, read_bep
 from tests.support.clients import CacheClient, digest
-from tests.support.servers import StackServer, bbapi
+from tests.support.servers import Http, StackServer, bbapi
 
 
 @pytest.fixture(scope="module")
@@ -27,40 +26,37 @@ def invocation_id(server: StackServer) -> str:
     return identifier
 
 
-def post(server: StackServer, method: str, body: object, key: str) -> httpx.Response:
-    return httpx.post(f"{server.http_url}/api/v1/{method}", json=body, headers={"x-buildbuddy-api-key": key})
-
-
-def test_each_endpoint_reads_another_tenants_data_as_missing(server: StackServer, invocation_id: str,
+def test_each_endpoint_reads_another_tenants_data_as_missing(server: StackServer, http: Http, invocation_id: str,
                                                             make_key: Callable[..., str]) -> None:
     mine, theirs = server.admin_key, make_key("other-tenant", Capability.ADMIN)
     selector = {"selector": {"invocation_id": invocation_id}}
-    assert post(server, "GetInvocation", selector, mine).json()["invocation"]
-    assert post(server, "GetInvocation", selector, theirs).json() == {}
+    assert http("GetInvocation", selector, mine).json()["invocation"]
+    assert http("GetInvocation", selector, theirs).json() == {}
     for method in ("GetTarget", "GetAction", "GetLog"):
-        assert post(server, method, selector, mine).status_code == 200, method
-        other = post(server, method, selector, theirs)
+        assert http(method, selector, mine).status_code == 200, method
+        other = http(method, selector, theirs)
         assert other.status_code == 404 and other.json()["code"] == 5, method
     unknown = {"selector": {"invocation_id": str(uuid.uuid4())}}
-    assert post(server, "GetTarget", unknown, mine).status_code == 404
+    assert http("GetTarget", unknown, mine).status_code == 404
 
 
-def test_targets_and_actions_page_to_the_end_with_both_id_forms(server: StackServer, invocation_id: str) -> None:
+def test_targets_and_actions_page_to_the_end_with_both_id_forms(server: StackServer, http: Http,
+                                                                invocation_id: str) -> None:
     key = server.admin_key
-    targets = post(server, "GetTarget", {"selector": {"invocation_id": invocation_id}}, key).json()["target"]
+    targets = http("GetTarget", {"selector": {"invocation_id": invocation_id}}, key).json()["target"]
     label = "//:sharded_test"
     encoded = next(t["id"]["targetId"] for t in targets if t["label"] == label)
     assert base64.urlsafe_b64decode(encoded + "==").decode() == f"id::v1::{label}"
     for target_id in (encoded, label):
-        found = post(server, "GetTarget", {"selector": {"invocation_id": invocation_id, "target_id": target_id}},
+        found = http("GetTarget", {"selector": {"invocation_id": invocation_id, "target_id": target_id}},
                      key).json()["target"]
         assert [t["label"] for t in found] == [label]
-    actions = post(server, "GetAction", {"selector": {"invocation_id": invocation_id, "target_label": label}},
+    actions = http("GetAction", {"selector": {"invocation_id": invocation_id, "target_label": label}},
                    key).json()["action"]
     shard_ids = sorted(a["id"]["actionId"] for a in actions if "shard" in a)
     assert [base64.urlsafe_b64decode(i + "==").decode() for i in shard_ids] == [
         f"id::v1::test-S_{s}-R_1-A_1" for s in (1, 2, 3)]
-    one = post(server, "GetAction", {"selector": {"invocation_id": invocation_id, "action_id": shard_ids[1]}},
+    one = http("GetAction", {"selector": {"invocation_id": invocation_id, "action_id": shard_ids[1]}},
                key).json()["action"]
     assert [a["id"]["actionId"] for a in one] == [shard_ids[1]]
 

@@ -18,19 +18,7 @@ from services.gen.api.v1 import service_pb2_grpc as api_grpc
 from services.gen.auditlog import auditlog_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from tests.support.clients import CacheClient, digest
-from tests.support.servers import StackServer
-
-Http = Callable[..., httpx.Response]
-
-
-@pytest.fixture(scope="module")
-def http(server: StackServer) -> Http:
-    def call(method: str, body: object = None, key: str | None = None, content: bytes | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
-        sent = {"x-buildbuddy-api-key": key or server.admin_key, **(headers or {})}
-        return httpx.post(f"{server.http_url}/api/v1/{method}", json=body if content is None else None,
-                          content=content, headers=sent, timeout=30)
-    return call
+from tests.support.servers import Http, StackServer
 
 
 def uri(data: bytes, instance: str = "ci/linux", compressed: bool = False, ac: bool = False) -> str:

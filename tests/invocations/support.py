@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf.internal.decoder import _DecodeVarint32  # type: ignore[attr-defined]
-
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
 from services.metadata.invocations.ingest import IngestStream, InvocationStore
+from tests.support.bes import read_bep
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FAKE_KEY = "FixtureKey0123456789"
@@ -21,14 +20,7 @@ Events = list[tuple[int, bytes]]
 
 def recorded(name: str) -> Events:
     """A recorded run's events, numbered from 1 as the Build Event Service numbers them."""
-    data = (FIXTURES / f"{name}.bep").read_bytes()
-    events: Events = []
-    position = 0
-    while position < len(data):
-        size, position = _DecodeVarint32(data, position)
-        events.append((len(events) + 1, data[position:position + size]))
-        position += size
-    return events
+    return list(enumerate(read_bep(FIXTURES / f"{name}.bep"), start=1))
 
 
 def invocation_id_of(events: Events) -> str:

@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
+import httpx
+
 from services.allinone import stack
 from services.allinone.settings import ServeSettings
 
 T = TypeVar("T")
+Http = Callable[..., httpx.Response]  # StackServer.api, or the `http` fixture of tests/api
 BBAPI = [sys.executable, "-m", "services.cli.main"]  # the `bbapi` command, from this checkout
 
 
@@ -84,6 +87,13 @@ class StackServer:
     def admin_key(self) -> str:
         assert self.running is not None and self.running.admin_key is not None
         return self.running.admin_key
+
+    def api(self, method: str, body: object = None, key: str | None = None, content: bytes | None = None,
+            headers: dict[str, str] | None = None) -> httpx.Response:
+        """POST /api/v1/METHOD: `body` as JSON (or raw `content`), with `key` (the admin key by default)."""
+        sent = {"x-buildbuddy-api-key": key or self.admin_key, **(headers or {})}
+        return httpx.post(f"{self.http_url}/api/v1/{method}", json=body if content is None else None,
+                          content=content, headers=sent, timeout=30)
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
