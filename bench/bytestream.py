@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
 from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
 from tests.cluster.processes import ClusterProcess
+from tests.support.clients import CacheClient
 from tests.support.servers import ServeProcess
 
 CHUNK_READ = 256 * 1024 - 1024
@@ -63,16 +64,9 @@ async def bare_server(size: int) -> None:
     await server.wait_for_termination()
 
 
-def write_requests(data: bytes, resource: str) -> Iterator[bs_pb2.WriteRequest]:
-    for offset in range(0, len(data), CHUNK_WRITE):
-        yield bs_pb2.WriteRequest(resource_name=resource if offset == 0 else "", write_offset=offset,
-                                  data=data[offset:offset + CHUNK_WRITE],
-                                  finish_write=offset + CHUNK_WRITE >= len(data))
-
-
 @dataclass
 class Target:
-    """One server under test, with its client stub and the timings collected so far."""
+    """One server under test, with its client and the timings collected so far."""
 
     name: str
     address: str
@@ -82,20 +76,19 @@ class Target:
     writes: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.channel = grpc.insecure_channel(self.address, options=OPTIONS)
-        self.stub = bs_grpc.ByteStreamStub(self.channel)
-        self.metadata = [("x-buildbuddy-api-key", self.key)] if self.key else []
+        self.client = CacheClient(self.address, self.key)  # no message size limit on what it receives
 
     def run(self, blob: bytes) -> None:
         digest = hashlib.sha256(blob).hexdigest()
         resource = f"uploads/{uuid.uuid4()}/blobs/{digest}/{len(blob)}"
+        requests = self.client.write_requests(blob, resource, chunk=CHUNK_WRITE)
         start = time.perf_counter()
-        response = self.stub.Write(write_requests(blob, resource), metadata=self.metadata)
+        response = self.client.bytestream.Write(requests, metadata=self.client.metadata)
         self.writes.append(len(blob) / (time.perf_counter() - start) / 1e6)
         assert response.committed_size == len(blob), response
         start = time.perf_counter()
-        received = sum(len(r.data) for r in self.stub.Read(bs_pb2.ReadRequest(resource_name=self.read_name),
-                                                           metadata=self.metadata))
+        received = sum(len(r.data) for r in self.client.bytestream.Read(
+            bs_pb2.ReadRequest(resource_name=self.read_name), metadata=self.client.metadata))
         self.reads.append(received / (time.perf_counter() - start) / 1e6)
         assert received == len(blob)
 
@@ -120,6 +113,7 @@ def main() -> None:
         serve = ServeProcess(Path(tmp) / "serve", extra=["--log-level", "warning"]).start()
         cluster = ClusterProcess(Path(tmp) / "cluster", extra=["--gateways", "1", "--cas-shards", "1",
                                                                "--replication", "1", "--log-level", "warning"]).start()
+        targets: list[Target] = []
         try:
             # the blob a bbapi Read fetches is the one its first Write stored
             name = f"blobs/{hashlib.sha256(blobs[0]).hexdigest()}/{len(blobs[0])}"
@@ -130,6 +124,8 @@ def main() -> None:
                 for target in targets:
                     target.run(blob)
         finally:
+            for target in targets:
+                target.client.close()
             serve.stop()
             cluster.stop()
             bare.terminate()
