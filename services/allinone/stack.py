@@ -27,7 +27,6 @@ LOOPBACK = "127.0.0.1"
 
 @dataclass
 class Stack:
-    settings: ServeSettings
     metadata: metadata.MetadataService
     logs: logs.LogsService
     cas: cas.CasService
@@ -71,4 +70,4 @@ async def start(settings: ServeSettings) -> Stack:
         **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
         key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),
         backends)
-    return Stack(settings, meta, log_service, shard, edge, admin_key)
+    return Stack(meta, log_service, shard, edge, admin_key)

@@ -10,7 +10,7 @@ instance name maps to exactly one directory and none can escape the tree.
 A blob becomes visible only by rename after its size and SHA-256 were verified and the file
 and directory were fsynced, so neither a bad upload nor a crash (kill -9) leaves a partial
 blob. The index (key -> size, last use) lives in memory in LRU order and is rebuilt from file
-mtimes at start; a use refreshes the mtime at most every `touch_persist_seconds`.
+mtimes at start; a use refreshes the mtime at most every `TOUCH_PERSIST_SECONDS`.
 Eviction runs when the total passes the budget and frees down to the low-water mark, but never
 removes anything used within `min_age_seconds` (Bazel assumes blobs it saw stay for hours):
 if only young data is left, writes get RESOURCE_EXHAUSTED instead.
@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024  # bytes read (and compressed) per thread hop
 WRITE_BLOCK = 1024 * 1024  # bytes buffered from the network before one thread hop
+TOUCH_PERSIST_SECONDS = 600  # a use is written to the file's mtime at most this often
 _TENANT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _NAME = re.compile(r"([0-9a-f]{64})-(\d+)")
 
@@ -112,14 +113,12 @@ def _fsync_dir(path: Path) -> None:
 
 class LocalBlobAccess(BlobAccess):
     def __init__(self, root: Path, max_size_bytes: int, low_water_fraction: float = 0.9,
-                 min_age_seconds: float = 3 * 3600, touch_persist_seconds: float = 600) -> None:
-        self.root = root
+                 min_age_seconds: float = 3 * 3600) -> None:
         self.store = root / "v1"
         self.tmp = root / "tmp"
         self.max_size = max_size_bytes
         self.low_water = int(max_size_bytes * low_water_fraction)
         self.min_age = min_age_seconds
-        self.touch_persist = touch_persist_seconds
         self._index: OrderedDict[str, _Entry] = OrderedDict()
         self._total = 0
         self._reserved = 0
@@ -173,15 +172,12 @@ class LocalBlobAccess(BlobAccess):
     def total_bytes(self) -> int:
         return self._total
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._index
-
     # ----- recency -----------------------------------------------------------------------------
 
     def _touch(self, key: str, entry: _Entry, now: float, stale: list[str]) -> None:
         entry.used = now
         self._index.move_to_end(key)
-        if now - entry.persisted >= self.touch_persist:
+        if now - entry.persisted >= TOUCH_PERSIST_SECONDS:
             entry.persisted = now
             stale.append(key)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
+from services.cas.local import StoredKey
 from services.common import cas_codec
 from services.common.blobaccess import BatchItem, BlobAccess
 from services.common.cas_codec import WriteMessage
@@ -17,7 +18,7 @@ from services.common.convert import (
     scope_out,
     status_out,
 )
-from services.common.errors import ApiError, InvalidArgument
+from services.common.errors import InvalidArgument
 from services.common.rpc import Codec, passthrough
 from services.gen.bbapi.internal.v1 import cas_pb2
 
@@ -29,9 +30,9 @@ Context = Any  # grpc.aio.ServicerContext
 
 
 class CasShardServicer:
-    def __init__(self, store: BlobAccess, keys: Any = None) -> None:
+    def __init__(self, store: BlobAccess, keys: Callable[[], Iterable[StoredKey]]) -> None:
         self.store = store
-        self._keys = keys  # callable returning the stored keys, for ListKeys
+        self._keys = keys  # the stored keys, for ListKeys
 
     async def FindMissing(self, request: cas_pb2.FindMissingRequest, context: Context) -> cas_pb2.FindMissingResponse:
         digests = [digest_in(d) for d in request.digests]
@@ -95,8 +96,6 @@ class CasShardServicer:
 
     async def ListKeys(self, request: cas_pb2.ListKeysRequest,
                        context: Context) -> AsyncIterator[cas_pb2.ListKeysResponse]:
-        if self._keys is None:
-            raise ApiError("this shard cannot list its keys")
         batch: list[cas_pb2.StoredKey] = []
         for key in self._keys():
             batch.append(cas_pb2.StoredKey(scope=scope_out(key.scope), kind=key.kind, digest=digest_out(key.digest)))

@@ -22,7 +22,8 @@ from tests.support.servers import Http, StackServer, bbapi
 @pytest.fixture(scope="module")
 def invocation_id(server: StackServer) -> str:
     identifier = str(uuid.uuid4())
-    Publisher(server.grpc_target, server.admin_key).publish(identifier, read_bep(FIXTURES / "test_ci.bep"))
+    with Publisher(server.grpc_target, server.admin_key) as publisher:
+        publisher.publish(identifier, read_bep(FIXTURES / "test_ci.bep"))
     return identifier
 
 

@@ -68,6 +68,12 @@ class Publisher:
     def close(self) -> None:
         self.channel.close()
 
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def metadata(self) -> list[tuple[str, str]]:
         return [("x-buildbuddy-api-key", self.key)] if self.key else []
