@@ -12,7 +12,7 @@ from services.allinone.settings import ServeSettings
 from services.cas import service as cas
 from services.cas.settings import CasSettings
 from services.common.auth import Capability
-from services.common.rpc import insecure_channel
+from services.common.rpc import insecure_channel, serving
 from services.gateway import service as gateway
 from services.gateway.remote import RemoteBlobAccess
 from services.gateway.settings import GatewaySettings
@@ -65,7 +65,8 @@ async def start(settings: ServeSettings) -> Stack:
     cas_channel = insecure_channel(shard.server.target)
     backends = gateway.Backends(blobs=RemoteBlobAccess(shard.server.target, cas_channel),
                                 metadata=insecure_channel(meta.server.target),
-                                logs=insecure_channel(log_service.server.target), health_checked=[cas_channel])
+                                logs=insecure_channel(log_service.server.target),
+                                cas_ready=lambda: serving(cas_channel, 2))
     edge = await gateway.start(GatewaySettings(
         **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
         key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),

@@ -76,7 +76,8 @@ async def _logs(settings: LogsSettings) -> Stop:
 async def _gateway(settings: GatewaySettings) -> Stop:
     shards = await CasCluster.start(settings.membership_file)
     backends = gateway.Backends(shards, insecure_channel(settings.metadata_target),
-                                insecure_channel(settings.logs_target), routers=[membership_router(shards.status)])
+                                insecure_channel(settings.logs_target), shards.ready,
+                                routers=[membership_router(shards.status)])
     return (await gateway.start(settings, backends)).stop
 
 

@@ -63,6 +63,11 @@ class CasCluster(BlobAccessDecorator):
         cluster._task = asyncio.create_task(cluster._watch())
         return cluster
 
+    async def ready(self) -> bool:
+        """Some current member passed its last health check (with R > 1 a gateway serves through
+        a dead member; with none up it can serve nothing)."""
+        return any(self.backend.liveness.is_up(m.id) for m in self.membership.members)
+
     def _adopt(self, membership: Membership, router: Router) -> None:
         everyone = membership.everyone()
         self.backend.pool.sync(everyone)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -40,12 +40,12 @@ class Backends:
     blobs: BlobAccess
     metadata: grpc.aio.Channel
     logs: grpc.aio.Channel
-    health_checked: Sequence[grpc.aio.Channel] = field(default_factory=list)
+    cas_ready: Callable[[], Awaitable[bool]]  # the one shard answers, or in a cluster some member is up
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
 
     async def readiness(self) -> dict[str, bool]:
-        results = await asyncio.gather(*(serving(c, 2) for c in [self.metadata, self.logs, *self.health_checked]))
-        return {"metadata": results[0], "logs": results[1], "cas": all(results[2:])}
+        metadata, logs, cas = await asyncio.gather(serving(self.metadata, 2), serving(self.logs, 2), self.cas_ready())
+        return {"metadata": metadata, "logs": logs, "cas": cas}
 
     async def close(self) -> None:
         await self.blobs.close()

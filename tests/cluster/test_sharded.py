@@ -133,6 +133,23 @@ async def test_a_down_owner_is_replaced_by_a_stand_in_and_gets_its_copies_back(s
     assert await down.holds_result(A, action)
 
 
+async def test_the_cluster_is_ready_while_some_member_is_up(stack: Stack) -> None:
+    cluster = await stack.start(2)
+    assert await cluster.ready()
+    await stack.shards["cas-0"].stop()
+    await cluster.backend.liveness.probe()
+    assert await cluster.ready()  # the other member still serves every key (R=2)
+    await stack.shards["cas-1"].stop()
+    await cluster.backend.liveness.probe()
+    assert not await cluster.ready()
+    await stack.shards["cas-1"].start()
+
+    async def probed_ready() -> bool:  # the channel reconnects with grpc's backoff
+        await cluster.backend.liveness.probe()
+        return await cluster.ready()
+    await eventually(probed_ready)
+
+
 async def _drained(stack: Stack) -> bool:
     assert stack.cluster is not None
     return not stack.cluster.backend.handoff.pending()
