@@ -67,7 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser, model: type[BaseSettings],
             continue
         env = ENV_PREFIX + name.upper()
         default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
-        help_text = f"{field.description or name} [env {env}; default {default!r}]"
+        given = "required" if field.is_required() else f"default {default!r}"
+        help_text = f"{field.description or name} [env {env}; {given}]"
         if _is_bool(field.annotation):
             action = parser.add_argument(_flag(name), dest=name, default=None, help=help_text,
                                          action=argparse.BooleanOptionalAction)

@@ -51,6 +51,8 @@ def test_file_range(client: CacheClient, http: Http) -> None:
     import base64
     assert base64.b64decode(got.json()["data"]) == data[10:300]
     assert http("GetFileRange", {"uri": uri(data), "start": 500, "end": 10}).status_code == 400
+    past_the_end = http("GetFileRange", {"uri": uri(data), "start": len(data) - 5, "end": 10**12})
+    assert base64.b64decode(past_the_end.json()["data"]) == data[-5:]  # clamped, not refused as too large
 
 
 def test_delete_file_cas_and_ac_forms_needs_cache_write_and_is_audited(
