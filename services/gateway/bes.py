@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ _PROGRESS = bep_pb2.BuildEvent.DESCRIPTOR.fields_by_name["progress"].number
 _OPTIONS_PAYLOADS = {"started", "options_parsed"}
 Requests = AsyncIterator[pbe_pb2.PublishBuildToolEventStreamRequest]
 Responses = AsyncIterator[pbe_pb2.PublishBuildToolEventStreamResponse]
+log = logging.getLogger(__name__)
 
 
 def log_text(event: bytes) -> bytes:
@@ -87,6 +89,7 @@ class BesStream:
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     committed: asyncio.Event = field(default_factory=asyncio.Event)
     acked: int = 0
+    written: int = 0  # last sequence whose batch both backend calls have taken
     closed: bool = False
     secrets: list[str] = field(default_factory=list)
 
@@ -100,7 +103,7 @@ class BesStream:
             if not ordered.stream_id.invocation_id:
                 raise InvalidArgument("stream_id.invocation_id is required")
             self.stream_id = ordered.stream_id
-            self.acked = ordered.sequence_number - 1
+            self.acked = self.written = ordered.sequence_number - 1
         elif ordered.stream_id != self.stream_id:
             raise InvalidArgument("stream_id changed in the middle of a stream")
         if self.next_sequence is not None and ordered.sequence_number != self.next_sequence:
@@ -202,6 +205,8 @@ class BesStream:
                     metadata_pb2.IngestEvent(sequence_number=i.sequence, build_event=i.payload) for i in batch])))
                 await append.write(logs_pb2.AppendRequest(entries=logs_pb2.LogEntries(entries=[
                     logs_pb2.LogEntry(sequence_number=i.sequence, text=i.text) for i in batch])))
+                self.written = batch[-1].sequence
+                self.progress.set()
                 metrics.BES_EVENTS.inc(len(batch))
 
     async def _follow(self, name: str, call: grpc.aio.StreamStreamCall) -> None:
@@ -250,6 +255,8 @@ class BesStream:
             async for response in self._pipeline(requests, held, ingest, append):
                 yield response
         except grpc.aio.AioRpcError as err:
+            log.warning("build event stream of %s stopped by a backend call: %s %s", invocation_id,
+                        err.code().name, err.details())
             raise from_rpc_error(err) from None
         finally:
             metrics.BES_STREAMS.dec()
@@ -306,14 +313,17 @@ class BesStream:
                 task.cancel()
 
     async def _drain(self, sender: asyncio.Task[None], followers: list[asyncio.Task[None]]) -> None:
-        """Wait until every event read so far is committed by both services."""
+        """Wait until every event read so far is written to and committed by both services.
+
+        Both conditions count: a retry of stored events is durable from the open on, yet its re-sent
+        batches may still be going out, and a call takes one write at a time (a second one fails)."""
         last = (self.next_sequence or 1) - 1
         if self.finished is not None:
             last -= 1  # ComponentStreamFinished is ours to acknowledge
         tasks = {sender, *followers}
         for task in tasks:
             task.add_done_callback(lambda _task: self.progress.set())
-        while min(self.durable.values()) < last or self.pending:
+        while min(self.durable.values()) < last or self.written < last:
             if any(task.done() for task in tasks):
                 await self._failure(sender, followers)
             self.progress.clear()

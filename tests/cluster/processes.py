@@ -38,6 +38,11 @@ class ClusterProcess(ServeProcess):
 
     command: ClassVar[str] = "cluster"
 
+    def child_logs(self) -> str:
+        """Every child process's own log (the supervisor writes one file each), for a failing test to show."""
+        return "".join(f"----- {path.name}\n{path.read_text(errors='replace')}"
+                       for path in sorted((self.data_dir / "logs").glob("*.log")))
+
     def membership(self) -> membership.Membership:
         return membership.load(self.data_dir / "membership.json")
 
