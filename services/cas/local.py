@@ -35,7 +35,7 @@ from typing import BinaryIO, cast
 
 from services.cas import metrics
 from services.common import zstd_pool
-from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
+from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope, batches
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from services.common.resources import SHA256_EMPTY, Compressor, Digest
 
@@ -345,15 +345,12 @@ class LocalBlobAccess(BlobAccess):
                     if compressor is Compressor.ZSTD:
                         dctx = stack.enter_context(zstd_pool.decompressors.borrow())
                         target = dctx.stream_writer(cast(BinaryIO, sink), write_size=READ_BLOCK, closefd=False)
-                    pending: list[bytes] = []
-                    buffered = 0
-                    async for chunk in chunks:
-                        pending.append(chunk)
-                        buffered += len(chunk)
-                        if buffered >= WRITE_BLOCK:
-                            await asyncio.to_thread(self._feed, target, pending)
-                            pending, buffered = [], 0
-                    await asyncio.to_thread(self._finish, target, pending, sink, file, temp, key)
+                    held: list[bytes] = []  # the last run goes with the finish: one thread hop for a small blob
+                    async for batch in batches(chunks, WRITE_BLOCK):
+                        if held:
+                            await asyncio.to_thread(self._feed, target, held)
+                        held = batch
+                    await asyncio.to_thread(self._finish, target, held, sink, file, temp, key)
             finally:
                 file.close()
             committed = True

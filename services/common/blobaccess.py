@@ -23,6 +23,28 @@ from services.common.resources import Compressor, Digest
 STREAM_CHUNK = 256 * 1024 - 1024
 
 
+async def batches(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[list[bytes]]:
+    """The chunks in runs of at least `size` bytes (the last may be shorter): uploads arrive in
+    Bazel's 16 KiB messages, and per-message work (a network message, a thread hop) wants more."""
+    pending: list[bytes] = []
+    held = 0
+    async for chunk in chunks:
+        pending.append(chunk)
+        held += len(chunk)
+        if held >= size:
+            yield pending
+            pending, held = [], 0
+    if pending:
+        yield pending
+
+
+async def coalesce(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """The same bytes in blocks of at least `size`. Joining a block that is already large enough
+    costs nothing, so coalescing twice is free."""
+    async for batch in batches(chunks, size):
+        yield b"".join(batch)
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     tenant: str

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from services.common import cas_codec
-from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
+from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope, coalesce
 from services.common.convert import compressor_out, digest_in, digest_out, scope_out, status_in
 from services.common.errors import ApiError, from_rpc_error, internal
 from services.common.resources import Compressor, Digest
@@ -17,20 +17,6 @@ from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
 
 # Bazel uploads in 16 KiB messages; the hop to the shard carries them in larger ones.
 COALESCE = 1024 * 1024
-
-async def coalesce(chunks: AsyncIterator[bytes], size: int = COALESCE) -> AsyncIterator[bytes]:
-    """The same bytes in blocks of at least `size` (the last may be shorter). Joining a block that
-    is already large enough costs nothing, so coalescing twice is free."""
-    pending: list[bytes] = []
-    held = 0
-    async for chunk in chunks:
-        pending.append(chunk)
-        held += len(chunk)
-        if held >= size:
-            yield b"".join(pending)
-            pending, held = [], 0
-    if pending:
-        yield b"".join(pending)
 
 
 class RemoteBlobAccess(BlobAccess):
@@ -76,7 +62,7 @@ class RemoteBlobAccess(BlobAccess):
             yield cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
                                        compressor=compressor_out(compressor)).SerializeToString()
             try:
-                async for block in coalesce(chunks):
+                async for block in coalesce(chunks, COALESCE):
                     yield cas_codec.encode_write_data(block)
             except BaseException as err:
                 failure.append(err)  # grpc turns a failing request iterator into a bare cancellation

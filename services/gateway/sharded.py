@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope
+from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope, coalesce
 from services.common.errors import ApiError, NotFound, Unavailable
 from services.common.resources import SHA256_EMPTY, Compressor, Digest
 from services.gateway import cluster_metrics as metrics
@@ -28,7 +28,7 @@ from services.gateway.failures import is_not_found, rejects_input
 from services.gateway.handoff import HandoffQueue
 from services.gateway.liveness import Liveness
 from services.gateway.members import ShardPool
-from services.gateway.remote import coalesce
+from services.gateway.remote import COALESCE
 from services.gateway.repair import Repairer
 from services.gateway.routing import Router, Target
 from services.gateway.tee import tee
@@ -242,7 +242,7 @@ class ShardedBlobAccess(BlobAccess):
             return write
 
         # blocks formed once here, not once per replica, and R queue hand-offs per block, not per 16 KiB
-        outcomes = await tee(coalesce(chunks), [writer(t.member) for t in targets])
+        outcomes = await tee(coalesce(chunks, COALESCE), [writer(t.member) for t in targets])
 
         async def recopy(source: str | None, member: str) -> None:
             if source is None:
