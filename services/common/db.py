@@ -10,6 +10,7 @@ transactions take the lock up front so concurrent writers queue instead of faili
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+class _RollbackOnClose(sqlite3.Connection):
+    """Ends the transaction before closing. While a statement that was reading is still referenced (the
+    cursor of a call cancelled mid-query, kept by its traceback), closing only marks the connection for
+    closing: it keeps its transaction, and so the write lock, until the garbage collector frees that
+    cursor, and every other writer stalls. A client that hangs up mid-transaction caused exactly that."""
+
+    def close(self) -> None:
+        if self.in_transaction:
+            self.rollback()
+        super().close()
+
+
 def _begin_immediate(connection: Any) -> None:
     """Take the write lock when a transaction starts: a deferred transaction that reads and then
     writes cannot wait for the lock (SQLite refuses the upgrade at once to avoid deadlock), so
@@ -66,7 +79,8 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size)
+        engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
+                                     connect_args={"factory": _RollbackOnClose})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _begin_immediate)
         return engine

@@ -150,6 +150,22 @@ def test_a_broken_stream_is_disconnected_and_a_retry_completes_it_exactly_once(
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def test_streams_broken_anywhere_never_stall_their_retries(server: StackServer, events: list[bytes]) -> None:
+    """Bazel hanging up while its events are being committed cancels the services' transactions; none of
+    them may keep the database locked for the retry (once, a retry waited for the lock until Bazel gave up)."""
+    build = [*events[:-1], *(progress(stderr=f"{n:07d}" * 30_000) for n in range(30)), events[-1]]
+    publisher = Publisher(server.grpc_target, server.admin_key)
+    for after_acks in range(1, len(build), 4):
+        invocation_id = str(uuid.uuid4())
+        acked = publisher.publish_and_break(invocation_id, build, after_acks)
+        requests = [request(invocation_id, n, build[n - 1]) for n in range(len(acked) + 1, len(build) + 1)]
+        responses = publisher.stub.PublishBuildToolEventStream(
+            iter([*requests, request(invocation_id, len(build) + 1, None)]), metadata=publisher.metadata,
+            timeout=20)  # far below the 30 s a writer waits for a held lock
+        assert [r.sequence_number for r in responses] == list(range(len(acked) + 1, len(build) + 2))
+        assert log_text(server.grpc_target, server.admin_key, invocation_id) == expected_log(build)
+
+
 @pytest.mark.parametrize(("mangle", "code"), [
     (lambda reqs: [reqs[0], reqs[2]], grpc.StatusCode.INVALID_ARGUMENT),  # gap
     (lambda reqs: [reqs[0], _without_event(reqs[1])], grpc.StatusCode.INVALID_ARGUMENT),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,3 +30,14 @@ def workspace(tmp_path: Path, bazel_root: Path) -> Iterator[Workspace]:
     ws = Workspace.create(tmp_path / "ws", bazel_root)
     yield ws
     ws.shutdown()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test shows what `bbapi serve` printed, which says why the server side failed."""
+    report = yield
+    serve = getattr(item, "funcargs", {}).get("serve")
+    if report.failed and isinstance(serve, ServeProcess):
+        report.sections.append(("bbapi serve output (last 200 lines)", "".join(serve.output[-200:])))
+    return report
