@@ -1,24 +1,32 @@
 """Build-event ingestion through the real gRPC port: a synthetic 10,000-target build.
 
-    python bench/ingest.py [--targets 10000] [--log-mib 50] [--database postgresql://...]
+    python bench/ingest.py [--targets 10000] [--log-mib 50] [--database postgresql://...] [--readers N]
 
 Starts `bbapi serve`, streams one invocation the way Bazel does (configured, completed and
 test-result events for every target, named sets, ~50 MB of console output in Progress events),
 waits for every acknowledgement (each means "stored durably") and prints events/s, log MB/s and
 the server's peak RSS (VmHWM) before and after, which shows memory does not grow with the build.
+With --readers N, N clients call GetInvocation on the build in a loop while it streams (what a
+dashboard polling a running build does) and their latency percentiles are printed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import grpc
+
+from services.gen.api.v1 import invocation_pb2
+from services.gen.api.v1 import service_pb2_grpc as api_grpc
 from services.gen.build_event_stream import build_event_stream_pb2 as bep
 from tests.support.bes import Publisher, progress
 from tests.support.servers import ServeProcess
@@ -29,6 +37,19 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def poll_invocation(target: str, key: str, invocation_id: str, stop: threading.Event,
+                    latencies: list[float]) -> None:
+    """GetInvocation of the streaming build, again and again, until `stop`."""
+    with grpc.insecure_channel(target) as channel:
+        stub = api_grpc.ApiServiceStub(channel)
+        request = invocation_pb2.GetInvocationRequest(
+            selector=invocation_pb2.InvocationSelector(invocation_id=invocation_id))
+        while not stop.is_set():
+            start = time.perf_counter()
+            stub.GetInvocation(request, metadata=[("x-buildbuddy-api-key", key)])
+            latencies.append(time.perf_counter() - start)
 
 
 def synthetic_build(invocation_id: str, targets: int, log_bytes: int) -> list[bytes]:
@@ -89,19 +110,30 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--log-mib", type=int, default=50)
     parser.add_argument("--database", default="", help="database URL for bbapi serve (default: SQLite)")
+    parser.add_argument("--readers", type=int, default=0, help="clients polling GetInvocation meanwhile")
     args = parser.parse_args()
     invocation_id = str(uuid.uuid4())
     events, log_bytes = synthetic_build_and_log_bytes(invocation_id, args.targets, args.log_mib * 1024 * 1024)
-    extra = ["--log-level", "warning"] + (["--database", args.database] if args.database else [])
+    env = {"BBAPI_DATABASE": args.database} if args.database else {}
     with tempfile.TemporaryDirectory() as data_dir:
-        serve = ServeProcess(Path(data_dir), extra=extra).start()
+        serve = ServeProcess(Path(data_dir), extra=["--log-level", "warning"], env=env).start()
         try:
             assert serve.proc is not None
             idle_rss = peak_rss_mib(serve.proc.pid)
-            publisher = Publisher(serve.grpc_target, serve.admin_key)
+            key = serve.admin_key or serve.new_key("bench")  # a used database printed no admin key
+            publisher = Publisher(serve.grpc_target, key)
+            stop, latencies = threading.Event(), []
+            readers = [threading.Thread(target=poll_invocation,
+                                        args=(serve.grpc_target, key, invocation_id, stop, latencies))
+                       for _ in range(args.readers)]
             start = time.perf_counter()
+            for reader in readers:
+                reader.start()
             acked = publisher.publish(invocation_id, events)
             elapsed = time.perf_counter() - start
+            stop.set()
+            for reader in readers:
+                reader.join()
             peak = peak_rss_mib(serve.proc.pid)
         finally:
             serve.stop()
@@ -112,6 +144,11 @@ def main() -> None:
           f"{'RSS idle MiB':>14}{'RSS peak MiB':>14}")
     print(f"{len(events):>10}{elapsed:>10.1f}{len(events) / elapsed:>11.0f}{log_bytes / 2**20:>9.1f}"
           f"{log_bytes / 1e6 / elapsed:>10.1f}{idle_rss:>14.0f}{peak:>14.0f}")
+    if latencies:
+        cuts = statistics.quantiles(latencies, n=100)
+        print(f"\nGetInvocation while streaming ({args.readers} reader(s))\n")
+        print(f"{'calls':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+        print(f"{len(latencies):>10}{cuts[49] * 1e3:>10.1f}{cuts[98] * 1e3:>10.1f}{max(latencies) * 1e3:>10.1f}")
 
 
 if __name__ == "__main__":

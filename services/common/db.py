@@ -4,7 +4,8 @@ Users give plain URLs (`sqlite:///path`, `postgresql://user@host/db`); we pick t
 drivers (aiosqlite, asyncpg). Each service migrates its own tables with its own Alembic history
 and version table, so metadata and logs can share one PostgreSQL database without touching each
 other's tables. SQLite runs in WAL mode, so readers never block the writer, and write
-transactions take the lock up front so concurrent writers queue instead of failing.
+transactions take the lock up front so concurrent writers queue instead of failing; queries open
+their sessions with `reading`, which takes no lock, so they never wait for a commit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +70,16 @@ class _RollbackOnClose(sqlite3.Connection):
         super().close()
 
 
-def _begin_immediate(connection: Any) -> None:
-    """Take the write lock when a transaction starts: a deferred transaction that reads and then
-    writes cannot wait for the lock (SQLite refuses the upgrade at once to avoid deadlock), so
-    concurrent writers would fail with "database is locked" instead of queueing on busy_timeout."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+_READ_ONLY = {"postgresql_readonly": True}  # on SQLite, the mark of a `reading` transaction
+
+
+def _begin(connection: Any) -> None:
+    """Writers take the write lock when their transaction starts: a deferred transaction that reads
+    and then writes cannot wait for the lock (SQLite refuses the upgrade at once to avoid deadlock),
+    so concurrent writers would fail with "database is locked" instead of queueing on busy_timeout.
+    A `reading` transaction never writes, so it starts deferred and reads its WAL snapshot at once."""
+    read_only = connection.get_execution_options().get("postgresql_readonly", False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -82,7 +90,7 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size,
                                      connect_args={"factory": _RollbackOnClose})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        event.listen(engine.sync_engine, "begin", _begin_immediate)
+        event.listen(engine.sync_engine, "begin", _begin)
         return engine
     return create_async_engine(parsed, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
@@ -90,6 +98,15 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
 def sessions(engine: AsyncEngine) -> Sessions:
     """Sessions whose rows stay readable after commit (the services hand them on after the transaction)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def reading(maker: Sessions) -> AsyncIterator[AsyncSession]:
+    """A session for queries: a READ ONLY transaction on PostgreSQL; on SQLite one that takes no lock, so
+    an API call reads beside an ingest commit instead of queueing behind it. It must not write."""
+    async with maker() as session:
+        await session.connection(execution_options=_READ_ONLY)
+        yield session
 
 
 def now_usec() -> int:

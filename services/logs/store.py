@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import Sessions
+from services.common.db import Sessions, reading
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.gen.api.v1 import log_pb2
 from services.logs import metrics
@@ -132,7 +132,7 @@ class LogStore:
         if not invocation_id:
             raise InvalidArgument("selector.invocation_id is required")
         chunk, offset = decode_token(request.page_token)
-        async with self.sessions() as session:
+        async with reading(self.sessions) as session:
             stream = await session.get(LogStream, (tenant, invocation_id))
             if stream is None:
                 raise NotFound(f"no log for invocation {invocation_id}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import and_, or_, select
 
-from services.common.db import Sessions, now_usec
+from services.common.db import Sessions, now_usec, reading
 from services.common.errors import InvalidArgument
 from services.gen.api.v1 import audit_log_pb2
 from services.gen.auditlog import auditlog_pb2
@@ -45,7 +45,7 @@ async def entries(sessions: Sessions, tenant: str,
                                 and_(AuditEntry.created_at_usec == at, AuditEntry.id < entry_id)))
     query = query.where(AuditEntry.created_at_usec < end)
     query = query.order_by(AuditEntry.created_at_usec.desc(), AuditEntry.id.desc()).limit(size + 1)
-    async with sessions() as session:
+    async with reading(sessions) as session:
         rows = list(await session.scalars(query))
     more, rows = len(rows) > size, rows[:size]
     response = audit_log_pb2.GetAuditLogResponse(

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from services.common.auth import Capability, Principal, check_key_format, check_tenant, hash_key, new_key, redact
 from services.common.db import Sessions as Sessions  # re-exported: the key functions' parameter type
+from services.common.db import reading
 from services.common.errors import AlreadyExists, NotFound
 from services.metadata.models import ApiKey
 
@@ -57,7 +58,7 @@ async def list_keys(sessions: Sessions, tenant: str | None = None) -> list[KeyIn
     query = select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)
     if tenant is not None:
         query = query.where(ApiKey.tenant == tenant)
-    async with sessions() as session:
+    async with reading(sessions) as session:
         return [KeyInfo.of(row) for row in await session.scalars(query)]
 
 
@@ -72,13 +73,13 @@ async def revoke_key(sessions: Sessions, key_id: str) -> KeyInfo:
 
 
 async def any_keys(sessions: Sessions) -> bool:
-    async with sessions() as session:
+    async with reading(sessions) as session:
         return await session.scalar(select(ApiKey.id).limit(1)) is not None
 
 
 async def resolve(sessions: Sessions, key_hash: str) -> Principal | None:
     """The principal of a live key, or None for unknown and revoked keys alike."""
-    async with sessions() as session:
+    async with reading(sessions) as session:
         row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
     if row is None or row.revoked_at is not None:
         return None

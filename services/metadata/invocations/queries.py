@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from services.common.db import Sessions
+from services.common.db import Sessions, reading
 from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, file_pb2, invocation_pb2, target_pb2
 from services.metadata.invocations import ids, messages, paging
@@ -73,7 +73,7 @@ async def get_invocations(sessions: Sessions, tenant: str, request: invocation_p
     if after is not None:
         query = query.where(tuple_(Invocation.created_at_usec, Invocation.id) < tuple(after))
     query = query.order_by(Invocation.created_at_usec.desc(), Invocation.id.desc()).limit(page_size + 1)
-    async with sessions() as session:
+    async with reading(sessions) as session:
         await index_plans(session)
         rows, more = _page((await session.scalars(query)).all(), page_size)
         answer = invocation_pb2.GetInvocationResponse(invocation=[messages.invocation(row) for row in rows])
@@ -143,7 +143,7 @@ async def get_targets(sessions: Sessions, tenant: str, request: target_pb2.GetTa
     selector = request.selector
     query_key = ("target", tenant, selector.invocation_id, selector.label, selector.tag, selector.target_id)
     after = paging.decode(request.page_token, query_key, (str,))
-    async with sessions() as session:
+    async with reading(sessions) as session:
         await index_plans(session)
         pk = await _invocation(session, tenant, selector.invocation_id, "TargetSelector")
         query, key = _target_query(pk, selector)
@@ -176,7 +176,7 @@ async def get_actions(sessions: Sessions, tenant: str, request: action_pb2.GetAc
     query_key = ("action", tenant, selector.invocation_id, selector.target_id, selector.target_label,
                  selector.configuration_id, selector.action_id)
     after = paging.decode(request.page_token, query_key, (int,))
-    async with sessions() as session:
+    async with reading(sessions) as session:
         await index_plans(session)
         pk = await _invocation(session, tenant, selector.invocation_id, "ActionSelector")
         query = _action_query(pk, selector)
