@@ -31,7 +31,7 @@ async def test_a_connection_dropped_in_the_middle_of_a_read_releases_the_write_l
     try:
         connection = await engine.connect()
         await connection.begin()
-        reading = await connection.stream(text("SELECT sequence FROM events"))
+        reading = await connection.stream(text("SELECT sequence FROM events"))  # referenced to the end
         assert await reading.fetchone() == (1,)
         await connection.invalidate()  # what the pool does with a connection whose call was cancelled
         await connection.close()
@@ -45,7 +45,6 @@ async def test_a_connection_dropped_in_the_middle_of_a_read_releases_the_write_l
             other.close()
         async with engine.connect() as connection:
             assert (await connection.execute(text("SELECT count(*) FROM events"))).scalar() == 4
-        assert reading is not None  # the half-read cursor is alive up to here
     finally:
         await engine.dispose()
 

@@ -15,7 +15,7 @@ from services.common.auth import Capability
 from services.common.errors import ApiError
 from services.common.settings import add_arguments, from_args
 from services.metadata import keys
-from services.metadata.db import migrate, sessions
+from services.metadata.db import migrate
 
 
 class KeysSettings(EmbeddedDatabase):
@@ -39,7 +39,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     revoke.set_defaults(run=_command(_revoke))
 
 
-def _command(action: Callable[[keys.Sessions, KeysSettings, argparse.Namespace], Awaitable[None]]
+def _command(action: Callable[[db.Sessions, KeysSettings, argparse.Namespace], Awaitable[None]]
              ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         settings = from_args(KeysSettings, args)
@@ -49,7 +49,7 @@ def _command(action: Callable[[keys.Sessions, KeysSettings, argparse.Namespace],
             await migrate(url)
             engine = db.create_engine(url, pool_size=1)
             try:
-                await action(sessions(engine), settings, args)
+                await action(db.sessions(engine), settings, args)
             finally:
                 await engine.dispose()
 
@@ -62,13 +62,13 @@ def _command(action: Callable[[keys.Sessions, KeysSettings, argparse.Namespace],
     return run
 
 
-async def _create(maker: keys.Sessions, settings: KeysSettings, _args: argparse.Namespace) -> None:
+async def _create(maker: db.Sessions, settings: KeysSettings, _args: argparse.Namespace) -> None:
     info, key = await keys.create_key(maker, settings.tenant, Capability.parse(settings.capability), settings.label)
     print(f"created key {info.id} for tenant {info.tenant} with capability {info.capability.label}")
     print(key)
 
 
-async def _list(maker: keys.Sessions, settings: KeysSettings, _args: argparse.Namespace) -> None:
+async def _list(maker: db.Sessions, settings: KeysSettings, _args: argparse.Namespace) -> None:
     rows = await keys.list_keys(maker, settings.tenant or None)
     print(f"{'ID':<20} {'TENANT':<20} {'CAPABILITY':<12} {'KEY':<6} {'CREATED':<20} {'REVOKED':<20} LABEL")
     for k in rows:
@@ -77,6 +77,6 @@ async def _list(maker: keys.Sessions, settings: KeysSettings, _args: argparse.Na
               f"{k.created_at:%Y-%m-%d %H:%M:%S}  {revoked:<20} {k.label}")
 
 
-async def _revoke(maker: keys.Sessions, _settings: KeysSettings, args: argparse.Namespace) -> None:
+async def _revoke(maker: db.Sessions, _settings: KeysSettings, args: argparse.Namespace) -> None:
     info = await keys.revoke_key(maker, args.key_id)
     print(f"revoked key {info.id} of tenant {info.tenant}")

@@ -132,7 +132,7 @@ class Cluster:
         await logs_db.migrate(self._database("logs"))
         engine = db.create_engine(self._database("metadata"), pool_size=1)
         try:
-            sessions = metadata_db.sessions(engine)
+            sessions = db.sessions(engine)
             if not await keys.any_keys(sessions):
                 _info, self.admin_key = await keys.create_key(sessions, "default", Capability.ADMIN,
                                                               label="first admin key")
@@ -300,4 +300,3 @@ class Cluster:
             await asyncio.gather(*(c.stop() for c in stopping))
             for child in stopping:
                 self.children.pop(child.name, None)
-

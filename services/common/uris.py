@@ -61,4 +61,3 @@ def parse_file_uri(uri: str) -> FileUri:
     except InvalidArgument as err:
         raise InvalidArgument(f"invalid uri {uri!r}: only CAS (.../blobs/<hash>/<size>) and action cache "
                               f"(.../blobs/ac/<hash>/<size>) URIs are supported ({err.message})") from None
-

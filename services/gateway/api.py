@@ -43,7 +43,6 @@ def encode_file_chunk(data: bytes) -> bytes:
 CODECS = {"GetFile": Codec(response_serializer=encode_file_chunk)}
 
 
-
 def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
     parsed = parse_file_uri(uri)
     return Scope(principal.tenant, parsed.resource.instance_name), parsed
@@ -55,6 +54,7 @@ def content_length(uri: str) -> int | None:
     if parsed.kind is CacheKind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
         return parsed.resource.digest.size
     return None
+
 
 @dataclass
 class ApiServicer:
@@ -148,5 +148,3 @@ class ApiServicer:
                                ctx: CallContext) -> api_key_pb2.CreateUserApiKeyResponse:
         raise Unimplemented("CreateUserApiKey is not available: bbapi has no users; "
                             "create keys with `bbapi keys create --tenant NAME`")
-
-

@@ -36,13 +36,13 @@ def scope_for(ctx: CallContext, capability: Capability, instance_name: str, dige
     return Scope(principal.tenant, check_instance_name(instance_name))
 
 
-
 def _batch_size(total: int) -> int:
     """`total` when a batch of that many bytes is within the advertised limit."""
     if total > MAX_BATCH_BYTES:
         raise InvalidArgument(f"batch of {total} bytes exceeds max_batch_total_size_bytes {MAX_BATCH_BYTES}; "
                               "use ByteStream for large blobs")
     return total
+
 
 @dataclass
 class CapabilitiesServicer:

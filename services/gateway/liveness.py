@@ -65,4 +65,3 @@ class Liveness:
                 if member_id not in self._down:
                     log.warning("CAS member %s failed its health check", member_id)
         self._set(down)
-

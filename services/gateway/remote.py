@@ -118,4 +118,3 @@ class RemoteBlobAccess(BlobAccess):
 
 def _action_key(scope: Scope, action: Digest) -> cas_pb2.ActionKey:
     return cas_pb2.ActionKey(scope=scope_out(scope), action_digest=digest_out(action))
-

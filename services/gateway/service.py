@@ -53,7 +53,6 @@ class Backends:
         await self.logs.close()
 
 
-
 @dataclass
 class GatewayService:
     front: Front

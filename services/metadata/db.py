@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.common import db
-from services.common.db import sessions as sessions  # re-exported: callers open the service's sessions here
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_metadata"

@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from services.common.auth import Capability, Principal, check_key_format, check_tenant, hash_key, new_key, redact
-from services.common.db import Sessions as Sessions  # re-exported: the key functions' parameter type
-from services.common.db import reading
+from services.common.db import Sessions, reading
 from services.common.errors import AlreadyExists, NotFound
 from services.metadata.models import ApiKey
 

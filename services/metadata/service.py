@@ -12,7 +12,7 @@ from services.common.auth import Capability
 from services.common.server import RunningServer, start_grpc
 from services.gen.bbapi.internal.v1 import metadata_pb2
 from services.metadata import keys
-from services.metadata.db import migrate, sessions
+from services.metadata.db import migrate
 from services.metadata.server import MetadataServicer
 from services.metadata.settings import MetadataSettings
 
@@ -33,7 +33,7 @@ class MetadataService:
 async def start(settings: MetadataSettings) -> MetadataService:
     await migrate(settings.database)
     engine = db.create_engine(settings.database)
-    maker = sessions(engine)
+    maker = db.sessions(engine)
     if settings.bootstrap_api_key is not None:
         created = await keys.ensure_key(maker, settings.bootstrap_api_key.get_secret_value(), "default",
                                         Capability.ADMIN)

@@ -16,4 +16,3 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     running = Stack(tmp_path)
     yield running
     await running.close()
-

@@ -74,4 +74,3 @@ async def _holders(doc: membership.Membership, scope: Scope, digests: list[Diges
             if digest not in missing:
                 held[digest].add(member.id)
     return held
-

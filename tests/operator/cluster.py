@@ -145,4 +145,3 @@ async def eventually(check: Callable[[], Any], within: float = 5.0, what: str = 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.02)
-

@@ -90,7 +90,6 @@ async def test_stop_cancels_pending_rechecks() -> None:
     assert len(fake.passes) == 1
 
 
-
 def test_kopf_watches_only_the_workloads_it_manages() -> None:
     settings = kopf.OperatorSettings()
     configure(settings, OperatorSettings())

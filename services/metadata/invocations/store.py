@@ -97,4 +97,3 @@ async def _insert_actions(session: AsyncSession, invocation: int, actions: list[
          "configuration_id": a.configuration_id, "action_key": a.action_key, "shard": a.shard, "run": a.run,
          "attempt": a.attempt} for a in actions])
     await _insert(session, ActionFile, files)
-
