@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.common import cas_codec
-from services.common.membership import Member
-from services.common.placement import Placement
+from services.blobstore.cluster.membership import Member
+from services.blobstore.cluster.placement import Placement
+from services.blobstore.remote import codec as cas_codec
 from services.gen.bbapi.internal.v1 import cas_pb2
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from services.common.blobaccess import batches, coalesce
+from services.blobstore.streams import batches, coalesce
 
 
 async def pieces(sizes: list[int]) -> AsyncIterator[bytes]:

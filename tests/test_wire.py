@@ -7,7 +7,8 @@ import os
 import pytest
 from google.protobuf.message import DecodeError
 
-from services.common import cas_codec, wire
+from services.blobstore.remote import codec as cas_codec
+from services.common import wire
 from services.gateway.bytestream import decode_write_request, encode_read_response
 from services.gen.bbapi.internal.v1 import cas_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2

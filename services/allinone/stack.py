@@ -1,7 +1,8 @@
 """The whole stack in one process: metadata, a CAS shard and the gateway.
 
-The gateway still reaches the other services over their internal gRPC contracts (on loopback
-ports), exactly as in a cluster; only the process boundary is gone.
+The blob store is in process (services.blobstore.stack.all_in_one: a cluster of one member, the
+local disk store), so blob bytes never cross a loopback socket. Metadata and logs are still
+reached over their internal gRPC contracts on loopback ports, as in a cluster.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.allinone.settings import ServeSettings
-from services.cas import service as cas
-from services.cas.settings import CasSettings
+from services.blobstore import stack as blobstore
 from services.common.auth import Capability
-from services.common.rpc import insecure_channel, serving
+from services.common.rpc import insecure_channel
 from services.gateway import service as gateway
-from services.gateway.remote import RemoteBlobAccess
 from services.gateway.settings import GatewaySettings
 from services.logs import service as logs
 from services.logs.settings import LogsSettings
@@ -29,7 +28,6 @@ LOOPBACK = "127.0.0.1"
 class Stack:
     metadata: metadata.MetadataService
     logs: logs.LogsService
-    cas: cas.CasService
     gateway: gateway.GatewayService
     admin_key: str | None  # set only when this start created the first key
 
@@ -43,7 +41,6 @@ class Stack:
 
     async def stop(self) -> None:
         await self.gateway.stop()
-        await self.cas.stop()
         await self.logs.stop()
         await self.metadata.stop()
 
@@ -59,16 +56,12 @@ async def start(settings: ServeSettings) -> Stack:
     admin_key = None
     if not await keys.any_keys(meta.sessions):
         _info, admin_key = await keys.create_key(meta.sessions, "default", Capability.ADMIN, label="first admin key")
-    shard = await cas.start(CasSettings(
-        **common, host=LOOPBACK, port=0, data_dir=settings.data_dir / "cas", max_size_bytes=settings.max_size_bytes,
-        min_age_seconds=settings.min_age_seconds, metrics_port=0))
-    cas_channel = insecure_channel(shard.server.target)
-    backends = gateway.Backends(blobs=RemoteBlobAccess(shard.server.target, cas_channel),
-                                metadata=insecure_channel(meta.server.target),
-                                logs=insecure_channel(log_service.server.target),
-                                cas_ready=lambda: serving(cas_channel, 2))
+    blobs = await blobstore.all_in_one(blobstore.DiskSettings(settings.data_dir / "cas", int(settings.max_size_bytes),
+                                                              min_age_seconds=settings.min_age_seconds))
+    backends = gateway.Backends(blobs=blobs, metadata=insecure_channel(meta.server.target),
+                                logs=insecure_channel(log_service.server.target))
     edge = await gateway.start(GatewaySettings(
         **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
         key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),
         backends)
-    return Stack(meta, log_service, shard, edge, admin_key)
+    return Stack(meta, log_service, edge, admin_key)

@@ -2,37 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from services.cas.local import StoredKey
-from services.common import cas_codec
-from services.common.blobaccess import BatchItem, BlobAccess
-from services.common.cas_codec import WriteMessage
-from services.common.convert import (
-    compressor_in,
-    compressor_out,
-    digest_in,
-    digest_out,
-    scope_in,
-    scope_out,
-    status_out,
-)
+from services.blobstore.access import BatchItem, BlobAccess
+from services.blobstore.remote import codec
+from services.blobstore.remote.codec import WriteMessage, key_out, scope_in
+from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, status_out
 from services.common.errors import InvalidArgument
 from services.common.rpc import Codec, passthrough
 from services.gen.bbapi.internal.v1 import cas_pb2
 
 LIST_BATCH = 1000
 CODECS = {"Read": Codec(response_serializer=passthrough),
-          "Write": Codec(request_deserializer=cas_codec.decode_write)}
+          "Write": Codec(request_deserializer=codec.decode_write)}
 
 Context = Any  # grpc.aio.ServicerContext
 
 
 class CasShardServicer:
-    def __init__(self, store: BlobAccess, keys: Callable[[], Iterable[StoredKey]]) -> None:
+    def __init__(self, store: BlobAccess) -> None:
         self.store = store
-        self._keys = keys  # the stored keys, for ListKeys
 
     async def FindMissing(self, request: cas_pb2.FindMissingRequest, context: Context) -> cas_pb2.FindMissingResponse:
         digests = [digest_in(d) for d in request.digests]
@@ -43,7 +33,7 @@ class CasShardServicer:
         stream = self.store.read(scope_in(request.scope), digest_in(request.digest), request.offset,
                                  request.limit, compressor_in(request.compressor))
         async for data in stream:
-            yield cas_codec.encode_read(data)
+            yield codec.encode_read(data)
 
     async def Write(self, requests: AsyncIterator[WriteMessage], context: Context) -> cas_pb2.WriteResponse:
         first = await anext(requests, None)
@@ -97,8 +87,8 @@ class CasShardServicer:
     async def ListKeys(self, request: cas_pb2.ListKeysRequest,
                        context: Context) -> AsyncIterator[cas_pb2.ListKeysResponse]:
         batch: list[cas_pb2.StoredKey] = []
-        for key in self._keys():
-            batch.append(cas_pb2.StoredKey(scope=scope_out(key.scope), kind=key.kind, digest=digest_out(key.digest)))
+        async for key in self.store.list_keys():
+            batch.append(key_out(key))
             if len(batch) >= LIST_BATCH:
                 yield cas_pb2.ListKeysResponse(keys=batch)
                 batch = []

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.cas.local import LocalBlobAccess
+from services.blobstore import stack
+from services.blobstore.local.store import LocalBlobAccess
 from services.cas.server import CODECS, CasShardServicer
 from services.cas.settings import CasSettings
 from services.common.server import RunningServer, start_grpc
@@ -21,10 +22,9 @@ class CasService:
 
 
 async def start(settings: CasSettings) -> CasService:
-    store = LocalBlobAccess(settings.data_dir, int(settings.max_size_bytes), settings.low_water_fraction,
-                            settings.min_age_seconds)
-    await store.start()
-    servicer = CasShardServicer(store, store.keys)
+    store = await stack.open_disk(stack.DiskSettings(settings.data_dir, int(settings.max_size_bytes),
+                                                     settings.low_water_fraction, settings.min_age_seconds))
     server = await start_grpc(f"cas {settings.shard_id}", settings.host, settings.port,
-                              [(cas_pb2.DESCRIPTOR.services_by_name["CasShard"], servicer, CODECS)])
+                              [(cas_pb2.DESCRIPTOR.services_by_name["CasShard"], CasShardServicer(stack.shard(store)),
+                                CODECS)])
     return CasService(store, server)

@@ -10,13 +10,13 @@ from collections.abc import Awaitable, Callable
 import prometheus_client
 from pydantic import Field
 
+from services.blobstore import stack
 from services.cas import service as cas
 from services.cas.settings import CasSettings
 from services.cli.runtime import run_until_signal, setup_process
 from services.common.rpc import insecure_channel
 from services.common.settings import CommonSettings, add_arguments, from_args
 from services.gateway import service as gateway
-from services.gateway.cas_cluster import CasCluster
 from services.gateway.membership_status import membership_router
 from services.gateway.settings import GatewaySettings
 from services.logs import db as logs_db
@@ -74,10 +74,10 @@ async def _logs(settings: LogsSettings) -> Stop:
 
 
 async def _gateway(settings: GatewaySettings) -> Stop:
-    shards = await CasCluster.start(settings.membership_file)
-    backends = gateway.Backends(shards, insecure_channel(settings.metadata_target),
-                                insecure_channel(settings.logs_target), shards.ready,
-                                routers=[membership_router(shards.status)])
+    blobs = await stack.cluster_gateway(settings.membership_file)
+    backends = gateway.Backends(blobs, insecure_channel(settings.metadata_target),
+                                insecure_channel(settings.logs_target),
+                                routers=[membership_router(blobs.cluster.status)])
     return (await gateway.start(settings, backends)).stop
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from pydantic import ByteSize, Field
 
-from services.common.placement import MAX_MEMBERS
+from services.blobstore.cluster.placement import MAX_MEMBERS
 from services.common.settings import CommonSettings
 
 DEFAULT_DIR = Path("./bbapi-cluster")

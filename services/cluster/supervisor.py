@@ -21,16 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.blobstore.cluster import membership as membership_file
+from services.blobstore.cluster.membership import Member, MemberList, Membership
+from services.blobstore.cluster.placement import MAX_MEMBERS
 from services.cluster import probes
 from services.cluster.children import Child, bbapi
 from services.cluster.control import Report
 from services.cluster.settings import ClusterSettings
 from services.common import db
-from services.common import membership as membership_file
 from services.common.auth import Capability
 from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.membership import Member, MemberList, Membership
-from services.common.placement import MAX_MEMBERS
 from services.logs import db as logs_db
 from services.metadata import db as metadata_db
 from services.metadata import keys

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import grpc
-
-from services.common.blobaccess import Scope
-from services.common.errors import ApiError
+from services.common.errors import ApiError, error_for
 from services.common.resources import Compressor, Digest, check_compressor, check_digest
-from services.gen.bbapi.internal.v1 import cas_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.google.rpc import status_pb2
 
@@ -18,14 +14,6 @@ def digest_in(message: re_pb2.Digest) -> Digest:
 
 def digest_out(digest: Digest) -> re_pb2.Digest:
     return re_pb2.Digest(hash=digest.hash, size_bytes=digest.size)
-
-
-def scope_in(message: cas_pb2.Scope) -> Scope:
-    return Scope(message.tenant, message.instance_name)
-
-
-def scope_out(scope: Scope) -> cas_pb2.Scope:
-    return cas_pb2.Scope(tenant=scope.tenant, instance_name=scope.instance_name)
 
 
 def compressor_in(value: int) -> Compressor:
@@ -42,10 +30,8 @@ def status_out(error: ApiError | None) -> status_pb2.Status:
     return status_pb2.Status(code=error.code.value[0], message=error.message)
 
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
-
 def status_in(status: status_pb2.Status) -> ApiError | None:
+    """A per-item status from another process as the error class of its code."""
     if status.code == 0:
         return None
-    return ApiError(status.message, _CODES.get(status.code, grpc.StatusCode.UNKNOWN))
+    return error_for(status.code, status.message)

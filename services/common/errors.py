@@ -2,8 +2,8 @@
 
 Domain code raises `ApiError` (or a subclass); the gRPC layers turn it into a status, the HTTP
 layer into the status code DESIGN.md maps it to, with a JSON body `{code, message}`.
-Internal gRPC errors are turned back into `ApiError` so a NOT_FOUND from a CAS shard stays a
-NOT_FOUND at the edge.
+Internal gRPC errors are turned back into the class of their code (`from_rpc_error`), so a
+NOT_FOUND from a CAS shard is a `NotFound` at the edge, exactly as if the store were in process.
 """
 
 from __future__ import annotations
@@ -18,64 +18,100 @@ T = TypeVar("T")
 
 
 class ApiError(Exception):
+    """A failure with a gRPC status code. Each code has exactly one subclass (`error_class`), so a
+    caller catches the class whatever channel the error crossed."""
+
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if code is not None:
-            self.code = code
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code.name}: {self.message})"
+
+
+class Unknown(ApiError):
+    code = grpc.StatusCode.UNKNOWN
+
+
+class Cancelled(ApiError):
+    code = grpc.StatusCode.CANCELLED
 
 
 class InvalidArgument(ApiError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class DeadlineExceeded(ApiError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class NotFound(ApiError):
     code = grpc.StatusCode.NOT_FOUND
-
-
-class Unauthenticated(ApiError):
-    code = grpc.StatusCode.UNAUTHENTICATED
-
-
-class PermissionDenied(ApiError):
-    code = grpc.StatusCode.PERMISSION_DENIED
-
-
-class FailedPrecondition(ApiError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class AlreadyExists(ApiError):
     code = grpc.StatusCode.ALREADY_EXISTS
 
 
+class PermissionDenied(ApiError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class ResourceExhausted(ApiError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-class Unimplemented(ApiError):
-    code = grpc.StatusCode.UNIMPLEMENTED
+class FailedPrecondition(ApiError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
-class Unavailable(ApiError):
-    code = grpc.StatusCode.UNAVAILABLE
+class Aborted(ApiError):
+    code = grpc.StatusCode.ABORTED
 
 
 class OutOfRange(ApiError):
     code = grpc.StatusCode.OUT_OF_RANGE
 
 
-class DataLoss(ApiError):
-    code = grpc.StatusCode.DATA_LOSS
+class Unimplemented(ApiError):
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class Internal(ApiError):
     code = grpc.StatusCode.INTERNAL
+
+
+class Unavailable(ApiError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DataLoss(ApiError):
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class Unauthenticated(ApiError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+_CLASSES: dict[grpc.StatusCode, type[ApiError]] = {
+    cls.code: cls for cls in (Unknown, Cancelled, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists,
+                              PermissionDenied, ResourceExhausted, FailedPrecondition, Aborted, OutOfRange,
+                              Unimplemented, Internal, Unavailable, DataLoss, Unauthenticated)}
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def error_class(code: grpc.StatusCode) -> type[ApiError]:
+    """The one class of a non-OK code (UNKNOWN's for anything unexpected)."""
+    return _CLASSES.get(code, Unknown)
+
+
+def error_for(code: grpc.StatusCode | int, message: str) -> ApiError:
+    """The error of a status received from another process: a code object or its wire number."""
+    if isinstance(code, int):
+        code = _BY_NUMBER.get(code, grpc.StatusCode.UNKNOWN)
+    return error_class(code)(message or code.name)
 
 
 _HTTP: dict[grpc.StatusCode, int] = {
@@ -102,12 +138,10 @@ def http_status(code: grpc.StatusCode) -> int:
 
 
 def from_rpc_error(err: grpc.RpcError) -> ApiError:
-    """Re-raise an internal call's failure with the same code and message."""
+    """An internal call's failure as the error class of its code, with its message."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = err.details() if hasattr(err, "details") else str(err)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-        return Unavailable(details or "backend unavailable", code)
-    return ApiError(details or code.name, code)
+    return error_for(code, details)
 
 
 async def internal(call: Awaitable[T]) -> T:

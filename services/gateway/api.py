@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from services.blobstore.access import BlobAccess, Scope
 from services.common import wire
 from services.common.auth import Capability, Principal
-from services.common.blobaccess import BlobAccess, Scope
 from services.common.errors import InvalidArgument, Unimplemented, internal
 from services.common.resources import Compressor
 from services.common.rpc import Codec

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from services.blobstore.access import BlobAccess
+from services.blobstore.streams import STREAM_CHUNK
 from services.common import wire
 from services.common.auth import Capability
-from services.common.blobaccess import STREAM_CHUNK, BlobAccess
 from services.common.errors import InvalidArgument, OutOfRange
 from services.common.resources import BlobResource, Compressor, parse_read_resource, parse_write_resource
 from services.common.rpc import Codec, passthrough

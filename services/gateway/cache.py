@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from services.blobstore.access import BatchItem, BlobAccess, Scope, read_all
 from services.common.auth import Capability
-from services.common.blobaccess import BatchItem, BlobAccess, Scope, read_all
 from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, status_out
 from services.common.errors import InvalidArgument, NotFound, Unimplemented
 from services.common.resources import Compressor, Digest, check_instance_name
@@ -74,8 +74,6 @@ class CasServicer:
         scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
         digests = list(dict.fromkeys(digest_in(d) for d in request.blob_digests))
         missing = await self.blobs.find_missing(scope, digests)
-        metrics.CACHE_REQUESTS.labels("cas", "hit").inc(len(digests) - len(missing))
-        metrics.CACHE_REQUESTS.labels("cas", "miss").inc(len(missing))
         return re_pb2.FindMissingBlobsResponse(missing_blob_digests=[digest_out(d) for d in missing])
 
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
@@ -96,9 +94,6 @@ class CasServicer:
         _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)
-        hits = sum(r.error is None for r in results)
-        metrics.CACHE_REQUESTS.labels("cas", "hit").inc(hits)
-        metrics.CACHE_REQUESTS.labels("cas", "miss").inc(len(results) - hits)
         metrics.STREAMED_BYTES.labels("out", "batch").inc(sum(len(r.data) for r in results))
         return re_pb2.BatchReadBlobsResponse(responses=[
             re_pb2.BatchReadBlobsResponse.Response(
@@ -179,12 +174,7 @@ class ActionCacheServicer:
 
     async def GetActionResult(self, request: re_pb2.GetActionResultRequest, ctx: CallContext) -> re_pb2.ActionResult:
         scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
-        try:
-            data = await self.blobs.get_action_result(scope, digest_in(request.action_digest))
-        except NotFound:
-            metrics.CACHE_REQUESTS.labels("ac", "miss").inc()
-            raise
-        metrics.CACHE_REQUESTS.labels("ac", "hit").inc()
+        data = await self.blobs.get_action_result(scope, digest_in(request.action_digest))
         return re_pb2.ActionResult.FromString(data)
 
     async def UpdateActionResult(self, request: re_pb2.UpdateActionResultRequest,

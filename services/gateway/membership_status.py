@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from services.gateway.migration import Progress
+from services.blobstore.cluster.membership import Progress
 
 PATH = "/status/membership"
 

@@ -11,8 +11,6 @@ HTTP_LATENCY = Histogram(
 STREAMED_BYTES = Counter(
     "bbapi_gateway_streamed_bytes", "Blob bytes moved through the edge by direction and wire compression",
     ["direction", "compression"])
-CACHE_REQUESTS = Counter(
-    "bbapi_gateway_cache_requests", "Cache lookups by cache (cas, ac) and result (hit, miss)", ["cache", "result"])
 AUTH_FAILURES = Counter("bbapi_gateway_auth_failures", "Calls refused for a missing or invalid API key")
 BES_STREAMS = Gauge("bbapi_gateway_bes_streams", "Build Event Service streams open")
 BES_EVENTS = Counter("bbapi_gateway_bes_events", "Build events forwarded for storage")

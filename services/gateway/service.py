@@ -6,14 +6,14 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
 from fastapi import APIRouter
 
-from services.common.blobaccess import BlobAccess
+from services.blobstore.stack import Stack
 from services.common.rpc import serving
 from services.gateway import api, bytestream, http_api
 from services.gateway.api import ApiServicer
@@ -21,7 +21,6 @@ from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
 from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
-from services.gateway.completeness import CompletenessChecking
 from services.gateway.front import Front
 from services.gateway.http import create_app
 from services.gateway.settings import GatewaySettings
@@ -37,14 +36,14 @@ log = logging.getLogger(__name__)
 class Backends:
     """Connections to the internal services the gateway fronts."""
 
-    blobs: BlobAccess
+    blobs: Stack
     metadata: grpc.aio.Channel
     logs: grpc.aio.Channel
-    cas_ready: Callable[[], Awaitable[bool]]  # the one shard answers, or in a cluster some member is up
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
 
     async def readiness(self) -> dict[str, bool]:
-        metadata, logs, cas = await asyncio.gather(serving(self.metadata, 2), serving(self.logs, 2), self.cas_ready())
+        metadata, logs, cas = await asyncio.gather(serving(self.metadata, 2), serving(self.logs, 2),
+                                                   self.blobs.cluster.ready())
         return {"metadata": metadata, "logs": logs, "cas": cas}
 
     async def close(self) -> None:
@@ -89,7 +88,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 async def start(settings: GatewaySettings, backends: Backends) -> GatewayService:
     resolver = KeyResolver(backends.metadata, ttl=settings.key_cache_seconds)
-    blobs = CompletenessChecking(backends.blobs)
+    blobs = backends.blobs.blobs
     front = Front(resolver.authenticate)
     services = re_pb2.DESCRIPTOR.services_by_name
     front.add(services["Capabilities"], CapabilitiesServicer())

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from services.cas.local import LocalBlobAccess, digest_of
-from services.common.blobaccess import BatchItem, Scope, read_all
+from services.blobstore import stack as blobstore
+from services.blobstore.access import BatchItem, Kind, Scope, read_all
+from services.blobstore.local.layout import name_of
+from services.blobstore.local.store import LocalBlobAccess
+from services.blobstore.local.verify import digest_of
 from services.common.errors import InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from services.common.resources import SHA256_EMPTY, Compressor, Digest
 
@@ -101,12 +104,20 @@ async def test_tenants_and_instances_are_separate(tmp_path: Path) -> None:
 
 
 async def test_empty_blob_is_always_present(tmp_path: Path) -> None:
-    store = await make(tmp_path)
+    store = blobstore.shard(await make(tmp_path))  # the empty blob is the shard stack's decorator's
     empty = Digest(SHA256_EMPTY, 0)
-    assert await store.find_missing(B, [empty]) == []
+    other = digest_of(b"stored")
+    assert await store.find_missing(B, [empty, other]) == [other]
     assert await read_all(store, B, empty) == b""
-    results = await store.batch_read(B, [empty])
-    assert results[0].error is None and results[0].data == b""
+    zstd = b"".join([chunk async for chunk in store.read(B, empty, compressor=Compressor.ZSTD)])
+    assert zstandard.ZstdDecompressor().decompress(zstd) == b""
+    assert await store.write(B, empty, chunks(b"")) is True
+    await store.write(B, other, chunks(b"stored"))
+    results = await store.batch_read(B, [empty, other, empty])
+    assert [(r.error, r.data) for r in results] == [(None, b""), (None, b"stored"), (None, b"")]
+    written = await store.batch_write(B, [BatchItem(empty, b""), BatchItem(digest_of(b"x"), b"x")])
+    assert [r.error for r in written] == [None, None]
+    assert empty not in [k.digest async for k in store.list_keys()]
 
 
 async def test_bad_offsets(tmp_path: Path) -> None:
@@ -158,14 +169,16 @@ async def test_eviction_frees_to_low_water_but_spares_young_blobs(tmp_path: Path
     with pytest.raises(ResourceExhausted, match="cache full"):
         await store.write(A, digest_of(fourth), chunks(fourth))
     # age the first two (as if written long ago), then use the first one again
-    for entry in list(store._index.values())[:2]:
+    for name in list(store.index.names())[:2]:
+        entry = store.index.get(name)
+        assert entry is not None
         entry.used -= 7200
     assert await store.find_missing(A, [digest_of(blobs[0])]) == []
     await store.write(A, digest_of(fourth), chunks(fourth))
     missing = await store.find_missing(A, [digest_of(b) for b in [*blobs, fourth]])
     assert missing == [digest_of(blobs[1])]  # the least recently used old blob went
     assert store.total_bytes == 9000
-    assert not (tmp_path / "v1" / store._key(A, "cas", digest_of(blobs[1]))).exists()
+    assert not (tmp_path / "v1" / name_of(A, Kind.CAS, digest_of(blobs[1]))).exists()
 
 
 async def test_restart_rebuilds_index_in_lru_order_and_drops_partial_uploads(tmp_path: Path) -> None:
@@ -174,7 +187,7 @@ async def test_restart_rebuilds_index_in_lru_order_and_drops_partial_uploads(tmp
     await store.write(A, digest_of(old), chunks(old))
     await store.write(A, digest_of(new), chunks(new))
     past = time.time() - 1000
-    os.utime(tmp_path / "v1" / store._key(A, "cas", digest_of(old)), (past, past))
+    os.utime(tmp_path / "v1" / name_of(A, Kind.CAS, digest_of(old)), (past, past))
     (tmp_path / "tmp" / "abandoned-upload").write_bytes(b"partial")
     await store.put_action_result(A, digest_of(b"action"), b"result-bytes")
 

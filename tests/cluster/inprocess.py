@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.blobstore import stack as blobstore
+from services.blobstore.access import Kind, Scope
+from services.blobstore.cluster import membership
+from services.blobstore.cluster.membership import Member, MemberList, Membership
+from services.blobstore.cluster.owner import Cluster
 from services.cas import service as cas
 from services.cas.settings import CasSettings
-from services.common import membership
-from services.common.blobaccess import Scope
-from services.common.membership import Member, MemberList, Membership
 from services.common.resources import Digest
-from services.gateway.cas_cluster import CasCluster
 
 
 async def chunks(data: bytes, size: int = 16 * 1024) -> AsyncIterator[bytes]:
@@ -61,17 +62,17 @@ class Shard:
 
     async def holds_result(self, scope: Scope, action: Digest) -> bool:
         assert self.service is not None
-        listed = self.service.store.keys  # every key the shard holds, as ListKeys sends them
-        return any(k.kind == "ac" and k.digest == action and k.scope == scope for k in listed())
+        listed = self.service.store.list_keys()  # every key the shard holds, as ListKeys sends them
+        return any([k.kind is Kind.AC and k.digest == action and k.scope == scope async for k in listed])
 
 
 @dataclass
 class Stack:
-    """Shards, the membership file naming them, and the gateway's CasCluster over it."""
+    """Shards, the membership file naming them, and a gateway's cluster tier over it."""
 
     root: Path
     shards: dict[str, Shard] = field(default_factory=dict)
-    cluster: CasCluster | None = None
+    cluster: Cluster | None = None
 
     @property
     def path(self) -> Path:
@@ -91,15 +92,15 @@ class Stack:
                          if previous else None)
         return membership.write(self.path, doc)
 
-    async def start(self, shards: int, replication: int = 2) -> CasCluster:
+    async def start(self, shards: int, replication: int = 2) -> Cluster:
         await self.add_shards(shards)
         self.write(list(self.shards), replication=replication)
-        self.cluster = await CasCluster.start(self.path)
+        self.cluster = (await blobstore.cluster_gateway(self.path)).cluster
         return self.cluster
 
     def owners(self, digest: Digest) -> list[Shard]:
         assert self.cluster is not None
-        return [self.shards[i] for i in self.cluster.backend.router.owners(digest.hash)]
+        return [self.shards[i] for i in self.cluster.routes.current.owners(digest.hash)]
 
     async def holders(self, scope: Scope, digest: Digest) -> set[str]:
         return {s.id for s in self.shards.values() if s.service is not None and await s.holds(scope, digest)}

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from services.cas.local import digest_of
-from services.common import membership
-from services.common.blobaccess import Scope
-from services.common.placement import Placement
+from services.blobstore.access import Scope
+from services.blobstore.cluster import membership
+from services.blobstore.cluster.placement import Placement
+from services.blobstore.local.verify import digest_of
+from services.blobstore.remote.client import RemoteBlobAccess
 from services.common.resources import Digest
-from services.gateway.remote import RemoteBlobAccess
 from tests.support.servers import ServeProcess
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.cas.local import digest_of
+from services.blobstore.access import Scope
+from services.blobstore.local.verify import digest_of
 from services.cluster import control
-from services.common.blobaccess import Scope
 from services.common.convert import digest_in, digest_out
 from services.common.errors import Unavailable
 from services.common.resources import Digest

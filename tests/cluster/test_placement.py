@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
+from services.blobstore.cluster.membership import Member
+from services.blobstore.cluster.placement import SLOTS, Placement, slot_of
 from services.common.errors import InvalidArgument
-from services.common.membership import Member
-from services.common.placement import SLOTS, Placement, slot_of
 
 
 def members(n: int, weights: dict[int, float] | None = None) -> list[Member]:

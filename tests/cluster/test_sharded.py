@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 import zstandard
 
-from services.cas.local import digest_of
-from services.common.blobaccess import BatchItem, Scope, read_all
+from services.blobstore.access import BatchItem, Scope, read_all
+from services.blobstore.cluster import migration
+from services.blobstore.local.verify import digest_of
 from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.common.resources import Compressor, Digest
-from services.gateway import migration
 from tests.cluster.inprocess import Stack, chunks, eventually
 
 A = Scope("tenant-a")
@@ -125,7 +125,7 @@ async def test_a_down_owner_is_replaced_by_a_stand_in_and_gets_its_copies_back(s
         assert await stack.holders(A, digest) == {"cas-0", "cas-2"}  # the other owner and the stand-in
         assert await read_all(cluster, A, digest) == blob
     assert await cluster.find_missing(A, [digest_of(b) for b in data]) == []
-    assert cluster.backend.handoff.pending() == {"cas-1": len(data) + 1}
+    assert cluster.handoff.pending() == {"cas-1": len(data) + 1}
 
     await down.start()
     await eventually(lambda: _drained(stack))
@@ -137,22 +137,22 @@ async def test_the_cluster_is_ready_while_some_member_is_up(stack: Stack) -> Non
     cluster = await stack.start(2)
     assert await cluster.ready()
     await stack.shards["cas-0"].stop()
-    await cluster.backend.liveness.probe()
+    await cluster.liveness.probe()
     assert await cluster.ready()  # the other member still serves every key (R=2)
     await stack.shards["cas-1"].stop()
-    await cluster.backend.liveness.probe()
+    await cluster.liveness.probe()
     assert not await cluster.ready()
     await stack.shards["cas-1"].start()
 
     async def probed_ready() -> bool:  # the channel reconnects with grpc's backoff
-        await cluster.backend.liveness.probe()
+        await cluster.liveness.probe()
         return await cluster.ready()
     await eventually(probed_ready)
 
 
 async def _drained(stack: Stack) -> bool:
     assert stack.cluster is not None
-    return not stack.cluster.backend.handoff.pending()
+    return not stack.cluster.handoff.pending()
 
 
 async def test_an_owner_dying_during_an_upload_is_replaced_after_the_stream(stack: Stack) -> None:
@@ -215,7 +215,7 @@ async def test_a_read_resumes_on_the_other_replica_when_its_member_dies(stack: S
             await serving.stop()
         received.append(chunk)
     assert b"".join(received) == data
-    assert not cluster.backend.liveness.is_up(serving.id)
+    assert not cluster.liveness.is_up(serving.id)
     compressed = b"".join([c async for c in cluster.read(A, digest, compressor=Compressor.ZSTD)])
     assert zstandard.ZstdDecompressor().decompress(compressed) == data  # served by the live replica
 
@@ -253,7 +253,7 @@ async def test_growing_and_shrinking_moves_data_to_the_new_owners_without_loss(
     stack.write(["cas-0", "cas-1", "cas-3"])
     await cluster.reload()
     await _assert_exactly_on_owners(stack, data + late, actions)
-    assert stack.shards["cas-2"].service is not None and not list(stack.shards["cas-2"].service.store.keys())
+    assert stack.shards["cas-2"].service is not None and not len(stack.shards["cas-2"].service.store.index)
 
 
 async def _migrated(stack: Stack) -> bool:

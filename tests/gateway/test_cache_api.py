@@ -14,8 +14,8 @@ import grpc
 import pytest
 import zstandard
 
+from services.blobstore.access import Scope
 from services.common.auth import Capability
-from services.common.blobaccess import Scope
 from services.common.resources import Digest
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
@@ -325,7 +325,8 @@ def test_action_results_round_trip_and_need_their_outputs(client: CacheClient, s
     got = client.ac.GetActionResult(re_pb2.GetActionResultRequest(action_digest=action), metadata=client.metadata)
     assert got == result
     # a blob inside an output directory's tree disappears: the result is no longer a hit
-    assert server.call(lambda s: s.cas.store.delete(Scope("default"), Digest(digest(b"in tree").hash, 7)))
+    gone = Digest(digest(b"in tree").hash, 7)
+    assert server.call(lambda s: s.gateway.backends.blobs.cluster.delete(Scope("default"), gone))
     err = rpc_error(lambda: client.ac.GetActionResult(re_pb2.GetActionResultRequest(action_digest=action),
                                                       metadata=client.metadata))
     assert err.code() == grpc.StatusCode.NOT_FOUND

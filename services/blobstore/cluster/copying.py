@@ -3,35 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import Literal, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
-from services.common.blobaccess import BlobAccess, Scope
-from services.common.errors import ApiError
-from services.common.resources import Digest
-from services.gateway.failures import is_not_found
+from services.blobstore.access import BlobAccess, Key, Kind
+from services.common.errors import NotFound
 
-Kind = Literal["cas", "ac"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Key:
-    """A stored item: a CAS blob or an action result, of one scope."""
-
-    scope: Scope
-    kind: Kind
-    digest: Digest
-
-
-def closing(stream: AsyncIterator[T]) -> contextlib.aclosing[AsyncGenerator[T, None]]:
-    """Close a stream this task iterates when leaving the block, cancelling its call at once.
-
-    Every stream of a BlobAccess is an async generator, though typed as an iterator.
-    """
-    return contextlib.aclosing(cast(AsyncGenerator[T, None], stream))
 
 
 async def copy(key: Key, source: BlobAccess, target: BlobAccess) -> bool:
@@ -42,14 +20,13 @@ async def copy(key: Key, source: BlobAccess, target: BlobAccess) -> bool:
     blob) the stream ends as it is released. An action result already on the target is left
     alone: it may be newer than the copy.
     """
-    if key.kind == "cas":
+    if key.kind is Kind.CAS:
         return not await target.write(key.scope, key.digest, source.read(key.scope, key.digest))
     try:
         await target.get_action_result(key.scope, key.digest)
         return False
-    except ApiError as err:
-        if not is_not_found(err):
-            raise
+    except NotFound:
+        pass
     await target.put_action_result(key.scope, key.digest, await source.get_action_result(key.scope, key.digest))
     return True
 

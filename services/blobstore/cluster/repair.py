@@ -12,11 +12,12 @@ import asyncio
 import logging
 from collections.abc import Iterable
 
+from services.blobstore.access import Key
+from services.blobstore.cluster import metrics
+from services.blobstore.cluster.copying import copy
+from services.blobstore.cluster.liveness import Liveness
+from services.blobstore.cluster.pool import ShardPool
 from services.common.errors import ApiError
-from services.gateway import cluster_metrics as metrics
-from services.gateway.copying import Key, copy
-from services.gateway.liveness import Liveness
-from services.gateway.members import ShardPool
 
 log = logging.getLogger(__name__)
 

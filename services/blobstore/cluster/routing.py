@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from services.common.placement import Placement, slot_of
+from services.blobstore.cluster.placement import Placement, slot_of
 
 
 class Health(Protocol):
@@ -41,6 +41,13 @@ class Target:
 class Tables:
     current: Placement
     previous: Placement | None = None
+
+
+class Routes:
+    """The router in force, held by the cluster's owner and replaced whole when membership changes."""
+
+    def __init__(self, current: Router) -> None:
+        self.current = current
 
 
 class Router:

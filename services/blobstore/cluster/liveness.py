@@ -11,15 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.common.rpc import serving
-from services.gateway import cluster_metrics as metrics
-from services.gateway.failures import is_unavailable
-from services.gateway.members import ShardPool
+from services.blobstore.cluster import metrics
+from services.blobstore.cluster.failures import is_unavailable
+from services.blobstore.cluster.pool import ShardPool
 
 log = logging.getLogger(__name__)
-
-HEALTH_TIMEOUT = 1.0
-
 
 class Liveness:
     def __init__(self, pool: ShardPool) -> None:
@@ -51,10 +47,15 @@ class Liveness:
             metrics.SHARD_UP.labels(member_id).set(0)
         return True
 
+    def fail_over(self, member_id: str, err: BaseException) -> None:
+        """A member failed a request: carry on without it if it is unreachable, else the error stands."""
+        if not self.failed(member_id, err):
+            raise err
+
     async def probe(self) -> None:
         """Health-check every member."""
         shards = self.pool.items()
-        answers = await asyncio.gather(*(serving(shard.channel, HEALTH_TIMEOUT) for _, shard in shards))
+        answers = await asyncio.gather(*(shard.ready() for _, shard in shards))
         down: set[str] = set()
         for (member_id, _), ok in zip(shards, answers, strict=True):
             metrics.SHARD_UP.labels(member_id).set(1 if ok else 0)

@@ -1,7 +1,7 @@
 """Moving data to a new membership while the old one is still consulted.
 
 When the membership file names `previous` members, writes already follow the new table and
-reads try new owners, then old ones (services.gateway.routing). This copier makes the old
+reads try new owners, then old ones (services.blobstore.cluster.routing). This copier makes the old
 table unnecessary: it lists every key on every member (the shard's ListKeys), copies each to
 those of its new owners that lack it, and removes it from members that no longer own it once
 every new owner has it. A pass that could not finish (a member down) is retried; when one pass
@@ -21,18 +21,15 @@ import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from services.common.blobaccess import Scope
-from services.common.convert import digest_in, scope_in
-from services.common.errors import ApiError
-from services.common.membership import Membership
-from services.gateway import cluster_metrics as metrics
-from services.gateway.copying import Key, closing, copy, for_each
-from services.gateway.failures import is_not_found
-from services.gateway.members import ShardPool
-from services.gateway.routing import Router
-from services.gen.bbapi.internal.v1 import cas_pb2
+from services.blobstore.access import Key, Kind, Scope
+from services.blobstore.cluster import metrics
+from services.blobstore.cluster.copying import copy, for_each
+from services.blobstore.cluster.membership import Membership, Progress
+from services.blobstore.cluster.pool import ShardPool
+from services.blobstore.cluster.routing import Router
+from services.blobstore.streams import closing
+from services.common.errors import ApiError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -42,25 +39,11 @@ BATCH = 1000  # keys moved per step (the shard lists in batches of this size)
 PARALLEL = 8  # copies in flight
 
 
-@dataclass
-class Progress:
-    """What `GET /status/membership` reports (the operator reads exactly these fields)."""
-
-    generation: str
-    migrating: bool
-    copied: int = 0
-    scanned: int = 0
-    removed: int = 0
-
-    def publish(self) -> None:
-        metrics.MIGRATING.set(1 if self.migrating else 0)
-        metrics.MIGRATION_SCANNED.set(self.scanned)
-        metrics.MIGRATION_COPIED.set(self.copied)
-        metrics.MIGRATION_REMOVED.set(self.removed)
-
-
-def _key(stored: cas_pb2.StoredKey) -> Key:
-    return Key(scope_in(stored.scope), "ac" if stored.kind == "ac" else "cas", digest_in(stored.digest))
+def _publish(progress: Progress) -> None:
+    metrics.MIGRATING.set(1 if progress.migrating else 0)
+    metrics.MIGRATION_SCANNED.set(progress.scanned)
+    metrics.MIGRATION_COPIED.set(progress.copied)
+    metrics.MIGRATION_REMOVED.set(progress.removed)
 
 
 class Migration:
@@ -75,7 +58,7 @@ class Migration:
             self._task.cancel()
             self._task = None
         self.progress = Progress(membership.generation, migrating=membership.previous is not None)
-        self.progress.publish()
+        _publish(self.progress)
         if membership.previous is not None:
             members = [m.id for m in membership.everyone()]
             self._task = asyncio.create_task(self._run(router, members))
@@ -89,7 +72,7 @@ class Migration:
             log.info("migration pass %d incomplete; retrying in %.0fs", attempt, RETRY_SECONDS)
             await asyncio.sleep(RETRY_SECONDS)
         self.progress.migrating = False
-        self.progress.publish()
+        _publish(self.progress)
         log.info("migration done: %d keys scanned, %d copied, %d removed from former owners",
                  self.progress.scanned, self.progress.copied, self.progress.removed)
 
@@ -100,7 +83,7 @@ class Migration:
                 batch: list[Key] = []
                 async with closing(self.pool[member].list_keys()) as listing:
                     async for stored in listing:
-                        batch.append(_key(stored))
+                        batch.append(stored)
                         if len(batch) >= BATCH:
                             await self._move(router, member, batch)
                             batch = []
@@ -124,7 +107,7 @@ class Migration:
             for owner in ids:
                 if owner == member:
                     continue
-                if key.kind == "cas":
+                if key.kind is Kind.CAS:
                     probes[owner, key.scope].append(key)
                 else:
                     copies.append((key, owner))  # copy() itself leaves a present action result alone
@@ -137,20 +120,19 @@ class Migration:
             try:
                 if await copy(key, self.pool[member], self.pool[owner]):
                     self.progress.copied += 1
-            except ApiError as err:
-                if not is_not_found(err):  # gone since it was listed: moved by another gateway, or evicted
-                    raise
+            except NotFound:
+                pass  # gone since it was listed: moved by another gateway, or evicted
 
         await for_each(copies, give, PARALLEL)
 
         async def drop(key: Key) -> None:
             source = self.pool[member]
-            removed = await (source.delete(key.scope, key.digest) if key.kind == "cas"
+            removed = await (source.delete(key.scope, key.digest) if key.kind is Kind.CAS
                              else source.delete_action_result(key.scope, key.digest))
             self.progress.removed += int(removed)
 
         await for_each([key for key, ids in owners.items() if member not in ids], drop, PARALLEL)
-        self.progress.publish()
+        _publish(self.progress)
 
     async def close(self) -> None:
         if self._task is not None:

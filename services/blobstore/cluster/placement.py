@@ -9,7 +9,7 @@ much for a 10,000-digest FindMissingBlobs).
 
 HRW keeps movement minimal: adding a member to n moves only the ~1/(n+1) of slots the newcomer
 wins, and removing one moves only the slots it held. Placement never changes because a member
-is down; that is handled per request (services.gateway.routing).
+is down; that is handled per request (services.blobstore.cluster.routing).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.blobstore.cluster.membership import Member
 from services.common.errors import InvalidArgument
-from services.common.membership import Member
 
 SLOTS = 1 << 16
 MAX_MEMBERS = 255  # member indices are stored as single bytes

@@ -1,4 +1,8 @@
-"""`remote`: a BlobAccess that is one CAS shard, reached over the internal gRPC contract."""
+"""`remote`: a BlobAccess that is one CAS shard, reached over the internal gRPC contract.
+
+Errors come back as the class of their status code (services.common.errors.from_rpc_error), so
+the layers above cannot tell a remote shard from an in-process one.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,16 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from services.common import cas_codec
-from services.common.blobaccess import BatchItem, BatchResult, BlobAccess, Scope, coalesce
-from services.common.convert import compressor_out, digest_in, digest_out, scope_out, status_in
+from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Scope
+from services.blobstore.remote import codec
+from services.blobstore.remote.codec import key_in, scope_out
+from services.common.convert import compressor_out, digest_in, digest_out, status_in
 from services.common.errors import ApiError, from_rpc_error, internal
 from services.common.resources import Compressor, Digest
-from services.common.rpc import insecure_channel, passthrough
+from services.common.rpc import insecure_channel, passthrough, serving
 from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
 
-# Bazel uploads in 16 KiB messages; the hop to the shard carries them in larger ones.
-COALESCE = 1024 * 1024
+HEALTH_TIMEOUT = 1.0
 
 
 class RemoteBlobAccess(BlobAccess):
@@ -25,14 +29,17 @@ class RemoteBlobAccess(BlobAccess):
         self.channel = channel or insecure_channel(target)
         self.stub = cas_pb2_grpc.CasShardStub(self.channel)
         # the bulk calls bypass protobuf for their data messages (services.common.wire)
-        self._read = self.channel.unary_stream(cas_codec.READ_PATH,
+        self._read = self.channel.unary_stream(codec.READ_PATH,
                                                request_serializer=cas_pb2.ReadRequest.SerializeToString,
-                                               response_deserializer=cas_codec.decode_read)
-        self._write = self.channel.stream_unary(cas_codec.WRITE_PATH, request_serializer=passthrough,
+                                               response_deserializer=codec.decode_read)
+        self._write = self.channel.stream_unary(codec.WRITE_PATH, request_serializer=passthrough,
                                                 response_deserializer=cas_pb2.WriteResponse.FromString)
 
     def __repr__(self) -> str:
         return f"RemoteBlobAccess({self.target})"
+
+    async def ready(self) -> bool:
+        return await serving(self.channel, HEALTH_TIMEOUT)
 
     async def close(self) -> None:
         await self.channel.close()
@@ -62,8 +69,8 @@ class RemoteBlobAccess(BlobAccess):
             yield cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
                                        compressor=compressor_out(compressor)).SerializeToString()
             try:
-                async for block in coalesce(chunks, COALESCE):
-                    yield cas_codec.encode_write_data(block)
+                async for block in chunks:  # large blocks already: the cluster tier coalesces uploads
+                    yield codec.encode_write_data(block)
             except BaseException as err:
                 failure.append(err)  # grpc turns a failing request iterator into a bare cancellation
                 raise
@@ -107,11 +114,11 @@ class RemoteBlobAccess(BlobAccess):
         response: cas_pb2.DeleteResponse = await internal(self.stub.DeleteActionResult(_action_key(scope, action)))
         return response.existed
 
-    async def list_keys(self) -> AsyncIterator[cas_pb2.StoredKey]:
+    async def list_keys(self) -> AsyncIterator[Key]:
         try:
             async for response in self.stub.ListKeys(cas_pb2.ListKeysRequest()):
                 for key in response.keys:
-                    yield key
+                    yield key_in(key)
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from None
 

@@ -4,7 +4,7 @@ Read from a JSON file (a ConfigMap in Kubernetes, written by `bbapi cluster` on 
   {"replication": 2,
    "members": [{"id": "cas-0", "address": "host:7001", "weight": 1.0}, ...],
    "previous": null | {"members": [...]}}
-`previous` is set while a membership change is being migrated (see services.gateway.migration).
+`previous` is set while a membership change is being migrated (see services.blobstore.cluster.migration).
 The generation is the SHA-256 of the file's exact text, so whoever wrote it (the operator, the
 cluster supervisor) can tell from a gateway's `/status/membership` which document it runs.
 """
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
@@ -46,7 +48,7 @@ class Membership(MemberList, frozen=True):
     @property
     def generation(self) -> str:
         """Identifies this exact document (the operator compares it with gateway status)."""
-        return _generation(self._text if self._text is not None else encode(self))
+        return generation_of(self._text if self._text is not None else encode(self))
 
     def everyone(self) -> tuple[Member, ...]:
         """Current members, then those only in `previous` (all must be reachable while migrating)."""
@@ -54,8 +56,25 @@ class Membership(MemberList, frozen=True):
         return self.members + tuple(m for m in (self.previous.members if self.previous else ()) if m.id not in ids)
 
 
-def _generation(text: str) -> str:
+def generation_of(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Progress:
+    """A gateway's `GET /status/membership`: the document it runs and how its copy is going."""
+
+    generation: str
+    migrating: bool
+    copied: int = 0
+    scanned: int = 0
+    removed: int = 0
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Progress:
+        return cls(generation=str(raw["generation"]), migrating=bool(raw["migrating"]),
+                   copied=int(raw.get("copied", 0)), scanned=int(raw.get("scanned", 0)),
+                   removed=int(raw.get("removed", 0)))
 
 
 def encode(membership: Membership) -> str:
@@ -90,4 +109,4 @@ def write(path: Path, membership: Membership) -> str:
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(text)
     temp.replace(path)
-    return _generation(text)
+    return generation_of(text)

@@ -7,7 +7,7 @@ if the owner has it meanwhile) and the hint is dropped.
 
 Hints live in this gateway's memory, bounded per owner (BuildBuddy keeps the same 100,000).
 A hint lost to a restart of the gateway or to overflow costs no data: the copy stays on its
-holder and on the other replica, reads find it there and read repair (services.gateway.repair)
+holder and on the other replica, reads find it there and read repair (services.blobstore.cluster.repair)
 puts it back on the owner the first time it is read or looked up.
 """
 
@@ -18,12 +18,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from services.common.errors import ApiError
-from services.gateway import cluster_metrics as metrics
-from services.gateway.copying import Key, copy, for_each
-from services.gateway.failures import is_not_found
-from services.gateway.liveness import Liveness
-from services.gateway.members import ShardPool
+from services.blobstore.access import Key
+from services.blobstore.cluster import metrics
+from services.blobstore.cluster.copying import copy, for_each
+from services.blobstore.cluster.liveness import Liveness
+from services.blobstore.cluster.pool import ShardPool
+from services.common.errors import ApiError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,11 @@ class HandoffQueue:
                 return  # kept for a later pass
             try:
                 await copy(key, self.pool[holder], self.pool[owner])
-            except (ApiError, TimeoutError, KeyError) as err:
-                if not is_not_found(err):
-                    log.debug("hand-off of %s to %s failed, kept for a later pass: %s", key, owner, err)
-                    return
+            except NotFound:
                 metrics.HANDOFFS_DROPPED.labels(owner).inc()  # the holder evicted it meanwhile
+            except (ApiError, TimeoutError, KeyError) as err:
+                log.debug("hand-off of %s to %s failed, kept for a later pass: %s", key, owner, err)
+                return
             else:
                 delivered += 1
                 metrics.HANDOFFS_REPLAYED.labels(owner).inc()

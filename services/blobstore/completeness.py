@@ -13,7 +13,7 @@ import logging
 
 from google.protobuf.message import DecodeError
 
-from services.common.blobaccess import BlobAccessDecorator, Scope, read_all
+from services.blobstore.access import BlobAccessDecorator, Scope, read_all
 from services.common.convert import digest_in
 from services.common.errors import ApiError, NotFound
 from services.common.resources import Digest

@@ -1,13 +1,13 @@
-"""The CAS shard contract's bulk messages (Read responses, Write requests), framed by hand.
-
-See services.common.wire for why. All other CasShard messages use protobuf as usual.
-"""
+"""The CAS shard contract's messages: scopes and keys to and from protobuf, and the bulk messages
+(Read responses, Write requests) framed by hand (services.common.wire says why)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from services.blobstore.access import Key, Kind, Scope
 from services.common import wire
+from services.common.convert import digest_in, digest_out
 from services.gen.bbapi.internal.v1 import cas_pb2
 
 SERVICE = cas_pb2.DESCRIPTOR.services_by_name["CasShard"]
@@ -15,6 +15,22 @@ READ_PATH = f"/{SERVICE.full_name}/Read"
 WRITE_PATH = f"/{SERVICE.full_name}/Write"
 _READ_DATA = cas_pb2.ReadResponse.DESCRIPTOR.fields_by_name["data"].number
 _WRITE_DATA = cas_pb2.WriteRequest.DESCRIPTOR.fields_by_name["data"].number
+
+
+def scope_in(message: cas_pb2.Scope) -> Scope:
+    return Scope(message.tenant, message.instance_name)
+
+
+def scope_out(scope: Scope) -> cas_pb2.Scope:
+    return cas_pb2.Scope(tenant=scope.tenant, instance_name=scope.instance_name)
+
+
+def key_in(message: cas_pb2.StoredKey) -> Key:
+    return Key(scope_in(message.scope), Kind.AC if message.kind == Kind.AC else Kind.CAS, digest_in(message.digest))
+
+
+def key_out(key: Key) -> cas_pb2.StoredKey:
+    return cas_pb2.StoredKey(scope=scope_out(key.scope), kind=key.kind.value, digest=digest_out(key.digest))
 
 
 def encode_read(data: bytes) -> bytes:

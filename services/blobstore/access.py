@@ -1,10 +1,10 @@
-"""The one small storage interface every blob backend implements.
+"""The one small storage interface every blob backend and decorator implements.
 
-As in Buildbarn's BlobAccess, backends compose: the CAS service wraps a `local` disk store; the
-gateway talks to shards through `remote` (internal gRPC), spreads keys with `sharded` (placement
-and replicas) and checks action results with `completeness`. Everything is async and streams in
-bounded chunks; nothing holds a whole blob in memory except the batch calls, whose total size
-the caller caps.
+As in Buildbarn's BlobAccess, behaviours compose (services.blobstore.stack builds the stacks): a
+`local` disk store, a `remote` shard over internal gRPC, the `cluster` tier (placement, sharding,
+replication) and decorators for the empty blob, completeness and metrics. Everything is async and
+streams in bounded chunks; nothing holds a whole blob in memory except the batch calls, whose
+total size the caller caps.
 
 Blobs are always keyed by `Scope` (tenant and instance name) plus digest: another tenant's blob
 is simply a different key, so isolation needs no special case anywhere below the edge.
@@ -13,42 +13,34 @@ is simply a different key, so isolation needs no special case anywhere below the
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from services.common.errors import ApiError
+from services.common.errors import ApiError, Unimplemented
 from services.common.resources import Compressor, Digest
-
-# Size of the messages a stream is cut into (slightly under 256 KiB leaves room for framing).
-STREAM_CHUNK = 256 * 1024 - 1024
-
-
-async def batches(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[list[bytes]]:
-    """The chunks in runs of at least `size` bytes (the last may be shorter): uploads arrive in
-    Bazel's 16 KiB messages, and per-message work (a network message, a thread hop) wants more."""
-    pending: list[bytes] = []
-    held = 0
-    async for chunk in chunks:
-        pending.append(chunk)
-        held += len(chunk)
-        if held >= size:
-            yield pending
-            pending, held = [], 0
-    if pending:
-        yield pending
-
-
-async def coalesce(chunks: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
-    """The same bytes in blocks of at least `size`. Joining a block that is already large enough
-    costs nothing, so coalescing twice is free."""
-    async for batch in batches(chunks, size):
-        yield b"".join(batch)
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
     tenant: str
     instance_name: str = ""
+
+
+class Kind(enum.StrEnum):
+    """What a key names: a content-addressed blob or an action result."""
+
+    CAS = "cas"
+    AC = "ac"
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A stored item of one scope: what copies, hints, repairs, listings and migration move."""
+
+    scope: Scope
+    kind: Kind
+    digest: Digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +107,14 @@ class BlobAccess(abc.ABC):
     async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
         """Remove an action result; True if it was present."""
 
+    def list_keys(self) -> AsyncIterator[Key]:
+        """Every stored key, least recently used first (a membership change moves them)."""
+        raise Unimplemented(f"{type(self).__name__} cannot list its keys")
+
+    async def ready(self) -> bool:
+        """Whether the store can serve now (a shard answers its health check)."""
+        return True
+
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections or files."""
 
@@ -159,6 +159,12 @@ class BlobAccessDecorator(BlobAccess):
 
     async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
         return await self.backend.delete_action_result(scope, action)
+
+    def list_keys(self) -> AsyncIterator[Key]:
+        return self.backend.list_keys()
+
+    async def ready(self) -> bool:
+        return await self.backend.ready()
 
     async def close(self) -> None:
         await self.backend.close()
