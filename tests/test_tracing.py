@@ -1,12 +1,16 @@
-"""OpenTelemetry: with an exporter configured, a call's trace continues from the gateway into the shard."""
+"""OpenTelemetry: with an exporter configured, a call's trace continues from the gateway into the service
+it calls over an internal channel (metadata here; the all-in-one's blob store is in process)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from services.gen.api.v1 import invocation_pb2
+from services.gen.api.v1 import service_pb2_grpc as api_grpc
 from tests.support.clients import CacheClient
 from tests.support.servers import ServeProcess
 
@@ -25,17 +29,20 @@ def spans(output: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_gateway_and_shard_spans_share_a_trace(tmp_path: Path) -> None:
+def test_gateway_and_service_spans_share_a_trace(tmp_path: Path) -> None:
     serve = ServeProcess(tmp_path, extra=["--tracing-exporter", "console", "--log-level", "warning"]).start()
     assert serve.admin_key is not None
-    CacheClient(serve.grpc_target, serve.admin_key).upload(os.urandom(300_000))
+    with grpc.insecure_channel(serve.grpc_target) as channel:
+        api_grpc.ApiServiceStub(channel).GetInvocation(
+            invocation_pb2.GetInvocationRequest(selector=invocation_pb2.InvocationSelector(invocation_id="x" * 36)),
+            metadata=[("x-buildbuddy-api-key", serve.admin_key)])
     assert serve.stop() == 0
     by_kind = {(span["name"], span["kind"]): span for span in spans("".join(serve.output))}
-    edge = by_kind["/google.bytestream.ByteStream/Write", "SpanKind.SERVER"]
-    call = by_kind["/bbapi.internal.v1.CasShard/Write", "SpanKind.CLIENT"]
-    shard = by_kind["/bbapi.internal.v1.CasShard/Write", "SpanKind.SERVER"]
-    assert edge["context"]["trace_id"] == call["context"]["trace_id"] == shard["context"]["trace_id"]
-    assert shard["parent_id"] == call["context"]["span_id"]
+    edge = by_kind["/api.v1.ApiService/GetInvocation", "SpanKind.SERVER"]
+    call = by_kind["/bbapi.internal.v1.Metadata/GetInvocation", "SpanKind.CLIENT"]
+    service = by_kind["/bbapi.internal.v1.Metadata/GetInvocation", "SpanKind.SERVER"]
+    assert edge["context"]["trace_id"] == call["context"]["trace_id"] == service["context"]["trace_id"]
+    assert service["parent_id"] == call["context"]["span_id"]
 
 
 def test_tracing_is_off_by_default(tmp_path: Path) -> None:

@@ -8,11 +8,12 @@ from bbapi_operator import membership, networking, policies, workloads
 from bbapi_operator.meta import Owner
 from bbapi_operator.pods import LOGS_PORT, METADATA_PORT
 from bbapi_operator.spec import Spec
+from services.blobstore.cluster import resize
 
 STATELESS = ("gateway", "metadata", "logs")
 
 
-def children(owner: Owner, spec: Spec, plan: membership.Plan | None) -> list[dict[str, Any]]:
+def children(owner: Owner, spec: Spec, plan: resize.Plan | None) -> list[dict[str, Any]]:
     """Every child object. The membership ConfigMap comes before the CAS StatefulSet, so a
     shrink lowers the pod count only after the document without the old shards is stored.
     `plan` is required outside embedded mode."""

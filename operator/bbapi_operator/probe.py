@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import httpx
 
 from bbapi_operator.kube import KINDS, KubeApi
-from bbapi_operator.membership import Progress
 from bbapi_operator.meta import Owner, label_selector
+from services.blobstore.cluster.membership import Progress
 
 log = logging.getLogger(__name__)
 STATUS_PATH = "/status/membership"

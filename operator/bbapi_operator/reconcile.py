@@ -23,6 +23,7 @@ from bbapi_operator.probe import GatewayProbe
 from bbapi_operator.settings import OperatorSettings
 from bbapi_operator.spec import InvalidSpec, Spec, parse
 from bbapi_operator.status import WORKLOAD_KINDS, ComponentState, Problem, failure, report
+from services.blobstore.cluster import resize
 
 log = logging.getLogger(__name__)
 OWNER_KIND = KINDS[crd.KIND]
@@ -70,7 +71,7 @@ class Reconciler:
                                         networking.endpoints(owner, spec), self._clock()))
         return Outcome(None if plan is None or plan.settled else self._settings.poll_seconds)
 
-    def _converge(self, owner: Owner, spec: Spec) -> tuple[list[ComponentState], membership.Plan | None]:
+    def _converge(self, owner: Owner, spec: Spec) -> tuple[list[ComponentState], resize.Plan | None]:
         self._ensure_api_key(owner, spec)
         live = live_children(self._api, owner)
         plan = None if spec.embedded else self._plan(owner, spec, live)
@@ -89,12 +90,12 @@ class Reconciler:
             log.info("%s/%s: created API key Secret %s", owner.namespace, owner.name, owner.child("api-key"))
         self._keys_created.add(owner.uid)
 
-    def _plan(self, owner: Owner, spec: Spec, live: dict[Key, dict[str, Any]]) -> membership.Plan:
+    def _plan(self, owner: Owner, spec: Spec, live: dict[Key, dict[str, Any]]) -> resize.Plan:
         configmap = live.get(("ConfigMap", membership.configmap_name(owner))) or {}
         text = (configmap.get("data") or {}).get(membership.CONFIG_KEY)
         shards = live.get(("StatefulSet", owner.child("cas"))) or {}
         ready = (shards.get("status") or {}).get("readyReplicas", 0)
-        reports = self._probe(owner, spec.service.http_port) if membership.in_flight(text) else []
+        reports = self._probe(owner, spec.service.http_port) if resize.in_flight(text) else []
         plan = membership.plan(owner, spec.cas.shards, spec.cas.replication, text, ready, reports)
         if plan.text != text:
             log.info("%s/%s: CAS membership -> %d shards (%s)", owner.namespace, owner.name, plan.shards,

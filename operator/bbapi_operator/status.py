@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bbapi_operator.membership import Phase, Plan
 from bbapi_operator.meta import LABEL_COMPONENT
 from bbapi_operator.spec import SecretRef
+from services.blobstore.cluster.resize import Phase, Plan
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 

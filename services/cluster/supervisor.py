@@ -5,9 +5,9 @@ replicas, CAS shards, the membership file, gateways. Each internal service gets 
 port; the gateways share the public gRPC and HTTP ports (SO_REUSEPORT, the kernel spreads
 connections over them), so clients see one address as they would a Kubernetes Service.
 
-A shard-count change is the operator's protocol on one machine: start the new shards, write the
-new members with `previous` set, wait until the gateways report the copy done for that document,
-write it without `previous`, and only then stop shards that left.
+A shard-count (or replication) change runs the operator's own plan (services.blobstore.cluster
+.resize) on one machine: start the shards it asks for, write the document it gives, ask the
+gateways how the copy goes, and stop shards only once the settled document no longer names them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from services.blobstore.cluster import membership as membership_file
-from services.blobstore.cluster.membership import Member, MemberList, Membership
+from services.blobstore.cluster import resize
+from services.blobstore.cluster.membership import Member, MemberList, Membership, Progress
 from services.blobstore.cluster.placement import MAX_MEMBERS
 from services.cluster import probes
 from services.cluster.children import Child, bbapi
@@ -70,6 +71,7 @@ class Cluster:
     grpc_port: int = 0
     http_port: int = 0
     _shard_metrics: dict[str, int] = field(default_factory=dict)
+    _addresses: dict[str, str] = field(default_factory=dict)  # shard id -> its port, chosen once per run
     _changing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -112,19 +114,14 @@ class Cluster:
                else [shard_id(i) for i in range(self.settings.cas_shards)])
         await asyncio.gather(*(self._start_shard(i) for i in ids))
         if existing is None:
-            self._write_membership(ids)
-        else:  # the shards of the last run, on this run's addresses, finishing any change it left
-            current = [m.id for m in existing.members]
-            old = [m.id for m in existing.previous.members] if existing.previous else None
-            if old is None and existing.replication != self.settings.replication:
-                old = current  # a copy pass gives every key its new number of replicas
-            self._write_membership(current, old)
+            self._write(resize.plan(self._members(ids), self.settings.replication, None, len(ids)).text)
+        else:  # the shards of the last run, on this run's addresses; _converge finishes any change it left
+            self._write(membership_file.encode(Membership(
+                members=self._members([m.id for m in existing.members]), replication=existing.replication,
+                previous=MemberList(members=self._members([m.id for m in existing.previous.members]))
+                if existing.previous else None)))
         await self._start_gateways(metadata, logs)
-        await self._finish_migration(None)
-        if len(self._current_ids()) != self.settings.cas_shards:
-            log.info("the data directory holds %d shards; moving to %d", len(self._current_ids()),
-                     self.settings.cas_shards)
-            await self.scale(self.settings.cas_shards)
+        await self._converge(self.settings.cas_shards, None)
 
     async def _prepare_databases(self) -> None:
         """Migrate once here (replicas then only find the schema current) and create the first key."""
@@ -158,11 +155,16 @@ class Cluster:
             addresses.append(address)
         return "ipv4:" + ",".join(addresses)
 
+    def _address(self, member_id: str) -> str:
+        if member_id not in self._addresses:
+            self._addresses[member_id] = f"{LOOPBACK}:{free_port()}"
+        return self._addresses[member_id]
+
     async def _start_shard(self, member_id: str) -> None:
-        port, metrics_port = free_port(), free_port()
-        address = f"{LOOPBACK}:{port}"
+        address, metrics_port = self._address(member_id), free_port()
+        port = address.rpartition(":")[2]
         child = self._child(member_id, [
-            "cas", "--host", LOOPBACK, "--port", str(port), "--data-dir", str(self.data_dir / member_id),
+            "cas", "--host", LOOPBACK, "--port", port, "--data-dir", str(self.data_dir / member_id),
             "--shard-id", member_id, "--metrics-port", str(metrics_port),
             "--max-size-bytes", str(int(self.settings.max_size_bytes)),
             "--min-age-seconds", str(self.settings.min_age_seconds)], address)
@@ -178,7 +180,7 @@ class Cluster:
         for index in range(self.settings.gateways):
             await self._child(f"gateway-{index}", args, f"{self.settings.host}:{self.grpc_port}").start()
         assert self.membership is not None
-        await self._await_gateways(self.membership.generation, None, deadline=time.monotonic() + probes.START_TIMEOUT)
+        await self._await_gateways(self.membership.generation, deadline=time.monotonic() + probes.START_TIMEOUT)
 
     # ----- membership --------------------------------------------------------------------------
 
@@ -187,41 +189,37 @@ class Cluster:
             return None
         return membership_file.load(self.membership_path)
 
-    def _current_ids(self) -> list[str]:
-        assert self.membership is not None
-        return [m.id for m in self.membership.members]
+    def _members(self, ids: list[str]) -> tuple[Member, ...]:
+        return tuple(Member(id=i, address=self._address(i)) for i in ids)
 
-    def _member(self, member_id: str) -> Member:
-        return Member(id=member_id, address=self.children[member_id].address)
-
-    def _write_membership(self, ids: list[str], previous: list[str] | None = None) -> str:
-        self.membership = Membership(
-            members=tuple(self._member(i) for i in ids), replication=self.settings.replication,
-            previous=MemberList(members=tuple(self._member(i) for i in previous)) if previous else None)
-        generation = membership_file.write(self.membership_path, self.membership)
-        log.info("membership %s: %s%s", generation[:12], ", ".join(ids),
-                 f" (migrating from {', '.join(previous)})" if previous else "")
+    def _write(self, text: str) -> str:
+        self.membership = membership_file.parse(text)
+        generation = membership_file.replace(self.membership_path, text)
+        previous = self.membership.previous
+        log.info("membership %s: %s%s", generation[:12], ", ".join(m.id for m in self.membership.members),
+                 f" (migrating from {', '.join(m.id for m in previous.members)})" if previous else "")
         return generation
 
-    async def _await_gateways(self, generation: str, report: Report | None, migrated: bool = False,
-                              deadline: float | None = None) -> None:
-        """Until the gateways run `generation` (and, with `migrated`, finished copying for it)."""
-        needed = CONFIRMATIONS_PER_GATEWAY * self.settings.gateways
+    async def _await_gateways(self, generation: str, deadline: float | None = None) -> None:
+        """Until the gateways run `generation` (several answers in a row, so every gateway is likely heard)."""
         confirmed = 0
-        reported: dict[str, Any] = {}
-        while confirmed < needed:
+        while confirmed < CONFIRMATIONS_PER_GATEWAY * self.settings.gateways:
             status = await probes.gateway_status(self.http_url)
-            done = status is not None and status["generation"] == generation and not (
-                migrated and status["migrating"])
+            done = status is not None and status["generation"] == generation
             confirmed = confirmed + 1 if done else 0
-            if status is not None and report is not None and status["generation"] == generation:
-                progress = {name: status[name] for name in ("migrating", "copied", "scanned")}
-                if progress != reported:
-                    await report(progress)
-                    reported = progress
             if not done:
                 self._check_gateways(deadline)
                 await asyncio.sleep(probes.POLL_SECONDS)
+
+    async def _reports(self) -> list[Progress]:
+        """Enough gateway answers that every gateway is likely among them; none if one did not answer."""
+        reports = []
+        for _ in range(CONFIRMATIONS_PER_GATEWAY * self.settings.gateways):
+            status = await probes.gateway_status(self.http_url)
+            if status is None:
+                return []
+            reports.append(Progress.parse(status))
+        return reports
 
     def _check_gateways(self, deadline: float | None) -> None:
         gateways = [c for n, c in self.children.items() if n.startswith("gateway-")]
@@ -230,16 +228,28 @@ class Cluster:
         if gateways and not any(c.running() for c in gateways) and all(c.restarts == 0 for c in gateways):
             raise FailedPrecondition(f"the gateways exited:\n{gateways[0].tail()}")
 
-    async def _finish_migration(self, report: Report | None) -> None:
-        """If the document names `previous`: wait for the copy, then drop it and the shards that left."""
-        assert self.membership is not None
-        if self.membership.previous is None:
-            return
-        leaving = [m.id for m in self.membership.previous.members if m.id not in self._current_ids()]
-        await self._await_gateways(self.membership.generation, report, migrated=True)
-        final = self._write_membership(self._current_ids())
-        await self._await_gateways(final, None)
-        for member_id in leaving:
+    async def _converge(self, shards: int, report: Report | None) -> None:
+        """Step through the shared plan until the document names exactly cas-0..cas-{shards-1}."""
+        target = self._members([shard_id(i) for i in range(shards)])
+        reported: dict[str, Any] = {}
+        while True:
+            text = self.membership_path.read_text()
+            reports = await self._reports() if resize.in_flight(text) else []
+            step = resize.plan(target, self.settings.replication, text, sum(m.id in self.children for m in target),
+                               reports)
+            await asyncio.gather(*(self._start_shard(shard_id(i)) for i in range(step.replicas)
+                                   if shard_id(i) not in self.children))
+            if step.text != text:
+                await self._await_gateways(self._write(step.text))
+            progress = {"migrating": True, "copied": step.copied, "scanned": step.scanned}
+            if report is not None and step.copied is not None and progress != reported:
+                await report(progress)
+                reported = progress
+            if step.settled:
+                break
+            if step.phase is not resize.Phase.WAITING_FOR_SHARDS and step.text == text:
+                await asyncio.sleep(probes.POLL_SECONDS)
+        for member_id in [n for n in self.children if n.startswith("cas-") and n not in {m.id for m in target}]:
             await self.children.pop(member_id).stop()
             self._shard_metrics.pop(member_id, None)
 
@@ -250,12 +260,7 @@ class Cluster:
         if self._changing.locked():
             raise FailedPrecondition("a membership change is already in progress")
         async with self._changing:
-            current = self._current_ids()
-            target = [shard_id(i) for i in range(shards)]
-            if target != current:
-                await asyncio.gather(*(self._start_shard(i) for i in target if i not in self.children))
-                self._write_membership(target, current)
-                await self._finish_migration(report)
+            await self._converge(shards, report)
         return self.describe_membership()
 
     # ----- status and stop -----------------------------------------------------------------------

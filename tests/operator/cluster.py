@@ -13,10 +13,10 @@ from bbapi_operator import crd
 from bbapi_operator.apply import PRUNABLE
 from bbapi_operator.controller import register
 from bbapi_operator.kube import KINDS
-from bbapi_operator.membership import Progress
 from bbapi_operator.meta import Owner
 from bbapi_operator.settings import OperatorSettings
 
+from services.blobstore.cluster.membership import Progress
 from tests.operator.emulator import ApiServer
 
 NAMESPACE = "builds"

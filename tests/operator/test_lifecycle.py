@@ -8,8 +8,8 @@ import json
 from typing import Any
 
 from bbapi_operator import crd, membership
-from bbapi_operator.membership import Progress
 
+from services.blobstore.cluster.membership import Progress, generation_of
 from tests.operator.cluster import NAMESPACE, Cluster, eventually
 
 CR = crd.KIND
@@ -127,9 +127,9 @@ async def test_growing_shards_raises_pods_then_migrates_then_settles(cluster: Cl
         assert [m["id"] for m in moving["previous"]["members"]] == [f"demo-cas-{i}" for i in range(3)]
         await eventually(lambda: reason(cluster, "Progressing") == ("True", "Migrating"))
 
-        cluster.probe.reports = [Progress(membership.generation(text), migrating=True, copied=7, scanned=20)]
+        cluster.probe.reports = [Progress(generation_of(text), migrating=True, copied=7, scanned=20)]
         await eventually(lambda: status(cluster)["cas"].get("copied") == 7, what="progress in status")
-        cluster.probe.reports = [Progress(membership.generation(text), migrating=False, copied=20, scanned=20)]
+        cluster.probe.reports = [Progress(generation_of(text), migrating=False, copied=20, scanned=20)]
         await eventually(lambda: document(cluster)[1]["previous"] is None, what="previous dropped")
         await eventually(lambda: reason(cluster, "Progressing") == ("False", "Stable"))
         assert status(cluster)["cas"] == {"shards": 4, "desiredShards": 4, "phase": "Stable"}
@@ -144,14 +144,14 @@ async def test_shrinking_never_drops_a_shard_before_its_data_is_copied(cluster: 
         text, moving = document(cluster)
         assert len(moving["members"]) == 3 and len(moving["previous"]["members"]) == 4
 
-        busy = Progress(membership.generation(text), migrating=True)
+        busy = Progress(generation_of(text), migrating=True)
         for reports in ([], [Progress("some-older-generation", migrating=False)], [busy]):
             cluster.probe.reports = reports
             calls = cluster.probe.calls
             await eventually(lambda c=calls: cluster.probe.calls >= c + 2, what="re-checks")  # type: ignore[misc]
             assert shards(cluster) == 4 and document(cluster)[0] == text, reports
 
-        cluster.probe.reports = [Progress(membership.generation(text), migrating=False)]
+        cluster.probe.reports = [Progress(generation_of(text), migrating=False)]
         await eventually(lambda: shards(cluster) == 3, what="shard removed")
         assert document(cluster)[1]["previous"] is None
         writes = [(str(r.url.path), r.data) for r in cluster.server if r.method.value == "PATCH"]

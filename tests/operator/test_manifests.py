@@ -11,6 +11,7 @@ from bbapi_operator import apikey, desired, membership
 from bbapi_operator.meta import Owner
 from bbapi_operator.spec import parse
 
+from services.blobstore.cluster import resize
 from tests.chart.kubeschema import REPO, validate_strict
 
 OWNER = Owner(name="demo", namespace="builds", uid="uid-1")
@@ -26,7 +27,7 @@ SPECS = {
 @pytest.mark.parametrize("raw", SPECS.values(), ids=SPECS.keys())
 def test_children_validate_strictly(raw: dict[str, Any]) -> None:
     spec = parse(raw, default_image="bbapi:1")
-    moving = membership.encode(spec.cas.replication, membership.members(OWNER, 4), membership.members(OWNER, 3))
+    moving = resize.document(spec.cas.replication, membership.members(OWNER, 4), membership.members(OWNER, 3))
     plan = None if spec.embedded else membership.plan(OWNER, 3, spec.cas.replication, moving, 4)
     children = desired.children(OWNER, spec, plan)
     assert validate_strict([*children, apikey.secret(OWNER, apikey.generate_key())]) == len(children) + 1

@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 from bbapi_operator.kube import KubeApi, connect
-from bbapi_operator.membership import Progress
 from bbapi_operator.meta import Owner
 from bbapi_operator.probe import STATUS_PATH, PodProbe
 
+from services.blobstore.cluster.membership import Progress
 from tests.operator.cluster import NAMESPACE, Cluster
 
 OWNER = Owner(name="demo", namespace=NAMESPACE, uid="uid-1")

@@ -6,10 +6,12 @@ import datetime
 from typing import Any
 
 from bbapi_operator import membership
-from bbapi_operator.membership import Phase
 from bbapi_operator.meta import Owner
 from bbapi_operator.spec import SecretRef
 from bbapi_operator.status import ComponentState, Problem, conditions, failure, report, stamp
+
+from services.blobstore.cluster import resize
+from services.blobstore.cluster.resize import Phase
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(minutes=5)
@@ -58,7 +60,7 @@ def test_new_spec_not_yet_observed_is_progressing() -> None:
 
 
 def test_membership_change_is_progressing() -> None:
-    plan = membership.plan(OWNER, 4, 2, membership.encode(2, membership.members(OWNER, 3), None), 3)
+    plan = membership.plan(OWNER, 4, 2, resize.document(2, membership.members(OWNER, 3), None), 3)
     assert plan.phase is Phase.WAITING_FOR_SHARDS
     found = conditions([ComponentState.of(workload("cas"))], plan)
     assert by_type(found)["Progressing"] == ("True", "WaitingForShards")

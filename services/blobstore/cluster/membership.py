@@ -105,7 +105,11 @@ def load(path: Path) -> Membership:
 
 def write(path: Path, membership: Membership) -> str:
     """Replace the file atomically (gateways may read it at any moment); returns the generation."""
-    text = encode(membership)
+    return replace(path, encode(membership))
+
+
+def replace(path: Path, text: str) -> str:
+    """Replace the file with this exact document text, atomically; returns the generation."""
     temp = path.with_name(path.name + ".tmp")
     temp.write_text(text)
     temp.replace(path)
