@@ -11,23 +11,18 @@ read from our own CAS under the caller's tenant):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 from urllib.parse import urlsplit
 
+from services.blobstore.access import Kind
 from services.common.errors import InvalidArgument
 from services.common.resources import BlobResource, parse_read_resource
 
 _SCHEMES = ("bytestream", "actioncache")
 
 
-class CacheKind(Enum):
-    CAS = "cas"
-    AC = "ac"
-
-
 @dataclass(frozen=True, slots=True)
 class FileUri:
-    kind: CacheKind
+    kind: Kind
     resource: BlobResource
 
 
@@ -52,12 +47,12 @@ def parse_file_uri(uri: str) -> FileUri:
         if segments[i] in ("blobs", "zstd") and segments[i + 1] == "ac":
             without_ac = "/".join(segments[:i + 1] + segments[i + 2:])
             resource = parse_read_resource(without_ac)
-            return FileUri(CacheKind.AC, BlobResource(resource.instance_name, resource.digest))
-    kind = CacheKind.AC if uri.startswith("actioncache://") else CacheKind.CAS
-    if kind is CacheKind.AC:
+            return FileUri(Kind.AC, BlobResource(resource.instance_name, resource.digest))
+    kind = Kind.AC if uri.startswith("actioncache://") else Kind.CAS
+    if kind is Kind.AC:
         raise InvalidArgument(f"invalid uri {uri!r}: action cache URIs look like .../blobs/ac/<hash>/<size>")
     try:
-        return FileUri(CacheKind.CAS, parse_read_resource(path))
+        return FileUri(Kind.CAS, parse_read_resource(path))
     except InvalidArgument as err:
         raise InvalidArgument(f"invalid uri {uri!r}: only CAS (.../blobs/<hash>/<size>) and action cache "
                               f"(.../blobs/ac/<hash>/<size>) URIs are supported ({err.message})") from None

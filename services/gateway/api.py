@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from services.blobstore.access import BlobAccess, Scope
+from services.blobstore.access import BlobAccess, Kind, Scope
 from services.common import wire
 from services.common.auth import Capability, Principal
 from services.common.errors import InvalidArgument, Unimplemented, internal
 from services.common.resources import Compressor
 from services.common.rpc import Codec
-from services.common.uris import CacheKind, FileUri, parse_file_uri
+from services.common.uris import FileUri, parse_file_uri
 from services.gateway.front import CallContext
 from services.gen.api.v1 import (
     action_pb2,
@@ -51,7 +51,7 @@ def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
 def content_length(uri: str) -> int | None:
     """The byte length GetFile streams for `uri` (HTTP Content-Length); None when only the read knows."""
     parsed = parse_file_uri(uri)
-    if parsed.kind is CacheKind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
+    if parsed.kind is Kind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
         return parsed.resource.digest.size
     return None
 
@@ -92,7 +92,7 @@ class ApiServicer:
         Yields raw data: gRPC frames each piece as a GetFileResponse (CODECS), HTTP sends it as is.
         """
         scope, parsed = _file(ctx.require(Capability.READ), request.uri)
-        if parsed.kind is CacheKind.AC:
+        if parsed.kind is Kind.AC:
             yield await self.blobs.get_action_result(scope, parsed.resource.digest)
             return
         # blocks go out as the shard sends them (1 MiB): BuildBuddy's GetFile messages are ~4 MB
@@ -102,7 +102,7 @@ class ApiServicer:
     async def GetFileRange(self, request: file_pb2.GetFileRangeRequest,
                            ctx: CallContext) -> file_pb2.GetFileRangeResponse:
         scope, parsed = _file(ctx.require(Capability.READ), request.uri)
-        if parsed.kind is CacheKind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
+        if parsed.kind is Kind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
             raise InvalidArgument("GetFileRange reads uncompressed CAS blobs (.../blobs/<hash>/<size>)")
         size = parsed.resource.digest.size
         end = min(request.end, size) if request.end > 0 else size  # a range may run past the end
@@ -119,7 +119,7 @@ class ApiServicer:
         principal = ctx.require(Capability.CACHE_WRITE)
         scope, parsed = _file(principal, request.uri)
         digest = parsed.resource.digest
-        if parsed.kind is CacheKind.AC:
+        if parsed.kind is Kind.AC:
             existed = await self.blobs.delete_action_result(scope, digest)
         else:
             existed = await self.blobs.delete(scope, digest)
