@@ -19,6 +19,7 @@ class CasService:
 
     async def stop(self) -> None:
         await self.server.stop()
+        await self.store.close()
 
 
 async def start(settings: CasSettings) -> CasService:

@@ -14,7 +14,7 @@ import zstandard
 from services.blobstore import stack as blobstore
 from services.blobstore.access import BatchItem, Kind, Scope, read_all
 from services.blobstore.local.layout import name_of
-from services.blobstore.local.store import LocalBlobAccess
+from services.blobstore.local.store import SMALL_BLOB, LocalBlobAccess
 from services.blobstore.local.verify import digest_of
 from services.common.errors import InvalidArgument, NotFound, OutOfRange, ResourceExhausted
 from services.common.resources import SHA256_EMPTY, Compressor, Digest
@@ -178,27 +178,36 @@ async def test_eviction_frees_to_low_water_but_spares_young_blobs(tmp_path: Path
     missing = await store.find_missing(A, [digest_of(b) for b in [*blobs, fourth]])
     assert missing == [digest_of(blobs[1])]  # the least recently used old blob went
     assert store.total_bytes == 9000
-    assert not (tmp_path / "v1" / name_of(A, Kind.CAS, digest_of(blobs[1]))).exists()
+    assert store.packed is not None and store.packed.get([name_of(A, Kind.CAS, digest_of(blobs[1]))]) == [None]
 
 
-async def test_restart_rebuilds_index_in_lru_order_and_drops_partial_uploads(tmp_path: Path) -> None:
-    store = await make(tmp_path, max_size=10_000, low_water_fraction=0.6, min_age_seconds=0)
-    old, new = b"o" * 4000, b"n" * 4000
+@pytest.mark.parametrize("size", [4000, 300_000], ids=["packed", "files"])
+async def test_restart_rebuilds_index_in_lru_order_and_drops_partial_uploads(tmp_path: Path, size: int) -> None:
+    budget = 2 * size + 2000
+    store = await make(tmp_path, max_size=budget, low_water_fraction=0.6, min_age_seconds=0)
+    old, new = b"o" * size, b"n" * size
     await store.write(A, digest_of(old), chunks(old))
     await store.write(A, digest_of(new), chunks(new))
     past = time.time() - 1000
-    os.utime(tmp_path / "v1" / name_of(A, Kind.CAS, digest_of(old)), (past, past))
+    name = name_of(A, Kind.CAS, digest_of(old))
+    if size <= SMALL_BLOB:  # as if its last use had been recorded long ago
+        assert store.packed is not None
+        store.packed.touch([name], past)
+    else:
+        os.utime(tmp_path / "v1" / name, (past, past))
     (tmp_path / "tmp" / "abandoned-upload").write_bytes(b"partial")
     await store.put_action_result(A, digest_of(b"action"), b"result-bytes")
+    await store.close()
 
-    reopened = await make(tmp_path, max_size=10_000, low_water_fraction=0.6, min_age_seconds=0)
+    reopened = await make(tmp_path, max_size=budget, low_water_fraction=0.6, min_age_seconds=0)
     assert not (tmp_path / "tmp" / "abandoned-upload").exists()
-    assert reopened.total_bytes == 8000 + len(b"result-bytes")
+    assert reopened.total_bytes == 2 * size + len(b"result-bytes")
     assert await reopened.get_action_result(A, digest_of(b"action")) == b"result-bytes"
-    third = b"t" * 4000
+    third = b"t" * size
     await reopened.write(A, digest_of(third), chunks(third))
-    # the older blob (by mtime) was evicted first
+    # the older blob (by its recorded last use) was evicted first
     assert await reopened.find_missing(A, [digest_of(old), digest_of(new)]) == [digest_of(old)]
+    assert await read_all(reopened, A, digest_of(new)) == new
 
 
 async def test_batches_and_action_results(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ class Shard:
     async def stop(self) -> None:
         assert self.service is not None
         await self.service.server.server.stop(0)
+        await self.service.store.close()
         self.service = None
 
     @property

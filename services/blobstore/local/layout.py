@@ -37,11 +37,19 @@ def instance_from_dir(name: str) -> str:
     return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
 
 
-def name_of(scope: Scope, kind: Kind, digest: Digest) -> str:
+def prefix_of(scope: Scope, kind: Kind) -> str:
+    """The part of a name every key of one scope and kind shares (checked once per call, not per key)."""
     if not _TENANT.fullmatch(scope.tenant):
         raise InvalidArgument(f"invalid tenant name {scope.tenant!r}")
-    instance = instance_dir(scope.instance_name)
-    return f"{scope.tenant}/{instance}/{kind.value}/{digest.hash[:2]}/{digest.hash}-{digest.size}"
+    return f"{scope.tenant}/{instance_dir(scope.instance_name)}/{kind.value}/"
+
+
+def name_in(prefix: str, digest: Digest) -> str:
+    return f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}"
+
+
+def name_of(scope: Scope, kind: Kind, digest: Digest) -> str:
+    return name_in(prefix_of(scope, kind), digest)
 
 
 def key_of(name: str) -> Key:
@@ -61,6 +69,11 @@ class Layout:
 
     def temp(self) -> Path:
         return self.tmp / uuid.uuid4().hex
+
+    def temps(self, count: int) -> list[str]:
+        """`count` fresh temporary file names (as strings: a group commit makes thousands)."""
+        base = f"{self.tmp}/{uuid.uuid4().hex}-"
+        return [f"{base}{i}" for i in range(count)]
 
     def scan(self) -> list[tuple[str, int, float]]:
         """Create the layout, drop abandoned uploads; every stored (name, size, mtime)."""

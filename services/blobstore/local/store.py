@@ -1,10 +1,13 @@
 """`local`: blobs and action results as files on this machine's disk, within a size budget.
 
-A blob becomes visible only by rename after its size and SHA-256 were verified and the file
-and directory were fsynced, so neither a bad upload nor a crash (kill -9) leaves a partial
-blob. The index (services.blobstore.local.index) is rebuilt from the files' mtimes at start
-(services.blobstore.local.layout); a use refreshes the mtime at most every
-`TOUCH_PERSIST_SECONDS`.
+Small items (CAS blobs up to `SMALL_BLOB`: most of a build's outputs, and every action result)
+live in the packed store (services.blobstore.local.packed) and are committed in groups
+(services.blobstore.local.commit); larger blobs stream to a file of their own, which becomes
+visible by rename once verified and fsynced. Either way an item is in the index, and so visible,
+only once durable, and neither a bad upload nor a crash (kill -9) leaves a partial one.
+
+The index (services.blobstore.local.index) is rebuilt at start from the files' mtimes and the
+packed items' recorded last use; a use is persisted at most every `TOUCH_PERSIST_SECONDS`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from typing import BinaryIO, cast
 
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Kind, Scope
 from services.blobstore.local import metrics
+from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
-from services.blobstore.local.layout import Layout, key_of, name_of
+from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
+from services.blobstore.local.packed import PackedStore
 from services.blobstore.local.verify import DecompressError, VerifyingSink, feed, flush
 from services.blobstore.streams import batches
 from services.common import zstd_pool
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 
 READ_BLOCK = 1024 * 1024  # bytes read (and compressed) per thread hop
 WRITE_BLOCK = 1024 * 1024  # bytes buffered from the network before one thread hop
+SMALL_BLOB = 256 * 1024  # blobs up to this size are gathered in memory, packed and committed in groups
+PACKED_DIR = "packed"
 
 
 def _fsync_dir(path: Path) -> None:
@@ -47,16 +54,41 @@ class LocalBlobAccess(BlobAccess):
                  min_age_seconds: float = 3 * 3600) -> None:
         self.layout = Layout(root)
         self.index = LruIndex(max_size_bytes, low_water_fraction, min_age_seconds)
+        self.root = root
+        self.packed: PackedStore | None = None
+        self._committer: GroupCommitter | None = None
+
+    @property
+    def committer(self) -> GroupCommitter:
+        assert self._committer is not None, "start() first"
+        return self._committer
 
     async def start(self) -> None:
         """Create the layout, drop abandoned uploads and rebuild the LRU index from disk."""
-        self.index.load(await asyncio.to_thread(self.layout.scan))
+        self.index.load(await asyncio.to_thread(self._scan))
         self._publish_gauges()
         log.info("cas index rebuilt: %d entries, %d bytes", len(self.index), self.index.total)
 
     async def list_keys(self) -> AsyncIterator[Key]:
         for name in self.index.names():
             yield key_of(name)
+
+    def _scan(self) -> list[tuple[str, int, float]]:
+        files = self.layout.scan()
+        (self.root / PACKED_DIR).mkdir(parents=True, exist_ok=True)
+        self.packed = PackedStore(self.root / PACKED_DIR, self.index.max_size)
+        self._committer = GroupCommitter(self.packed)
+        return files + self.packed.scan(time.time())
+
+    def _packed(self) -> PackedStore:
+        assert self.packed is not None, "start() first"
+        return self.packed
+
+    async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer.close()
+        if self.packed is not None:
+            self.packed.close()
 
     @property
     def total_bytes(self) -> int:
@@ -78,7 +110,9 @@ class LocalBlobAccess(BlobAccess):
             await asyncio.to_thread(self._utime, stale)
 
     def _utime(self, names: list[str]) -> None:
-        for name in names:
+        packed, files = _split(names)
+        self._packed().touch(packed, time.time())
+        for name in files:
             with contextlib.suppress(FileNotFoundError):
                 os.utime(self.layout.path(name))
 
@@ -109,7 +143,9 @@ class LocalBlobAccess(BlobAccess):
         self._publish_gauges()
 
     def _unlink_all(self, names: list[str]) -> None:
-        for name in names:
+        packed, files = _split(names)
+        self._packed().delete(packed)
+        for name in files:
             with contextlib.suppress(FileNotFoundError):
                 self.layout.path(name).unlink()
 
@@ -124,7 +160,8 @@ class LocalBlobAccess(BlobAccess):
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         now = time.time()
         stale: list[str] = []
-        missing = [d for d in digests if not self._use(name_of(scope, Kind.CAS, d), stale, now)]
+        prefix = prefix_of(scope, Kind.CAS)
+        missing = [d for d in digests if not self._use(name_in(prefix, d), stale, now)]
         await self._persist(stale)
         return missing
 
@@ -140,6 +177,13 @@ class LocalBlobAccess(BlobAccess):
         if not self._use(name, stale):
             raise NotFound(f"blob {digest} not found")
         await self._persist(stale)
+        if digest.size <= SMALL_BLOB:
+            data = await self._get_packed(name)
+            if data is None:
+                raise NotFound(f"blob {digest} not found")
+            data = data[offset:end]
+            yield zstd_pool.compress(data) if compressor is Compressor.ZSTD else data
+            return
         with contextlib.ExitStack() as stack:
             cobj = None
             if compressor is Compressor.ZSTD:
@@ -165,6 +209,13 @@ class LocalBlobAccess(BlobAccess):
                 if tail:
                     yield tail
 
+    async def _get_packed(self, name: str) -> bytes | None:
+        """A packed item's bytes; None (and forgotten) if it vanished behind the index's back."""
+        (data,) = await asyncio.to_thread(self._packed().get, [name])
+        if data is None:
+            self._forget(name)
+        return data
+
     def _open_at(self, name: str, offset: int) -> BinaryIO:
         file = open(self.layout.path(name), "rb", buffering=0)  # noqa: SIM115 - closed by the caller
         file.seek(offset)
@@ -184,6 +235,12 @@ class LocalBlobAccess(BlobAccess):
         if self._use(name, stale):
             await self._persist(stale)
             return True
+        if digest.size <= SMALL_BLOB:
+            data = await _gather(chunks, digest, compressor)
+            (error,) = await self._commit_group([Pending(name, data, digest, compressor)], [digest.size])
+            if error is not None:
+                raise error
+            return False
         await self._reserve(digest.size)
         temp = self.layout.temp()
         committed = False
@@ -225,7 +282,8 @@ class LocalBlobAccess(BlobAccess):
 
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
-        names = [name_of(scope, Kind.CAS, d) for d in digests]
+        prefix = prefix_of(scope, Kind.CAS)
+        names = [name_in(prefix, d) for d in digests]
         now = time.time()
         stale: list[str] = []
         present = [self._use(name, stale, now) for name in names]
@@ -238,13 +296,16 @@ class LocalBlobAccess(BlobAccess):
 
     def _read_many(self, digests: Sequence[Digest], names: list[str], present: list[bool],
                    compressor: Compressor) -> list[BatchResult]:
+        packed = [i for i, (d, here) in enumerate(zip(digests, present, strict=True)) if here and d.size <= SMALL_BLOB]
+        found: dict[int, bytes | None] = dict(zip(packed, self._packed().get([names[i] for i in packed]),
+                                                 strict=True))
         results = []
-        for digest, name, here in zip(digests, names, present, strict=True):
-            try:
-                if not here:
-                    raise FileNotFoundError(name)
-                data = self.layout.path(name).read_bytes()
-            except FileNotFoundError:
+        for index, (digest, name, here) in enumerate(zip(digests, names, present, strict=True)):
+            data = found.get(index)
+            if data is None and here and index not in found:
+                with contextlib.suppress(FileNotFoundError):
+                    data = self.layout.path(name).read_bytes()
+            if data is None:
                 results.append(BatchResult(digest, error=NotFound(f"blob {digest} not found")))
                 continue
             if compressor is Compressor.ZSTD:
@@ -253,14 +314,52 @@ class LocalBlobAccess(BlobAccess):
         return results
 
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
-        results: list[BatchResult] = []
-        for item in items:
+        """Every new small item in one group commit; a larger one (rare in a batch) on its own."""
+        errors: list[ApiError | None] = [None] * len(items)
+        group: list[int] = []
+        stale: list[str] = []
+        now = time.time()
+        prefix = prefix_of(scope, Kind.CAS)
+        names = [name_in(prefix, item.digest) for item in items]
+        for index, item in enumerate(items):
+            if item.digest.size > SMALL_BLOB:
+                try:
+                    await self.write(scope, item.digest, _once(item.data), item.compressor)
+                except ApiError as err:
+                    errors[index] = err
+            elif not self._use(names[index], stale, now):
+                group.append(index)
+        await self._persist(stale)
+        pending = [Pending(names[i], items[i].data, items[i].digest, items[i].compressor) for i in group]
+        for index, error in zip(group, await self._commit_group(pending, [items[i].digest.size for i in group]),
+                                strict=True):
+            errors[index] = error
+        return [BatchResult(item.digest, error=error) for item, error in zip(items, errors, strict=True)]
+
+    async def _commit_group(self, items: list[Pending], sizes: list[int]) -> list[ApiError | None]:
+        """Reserve room for each item, commit them together, index the ones that became durable."""
+        errors: list[ApiError | None] = [None] * len(items)
+        admitted: list[int] = []
+        for index, size in enumerate(sizes):
             try:
-                await self.write(scope, item.digest, _once(item.data), item.compressor)
-                results.append(BatchResult(item.digest))
+                await self._reserve(size)
+                admitted.append(index)
             except ApiError as err:
-                results.append(BatchResult(item.digest, error=err))
-        return results
+                errors[index] = err
+        try:
+            outcomes = await self.committer.commit([items[i] for i in admitted])
+        finally:
+            for index in admitted:
+                self.index.release(sizes[index])
+        for index, outcome in zip(admitted, outcomes, strict=True):
+            if outcome is None:
+                self._stored(items[index].name, sizes[index])
+                metrics.WRITTEN_BYTES.inc(sizes[index])
+            elif isinstance(outcome, ApiError):
+                errors[index] = outcome
+            else:
+                raise outcome  # the disk failed (the whole group did): nothing was acknowledged
+        return errors
 
     async def delete(self, scope: Scope, digest: Digest) -> bool:
         return await self._delete(name_of(scope, Kind.CAS, digest))
@@ -279,37 +378,45 @@ class LocalBlobAccess(BlobAccess):
         stale: list[str] = []
         if not self._use(name, stale):
             raise NotFound(f"no action result for {action}")
-        try:
-            data = await asyncio.to_thread(self.layout.path(name).read_bytes)
-        except FileNotFoundError:
-            self._forget(name)
-            raise NotFound(f"no action result for {action}") from None
+        data = await self._get_packed(name)
+        if data is None:
+            raise NotFound(f"no action result for {action}")
         await self._persist(stale)
         return data
 
     async def put_action_result(self, scope: Scope, action: Digest, result: bytes) -> None:
-        name = name_of(scope, Kind.AC, action)
-        await self._reserve(len(result))
-        try:
-            await asyncio.to_thread(self._write_small, name, result)
-        finally:
-            self.index.release(len(result))
-        self._stored(name, len(result))
-
-    def _write_small(self, name: str, data: bytes) -> None:
-        temp = self.layout.temp()
-        try:
-            with open(temp, "wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            self._commit(temp, name)
-        finally:
-            temp.unlink(missing_ok=True)
+        (error,) = await self._commit_group([Pending(name_of(scope, Kind.AC, action), result)], [len(result)])
+        if error is not None:
+            raise error
 
     async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
         return await self._delete(name_of(scope, Kind.AC, action))
 
 
+def _split(names: list[str]) -> tuple[list[str], list[str]]:
+    """Names of packed items (action results, small blobs) and of files."""
+    packed: list[str] = []
+    files: list[str] = []
+    for name in names:
+        _tenant, _instance, kind, _fan, leaf = name.split("/")
+        small = kind == Kind.AC or int(leaf.rpartition("-")[2]) <= SMALL_BLOB
+        (packed if small else files).append(name)
+    return packed, files
+
+
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def _gather(chunks: AsyncIterator[bytes], digest: Digest, compressor: Compressor) -> bytes:
+    """A small upload's bytes, refusing a stream longer than its digest allows (a zstd frame of
+    incompressible data is slightly larger than the data)."""
+    limit = digest.size if compressor is Compressor.IDENTITY else 2 * digest.size + 1024
+    pieces: list[bytes] = []
+    received = 0
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > limit:
+            raise InvalidArgument(f"blob {digest}: received more than the digest's {digest.size} bytes")
+        pieces.append(chunk)
+    return b"".join(pieces)

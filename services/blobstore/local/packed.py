@@ -1,0 +1,72 @@
+"""Small items packed into one embedded LMDB database instead of a file each.
+
+A file per 1 KiB blob costs a create, a rename and a journal commit of its own; an LMDB write
+transaction stores a whole group of items and makes them durable with one commit (LMDB is
+copy-on-write: a crash, kill -9 included, leaves the last committed state, never a torn item).
+`blobs` maps a key's name to its bytes; `used` maps it to its last use (8-byte float), written
+when recency is persisted, so a restart rebuilds LRU order for packed items as it does for files
+(from their mtimes).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import lmdb
+
+from services.common.errors import ResourceExhausted
+
+_TIME = struct.Struct("<d")
+MIN_MAP_SIZE = 256 * 1024 * 1024
+
+
+class PackedStore:
+    def __init__(self, path: Path, budget: int) -> None:
+        # The map is address space, not memory or disk: room for the whole budget and then some.
+        self.env = lmdb.open(str(path), map_size=max(2 * budget, MIN_MAP_SIZE), max_dbs=2, readahead=False)
+        self._blobs = self.env.open_db(b"blobs")
+        self._used = self.env.open_db(b"used")
+
+    def scan(self, default_time: float) -> list[tuple[str, int, float]]:
+        """Every packed item as (name, size, last use)."""
+        found: list[tuple[str, int, float]] = []
+        with self.env.begin(buffers=True) as txn:
+            used = txn.cursor(self._used)
+            for key, value in txn.cursor(self._blobs):
+                stamp = used.get(key)
+                found.append((bytes(key).decode(), len(value), _TIME.unpack(stamp)[0] if stamp else default_time))
+        return found
+
+    def get(self, names: Sequence[str]) -> list[bytes | None]:
+        with self.env.begin(db=self._blobs) as txn:
+            return [txn.get(name.encode()) for name in names]
+
+    def put(self, items: Sequence[tuple[str, bytes]], now: float) -> None:
+        """Store every item in one transaction; durable when this returns."""
+        stamp = _TIME.pack(now)
+        try:
+            with self.env.begin(write=True) as txn:
+                for name, data in items:
+                    key = name.encode()
+                    txn.put(key, data, db=self._blobs)
+                    txn.put(key, stamp, db=self._used)
+        except lmdb.MapFullError:
+            raise ResourceExhausted("the small-blob database is full; raise the cache budget") from None
+
+    def touch(self, names: Iterable[str], now: float) -> None:
+        stamp = _TIME.pack(now)
+        with self.env.begin(write=True, db=self._used) as txn:
+            for name in names:
+                txn.put(name.encode(), stamp)
+
+    def delete(self, names: Iterable[str]) -> None:
+        with self.env.begin(write=True) as txn:
+            for name in names:
+                key = name.encode()
+                txn.delete(key, db=self._blobs)
+                txn.delete(key, db=self._used)
+
+    def close(self) -> None:
+        self.env.close()
