@@ -1,5 +1,7 @@
 """Resource names and digests: what the edge accepts and what it refuses, with messages."""
 
+import hashlib
+
 import pytest
 
 from services.common.errors import InvalidArgument, Unimplemented
@@ -9,6 +11,7 @@ from services.common.resources import (
     Compressor,
     Digest,
     check_digest,
+    check_digests,
     parse_read_resource,
     parse_write_resource,
     resource_path,
@@ -71,3 +74,18 @@ def test_digest_checks() -> None:
     assert check_digest(SHA256_EMPTY, 0) == Digest(SHA256_EMPTY, 0)
     with pytest.raises(InvalidArgument, match="negative"):
         check_digest(H, -1)
+
+
+def test_checking_many_digests_answers_as_checking_each() -> None:
+    good = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
+    bad_hashes = ["A" * 64, "a" * 63, "a" * 62 + " a", "g" * 64, "a" * 63 + "\n", "ab" * 32 + "0"]
+    assert check_digests(good, [1, 2, 3, 4, 5]) == [check_digest(h, n) for h, n in zip(good, [1, 2, 3, 4, 5], strict=True)]
+    assert check_digests([], []) == []
+    assert check_digests([SHA256_EMPTY, good[0]], [0, 7]) == [Digest(SHA256_EMPTY, 0), Digest(good[0], 7)]
+    for bad in bad_hashes:
+        with pytest.raises(InvalidArgument, match="invalid digest hash"):
+            check_digests([good[0], bad], [1, 1])
+    with pytest.raises(InvalidArgument, match="must not be negative"):
+        check_digests(good[:2], [1, -1])
+    with pytest.raises(InvalidArgument, match="size 0 but is not the empty blob"):
+        check_digests(good[:1], [0])

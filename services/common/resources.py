@@ -15,6 +15,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 from services.common.errors import InvalidArgument, Unimplemented
 
@@ -36,8 +37,10 @@ class Compressor(Enum):
 _COMPRESSOR_NAMES = {"zstd": Compressor.ZSTD, "identity": Compressor.IDENTITY}
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(NamedTuple):
+    """A tuple, not a dataclass: a FindMissingBlobs makes ten thousand of them, and a tuple is
+    built and hashed several times faster."""
+
     hash: str
     size: int
 
@@ -54,6 +57,21 @@ def check_digest(hash_: str, size: int) -> Digest:
     if size == 0 and hash_ != SHA256_EMPTY:
         raise InvalidArgument(f"digest {hash_}/0 has size 0 but is not the empty blob's hash")
     return Digest(hash_, size)
+
+
+def check_digests(hashes: list[str], sizes: list[int]) -> list[Digest]:
+    """Many digests checked at once: the same answers as `check_digest`, at C speed for the common
+    case where all are valid (a FindMissingBlobs carries thousands)."""
+    joined = "".join(hashes)
+    valid = (all(len(h) == 64 for h in hashes) and joined == joined.lower() and (not sizes or min(sizes) > 0))
+    if valid:
+        try:
+            valid = len(bytes.fromhex(joined)) == 32 * len(hashes)  # whitespace would make it shorter
+        except ValueError:
+            valid = False
+    if valid:
+        return list(map(Digest, hashes, sizes))
+    return [check_digest(h, n) for h, n in zip(hashes, sizes, strict=True)]
 
 
 def check_instance_name(name: str) -> str:

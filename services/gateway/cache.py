@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError
 
 from services.blobstore.access import BatchItem, BlobAccess, Scope, read_all
 from services.common.auth import Capability
-from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, status_out
+from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, digests_in, status_out
 from services.common.errors import InvalidArgument, NotFound, Unimplemented
 from services.common.resources import Compressor, Digest, check_instance_name
 from services.gateway import metrics
@@ -72,7 +72,7 @@ class CasServicer:
     async def FindMissingBlobs(self, request: re_pb2.FindMissingBlobsRequest,
                                ctx: CallContext) -> re_pb2.FindMissingBlobsResponse:
         scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
-        digests = list(dict.fromkeys(digest_in(d) for d in request.blob_digests))
+        digests = list(dict.fromkeys(digests_in(request.blob_digests)))
         missing = await self.blobs.find_missing(scope, digests)
         return re_pb2.FindMissingBlobsResponse(missing_blob_digests=[digest_out(d) for d in missing])
 
@@ -80,7 +80,9 @@ class CasServicer:
                                ctx: CallContext) -> re_pb2.BatchUpdateBlobsResponse:
         scope = scope_for(ctx, Capability.CACHE_WRITE, request.instance_name, request.digest_function)
         total = _batch_size(sum(len(r.data) for r in request.requests))
-        items = [BatchItem(digest_in(r.digest), r.data, compressor_in(r.compressor)) for r in request.requests]
+        checked = digests_in(r.digest for r in request.requests)
+        items = [BatchItem(d, r.data, compressor_in(r.compressor))
+                 for d, r in zip(checked, request.requests, strict=True)]
         results = await self.blobs.batch_write(scope, items)
         metrics.STREAMED_BYTES.labels("in", "batch").inc(total)
         return re_pb2.BatchUpdateBlobsResponse(responses=[
@@ -90,7 +92,7 @@ class CasServicer:
     async def BatchReadBlobs(self, request: re_pb2.BatchReadBlobsRequest,
                              ctx: CallContext) -> re_pb2.BatchReadBlobsResponse:
         scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
-        digests = [digest_in(d) for d in request.digests]
+        digests = digests_in(request.digests)
         _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)

@@ -57,6 +57,14 @@ class Router:
         self._lookups: dict[int, tuple[str, ...]] = {}
         self._epoch = health.epoch
 
+    def sole_member(self) -> str | None:
+        """The one member every key lives on, when there is exactly one and it is up (a cluster of
+        one, as the all-in-one is): lookups then need no per-key routing."""
+        ids = self.tables.current.ids
+        if self.tables.previous is None and len(ids) == 1 and self.health.is_up(ids[0]):
+            return ids[0]
+        return None
+
     def owners(self, digest_hash: str) -> tuple[str, ...]:
         return self.tables.current.owner_ids(digest_hash)
 

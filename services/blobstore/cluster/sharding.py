@@ -93,6 +93,8 @@ class ShardedBlobAccess(BlobAccess):
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         router = self.routes.current
         wanted = list(dict.fromkeys(digests))
+        if (member := router.sole_member()) is not None and not self.handoff.any():
+            return await self._only(member, lambda shard: shard.find_missing(scope, wanted))
 
         async def ask(shard: BlobAccess, batch: list[Digest]) -> list[bool | None]:
             absent = set(await shard.find_missing(scope, batch))
@@ -101,6 +103,14 @@ class ShardedBlobAccess(BlobAccess):
         present = await self._rounds(router, scope, wanted,
                                      lambda d: self._lookup_order(router, Key(scope, Kind.CAS, d)), ask)
         return [d for d, hit in zip(wanted, present, strict=True) if hit is None]
+
+    async def _only(self, member: str, call: Callable[[BlobAccess], Awaitable[R]]) -> R:
+        """A call to the cluster's one member; a failure marks it down, as any member's would."""
+        try:
+            return await self.pool.call(member, call)
+        except (ApiError, TimeoutError) as err:
+            self.liveness.failed(member, err)
+            raise
 
     def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
              compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
@@ -151,6 +161,8 @@ class ShardedBlobAccess(BlobAccess):
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
         router = self.routes.current
+        if (member := router.sole_member()) is not None:
+            return await self._only(member, lambda shard: shard.batch_read(scope, digests, compressor))
 
         async def ask(shard: BlobAccess, batch: list[Digest]) -> list[BatchResult | None]:
             results = await shard.batch_read(scope, batch, compressor)
