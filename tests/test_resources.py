@@ -79,7 +79,8 @@ def test_digest_checks() -> None:
 def test_checking_many_digests_answers_as_checking_each() -> None:
     good = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
     bad_hashes = ["A" * 64, "a" * 63, "a" * 62 + " a", "g" * 64, "a" * 63 + "\n", "ab" * 32 + "0"]
-    assert check_digests(good, [1, 2, 3, 4, 5]) == [check_digest(h, n) for h, n in zip(good, [1, 2, 3, 4, 5], strict=True)]
+    sizes = [1, 2, 3, 4, 5]
+    assert check_digests(good, sizes) == [check_digest(h, n) for h, n in zip(good, sizes, strict=True)]
     assert check_digests([], []) == []
     assert check_digests([SHA256_EMPTY, good[0]], [0, 7]) == [Digest(SHA256_EMPTY, 0), Digest(good[0], 7)]
     for bad in bad_hashes:
