@@ -4,24 +4,34 @@ Pure bookkeeping, no filesystem: the store asks it what to evict and acts on the
 are kept in LRU order. Eviction frees down to the low-water mark, but never anything used
 within `min_age` (Bazel assumes blobs it saw stay for hours): when only young data is left,
 `reserve` refuses and the write gets RESOURCE_EXHAUSTED.
+
+A shard holds millions of keys, so each costs as little memory as Python allows (about 140
+bytes; `python bench/index_memory.py`): the key is 34 bytes (a small number for the scope and
+kind, then the raw 32-byte hash) and the value one integer packing the size and the last use in
+whole seconds (an action result's key also carries its action's size, as the stored size is
+the result's). The recorded use is refreshed when it is `TOUCH_PERSIST_SECONDS` old, which is
+also when the store writes it to disk; the LRU order itself is exact. Names (the store's paths,
+`tenant/instance/kind/hh/hash-size`) are the interface; the compact form stays inside.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
 
 from services.common.errors import ResourceExhausted
+from services.common.resources import Digest
 
-TOUCH_PERSIST_SECONDS = 600  # a use is written to the file's mtime at most this often
+TOUCH_PERSIST_SECONDS = 600  # a use is recorded (and written to disk) at most this often
+_TIME_BITS = 34  # seconds since the epoch, good until the year 2514
+_TIME_MASK = (1 << _TIME_BITS) - 1
+_RESULTS = "/ac/"  # the kind segment of action results' names
 
 
-@dataclass(slots=True)
-class Entry:
-    size: int
-    used: float  # last use, seconds since the epoch
-    persisted: float  # the use time last written to disk
+def _split(name: str) -> tuple[str, str, int]:
+    """(prefix, hash, size) of `prefix + hh/hash-size`."""
+    head, _, leaf = name.rpartition("/")
+    digest_hash, _, size = leaf.partition("-")
+    return head[:-2], digest_hash, int(size)
 
 
 class LruIndex:
@@ -29,68 +39,143 @@ class LruIndex:
         self.max_size = max_size
         self.low_water = int(max_size * low_water_fraction)
         self.min_age = min_age
-        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._entries: dict[bytes, int] = {}  # insertion order is LRU order
+        self._prefixes: dict[str, bytes] = {}
+        self._prefix_names: list[str] = []
+        self._removed = 0  # entries deleted since the dict was last compacted
         self.total = 0
         self.reserved = 0
 
+    # ----- keys ------------------------------------------------------------------------------------
+
+    def _scope(self, prefix: str) -> bytes:
+        tag = self._prefixes.get(prefix)
+        if tag is None:
+            tag = self._prefixes[prefix] = len(self._prefix_names).to_bytes(2, "little")
+            self._prefix_names.append(prefix)
+        return tag
+
+    def _key(self, name: str) -> tuple[bytes, int | None]:
+        """The compact key, and the size a stored value must have to match (None: in the key)."""
+        prefix, digest_hash, size = _split(name)
+        key = self._scope(prefix) + bytes.fromhex(digest_hash)
+        if prefix.endswith(_RESULTS):
+            return key + size.to_bytes(8, "little"), None
+        return key, size
+
+    def _name(self, key: bytes, value: int) -> str:
+        digest_hash = key[2:34].hex()
+        size = int.from_bytes(key[34:], "little") if len(key) > 34 else value >> _TIME_BITS
+        return f"{self._prefix_names[int.from_bytes(key[:2], 'little')]}{digest_hash[:2]}/{digest_hash}-{size}"
+
+    def _get(self, name: str) -> tuple[bytes, int | None]:
+        """The key of `name` and its value, None when not stored."""
+        key, size = self._key(name)
+        value = self._entries.get(key)
+        if value is not None and size is not None and value >> _TIME_BITS != size:
+            value = None
+        return key, value
+
+    def _pop(self, key: bytes) -> int:
+        value = self._entries.pop(key)
+        self._removed += 1
+        if self._removed > len(self._entries) + 1024:  # deleted slots slow iteration from the front
+            self._entries = dict(self._entries)
+            self._removed = 0
+        return value
+
+    # ----- contents --------------------------------------------------------------------------------
+
     def load(self, found: Iterable[tuple[str, int, float]]) -> None:
         """Replace the contents with (name, size, last use) found on disk, oldest use first."""
-        ordered = sorted(found, key=lambda item: item[2])
-        self._entries = OrderedDict((name, Entry(size, used, used)) for name, size, used in ordered)
-        self.total = sum(entry.size for entry in self._entries.values())
+        self._entries = {}
+        self.total = 0
+        for name, size, used in sorted(found, key=lambda item: item[2]):
+            self.add(name, size, used)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, name: str) -> bool:
-        return name in self._entries
+        return self._get(name)[1] is not None
 
     def names(self) -> Iterator[str]:
         """Least recently used first; a snapshot, so the index may change meanwhile."""
-        return iter(list(self._entries))
+        return iter([self._name(key, value) for key, value in self._entries.items()])
 
-    def get(self, name: str) -> Entry | None:
-        return self._entries.get(name)
+    def used(self, name: str) -> float | None:
+        """The recorded last use (seconds since the epoch), or None if absent."""
+        value = self._get(name)[1]
+        return None if value is None else float(value & _TIME_MASK)
 
-    def touch(self, name: str, entry: Entry, now: float) -> bool:
-        """Record a use; True when the use should also be written to disk now."""
-        entry.used = now
-        self._entries.move_to_end(name)
-        if now - entry.persisted >= TOUCH_PERSIST_SECONDS:
-            entry.persisted = now
-            return True
-        return False
+    def set_used(self, name: str, when: float) -> None:
+        """Record an earlier use without reordering (what a restart restores; tests age entries)."""
+        key, value = self._get(name)
+        if value is not None:
+            self._entries[key] = value >> _TIME_BITS << _TIME_BITS | int(when)
+
+    def use(self, name: str, now: float) -> bool | None:
+        """Note a use: None if absent, else whether the use is due to be written to disk."""
+        key, size = self._key(name)
+        return self._touch(key, size, now)
+
+    def use_many(self, prefix: str, digests: Sequence[Digest], now: float, stale: list[str]) -> list[bool]:
+        """Whether each digest of one scope and kind is stored, noting uses (FindMissingBlobs' path:
+        no name is built unless its use is due to be written)."""
+        scope = self._scope(prefix)
+        present = []
+        for digest in digests:
+            due = self._touch(scope + bytes.fromhex(digest.hash), digest.size, now)
+            present.append(due is not None)
+            if due:
+                stale.append(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}")
+        return present
+
+    def _touch(self, key: bytes, size: int | None, now: float) -> bool | None:
+        value = self._entries.get(key)
+        if value is None or (size is not None and value >> _TIME_BITS != size):
+            return None
+        self._pop(key)
+        due = now - (value & _TIME_MASK) >= TOUCH_PERSIST_SECONDS
+        self._entries[key] = value >> _TIME_BITS << _TIME_BITS | int(now) if due else value
+        return due
 
     def add(self, name: str, size: int, now: float) -> None:
-        old = self._entries.get(name)
+        key, _ = self._key(name)
+        old = self._entries.get(key)
         if old is not None:
-            self.total -= old.size
-        self._entries[name] = Entry(size, now, now)
-        self._entries.move_to_end(name)
+            self.total -= old >> _TIME_BITS
+            self._pop(key)
+        self._entries[key] = size << _TIME_BITS | int(now)
         self.total += size
 
     def forget(self, name: str) -> bool:
-        entry = self._entries.pop(name, None)
-        if entry is None:
+        key, value = self._get(name)
+        if value is None:
             return False
-        self.total -= entry.size
+        self._pop(key)
+        self.total -= value >> _TIME_BITS
         return True
 
+    # ----- budget ----------------------------------------------------------------------------------
+
     def evict_for(self, size: int, now: float) -> list[tuple[str, int]]:
-        """Drop old entries so `size` more bytes fit; the (name, size) dropped, whose files must go."""
+        """Drop old entries so `size` more bytes fit; the (name, size) dropped, whose data must go."""
         if self.total + self.reserved + size <= self.max_size:
             return []
         target = min(self.low_water, self.max_size - self.reserved - size)
         cutoff = now - self.min_age
-        victims: list[tuple[str, int]] = []
-        while self._entries and self.total > target:
-            name, entry = next(iter(self._entries.items()))
-            if entry.used > cutoff:
+        victims: list[tuple[bytes, int]] = []
+        freed = 0
+        for key, value in self._entries.items():
+            if self.total - freed <= target or (value & _TIME_MASK) > cutoff:
                 break  # LRU order: everything after this is younger still
-            self._entries.popitem(last=False)
-            self.total -= entry.size
-            victims.append((name, entry.size))
-        return victims
+            victims.append((key, value))
+            freed += value >> _TIME_BITS
+        for key, _value in victims:
+            self._pop(key)
+        self.total -= freed
+        return [(self._name(key, value), value >> _TIME_BITS) for key, value in victims]
 
     def reserve(self, size: int) -> None:
         """Hold room for a write in progress, or refuse when the budget has none left."""

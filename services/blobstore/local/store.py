@@ -98,12 +98,10 @@ class LocalBlobAccess(BlobAccess):
 
     def _use(self, name: str, stale: list[str], now: float | None = None) -> bool:
         """Refresh `name` if stored (its mtime is due when added to `stale`); False if absent."""
-        entry = self.index.get(name)
-        if entry is None:
-            return False
-        if self.index.touch(name, entry, time.time() if now is None else now):
+        due = self.index.use(name, time.time() if now is None else now)
+        if due:
             stale.append(name)
-        return True
+        return due is not None
 
     async def _persist(self, stale: list[str]) -> None:
         if stale:
@@ -160,10 +158,9 @@ class LocalBlobAccess(BlobAccess):
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         now = time.time()
         stale: list[str] = []
-        prefix = prefix_of(scope, Kind.CAS)
-        missing = [d for d in digests if not self._use(name_in(prefix, d), stale, now)]
+        present = self.index.use_many(prefix_of(scope, Kind.CAS), digests, now, stale)
         await self._persist(stale)
-        return missing
+        return [d for d, here in zip(digests, present, strict=True) if not here]
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:

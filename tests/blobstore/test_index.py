@@ -1,0 +1,79 @@
+"""The local store's index alone: LRU order, the budget, eviction's minimum age, compact keys."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from services.blobstore.access import Kind, Scope
+from services.blobstore.local.index import TOUCH_PERSIST_SECONDS, LruIndex
+from services.blobstore.local.layout import name_of
+from services.common.errors import ResourceExhausted
+from services.common.resources import Digest
+
+NOW = 1_900_000_000.0
+A, B = Scope("tenant-a"), Scope("tenant-b", "main")
+
+
+def blob(n: int, size: int = 100, scope: Scope = A) -> str:
+    return name_of(scope, Kind.CAS, Digest(hashlib.sha256(bytes([n])).hexdigest(), size))
+
+
+def test_names_round_trip_and_a_key_is_its_scope_kind_hash_and_size() -> None:
+    index = LruIndex(10_000, 0.5, 0)
+    action = name_of(B, Kind.AC, Digest(hashlib.sha256(b"action").hexdigest(), 6))
+    for name, size in ((blob(1), 100), (blob(1, scope=B), 100), (action, 4000)):
+        index.add(name, size, NOW)
+    assert list(index.names()) == [blob(1), blob(1, scope=B), action]
+    assert index.total == 4200
+    assert blob(1, size=101) not in index and blob(2) not in index  # another size or hash is another key
+    assert action in index and index.forget(action) and action not in index
+    assert index.total == 200
+
+
+def test_uses_reorder_and_are_due_for_disk_only_every_persist_interval() -> None:
+    index = LruIndex(10_000, 0.5, 0)
+    for n in range(3):
+        index.add(blob(n), 100, NOW)
+    assert index.use(blob(0), NOW + 1) is False  # recorded recently: reorder only
+    assert list(index.names()) == [blob(1), blob(2), blob(0)]
+    assert index.used(blob(0)) == NOW
+    assert index.use(blob(1), NOW + TOUCH_PERSIST_SECONDS) is True
+    assert index.used(blob(1)) == NOW + TOUCH_PERSIST_SECONDS
+    assert index.use(blob(9), NOW) is None
+    stale: list[str] = []
+    digests = [Digest(hashlib.sha256(bytes([n])).hexdigest(), 100) for n in (2, 9)]
+    assert index.use_many(blob(0).rsplit("/", 2)[0] + "/", digests, NOW + 2 * TOUCH_PERSIST_SECONDS, stale) == \
+        [True, False]
+    assert stale == [blob(2)]
+
+
+def test_eviction_frees_to_low_water_in_lru_order_sparing_young_entries() -> None:
+    index = LruIndex(1000, 0.5, min_age=3600)
+    for n in range(10):
+        index.add(blob(n), 100, NOW)
+    for n in range(4):
+        index.set_used(blob(n), NOW - 7200)  # the four oldest were last used two hours ago
+    victims = index.evict_for(100, NOW)
+    assert victims == [(blob(n), 100) for n in range(4)]  # not down to 500: the rest is young
+    assert index.total == 600 and blob(4) in index
+    index.reserve(300)
+    with pytest.raises(ResourceExhausted, match="cache full"):
+        index.reserve(200)
+    index.release(300)
+    for n in range(10, 14):
+        index.add(blob(n), 100, NOW + 4000)  # full again; the earlier entries are old by now
+    assert index.evict_for(100, NOW + 4000) == [(blob(n), 100) for n in range(4, 9)]  # down to low water
+    assert index.total == 500
+
+
+def test_many_removals_keep_order_and_contents() -> None:
+    index = LruIndex(10**9, 0.5, 0)
+    for n in range(256):
+        index.add(blob(n, size=10), 10, NOW)
+    for _round in range(20):
+        for n in range(0, 256, 2):
+            index.use(blob(n, size=10), NOW)
+    assert list(index.names()) == [blob(n, 10) for n in range(1, 256, 2)] + [blob(n, 10) for n in range(0, 256, 2)]
+    assert len(index) == 256 and index.total == 2560
