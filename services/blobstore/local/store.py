@@ -19,34 +19,21 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Kind, Scope
-from services.blobstore.local import metrics
+from services.blobstore.local import files, metrics
 from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
 from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
 from services.blobstore.local.packed import PackedStore
-from services.blobstore.local.verify import DecompressError, VerifyingSink, feed, flush
-from services.blobstore.streams import batches
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange
 from services.common.resources import Compressor, Digest
 
 log = logging.getLogger(__name__)
 
-READ_BLOCK = 1024 * 1024  # bytes read (and compressed) per thread hop
-WRITE_BLOCK = 1024 * 1024  # bytes buffered from the network before one thread hop
 SMALL_BLOB = 256 * 1024  # blobs up to this size are gathered in memory, packed and committed in groups
 PACKED_DIR = "packed"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalBlobAccess(BlobAccess):
@@ -147,12 +134,6 @@ class LocalBlobAccess(BlobAccess):
             with contextlib.suppress(FileNotFoundError):
                 self.layout.path(name).unlink()
 
-    def _commit(self, temp: Path, name: str) -> None:
-        final = self.layout.path(name)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
-        _fsync_dir(final.parent)
-
     # ----- CAS ---------------------------------------------------------------------------------
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
@@ -181,30 +162,12 @@ class LocalBlobAccess(BlobAccess):
             data = data[offset:end]
             yield zstd_pool.compress(data) if compressor is Compressor.ZSTD else data
             return
-        with contextlib.ExitStack() as stack:
-            cobj = None
-            if compressor is Compressor.ZSTD:
-                cobj = stack.enter_context(zstd_pool.compressors.borrow()).compressobj(size=end - offset)
-            if end > offset:
-                try:
-                    file = await asyncio.to_thread(self._open_at, name, offset)
-                except FileNotFoundError:
-                    self._forget(name)
-                    raise NotFound(f"blob {digest} not found") from None
-                stack.callback(file.close)
-                position = offset
-                while position < end:
-                    want = min(READ_BLOCK, end - position)
-                    data, count = await asyncio.to_thread(self._read_block, file, want, cobj)
-                    if count < want:
-                        raise ApiError(f"blob {digest} is shorter on disk than its digest says")
-                    position += count
-                    if data:
-                        yield data
-            if cobj is not None:
-                tail = cobj.flush()
-                if tail:
-                    yield tail
+        try:
+            async for data in files.read(self.layout.path(name), digest, offset, end, compressor):
+                yield data
+        except FileNotFoundError:
+            self._forget(name)
+            raise NotFound(f"blob {digest} not found") from None
 
     async def _get_packed(self, name: str) -> bytes | None:
         """A packed item's bytes; None (and forgotten) if it vanished behind the index's back."""
@@ -212,18 +175,6 @@ class LocalBlobAccess(BlobAccess):
         if data is None:
             self._forget(name)
         return data
-
-    def _open_at(self, name: str, offset: int) -> BinaryIO:
-        file = open(self.layout.path(name), "rb", buffering=0)  # noqa: SIM115 - closed by the caller
-        file.seek(offset)
-        return file
-
-    @staticmethod
-    def _read_block(file: BinaryIO, size: int, cobj: object | None) -> tuple[bytes, int]:
-        data = file.read(size)
-        if cobj is None:
-            return data, len(data)
-        return cobj.compress(data), len(data)  # type: ignore[attr-defined]
 
     async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
@@ -239,43 +190,13 @@ class LocalBlobAccess(BlobAccess):
                 raise error
             return False
         await self._reserve(digest.size)
-        temp = self.layout.temp()
-        committed = False
         try:
-            file = await asyncio.to_thread(open, temp, "wb")
-            try:
-                with contextlib.ExitStack() as stack:
-                    sink = VerifyingSink(file, digest)
-                    target: VerifyingSink | object = sink
-                    if compressor is Compressor.ZSTD:
-                        dctx = stack.enter_context(zstd_pool.decompressors.borrow())
-                        target = dctx.stream_writer(cast(BinaryIO, sink), write_size=READ_BLOCK, closefd=False)
-                    held: list[bytes] = []  # the last run goes with the finish: one thread hop for a small blob
-                    async for batch in batches(chunks, WRITE_BLOCK):
-                        if held:
-                            await asyncio.to_thread(feed, target, held)
-                        held = batch
-                    await asyncio.to_thread(self._finish, target, held, sink, file, temp, name)
-            finally:
-                file.close()
-            committed = True
-        except DecompressError as err:
-            raise InvalidArgument(f"blob {digest}: zstd data is corrupt: {err}") from None
+            await files.write(self.layout.temp(), self.layout.path(name), digest, chunks, compressor)
         finally:
             self.index.release(digest.size)
-            if not committed:
-                temp.unlink(missing_ok=True)
         self._stored(name, digest.size)
         metrics.WRITTEN_BYTES.inc(digest.size)
         return False
-
-    def _finish(self, target: object, pending: list[bytes], sink: VerifyingSink, file: BinaryIO,
-                temp: Path, name: str) -> None:
-        feed(target, pending)
-        flush(target, sink)
-        file.flush()
-        os.fsync(file.fileno())
-        self._commit(temp, name)
 
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
