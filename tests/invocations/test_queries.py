@@ -91,7 +91,7 @@ async def test_get_invocation_selectors_order_and_paging(maker: Sessions) -> Non
     [row] = (await get(maker, "acme", invocations_by(first))).invocation
     assert (row.id.invocation_id, row.commit_sha, row.command, row.pattern) == (first, "c1", "test", "//...")
     assert (row.success, row.bazel_exit_code, row.duration_usec) == (True, "SUCCESS", 2_000_000)
-    assert row.invocation_status == invocation_pb2.COMPLETE_INVOCATION_STATUS
+    assert row.invocationStatus == invocation_pb2.COMPLETE_INVOCATION_STATUS
     assert row.created_at_usec <= row.updated_at_usec and not row.build_metadata and not row.artifacts
     newest_first = [i.id.invocation_id for i in (await get(maker, "acme", invocations_by(commit_sha="c1"))).invocation]
     assert newest_first == [second, first]
@@ -127,7 +127,7 @@ async def test_get_invocation_includes(maker: Sessions) -> None:
 async def test_an_invocation_is_visible_while_it_streams(maker: Sessions) -> None:
     invocation_id = await load(maker, finish=False, COMMIT_SHA="live")
     [row] = (await queries.get_invocations(maker, "acme", invocations_by(commit_sha="live"))).invocation
-    assert row.id.invocation_id == invocation_id and row.invocation_status == invocation_pb2.PARTIAL_INVOCATION_STATUS
+    assert row.id.invocation_id == invocation_id and row.invocationStatus == invocation_pb2.PARTIAL_INVOCATION_STATUS
     assert len((await queries.get_targets(maker, "acme", targets_by(invocation_id))).target) == len(LABELS)
 
 
