@@ -2,10 +2,11 @@
 
 The body's Content-Type picks the format (none or application/json: JSON; application/protobuf,
 application/proto or application/x-protobuf: binary; application/protobuf-text: text format)
-and the answer uses the same one. The key
-comes from the `x-buildbuddy-api-key` header. Errors carry the HTTP status DESIGN.md maps the
-gRPC code to and a JSON body `{"code": <grpc code number>, "message": ...}`. GetFile answers
-with the file's raw bytes, streamed, with Content-Length when the size is known.
+and the answer uses the same one. The key comes from the `x-buildbuddy-api-key` or the
+`authorization` header (services.gateway.front). Other HTTP methods than POST get 405 with
+`Allow: POST`. Errors carry the HTTP status DESIGN.md maps the gRPC code to and a JSON body `{"code": <grpc code number>, "message": ...}`. GetFile answers
+with the file's raw bytes, streamed, with Content-Length when the URI states it (uncompressed
+CAS blobs; a zstd stream's length is known only once it is read).
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from services.common.errors import ApiError, InvalidArgument, http_status
+from services.common.errors import ApiError, InvalidArgument
 from services.common.rpc import message_class
 from services.gateway import metrics
 from services.gateway.api import ApiServicer, content_length
 from services.gateway.front import Authenticate, CallContext
+from services.gateway.http import error_response
 from services.gateway.openapi import Schema, message_schema
 from services.gen.api.v1 import file_pb2, service_pb2
 
@@ -34,10 +36,7 @@ MAX_BODY = 8 * 1024 * 1024
 PROTOBUF_TYPES = ("application/protobuf", "application/proto", "application/x-protobuf")
 TEXT_TYPE = "application/protobuf-text"
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["ApiService"]
-
-
-def error_response(code: grpc.StatusCode, message: str, status: int | None = None) -> JSONResponse:
-    return JSONResponse({"code": code.value[0], "message": message}, status_code=status or http_status(code))
+HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 class _Codec:
@@ -112,8 +111,14 @@ def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) 
                               "default": {"description": "Error: {code, message}"}},
             })
 
-    @app.api_route("/api/v1/{method}", methods=["POST", "GET"], include_in_schema=False)
-    async def unknown(method: str) -> JSONResponse:
+    names = {method.name for method in SERVICE.methods}
+
+    @app.api_route("/api/v1/{method}", methods=HTTP_METHODS, include_in_schema=False)
+    async def other(request: Request, method: str) -> JSONResponse:
+        """An unknown method, or a known one called with another HTTP method (POST has its own route)."""
+        if method in names:
+            return error_response(grpc.StatusCode.UNIMPLEMENTED, f"{method} takes POST, not {request.method}",
+                                  405, {"allow": "POST"})
         return error_response(grpc.StatusCode.NOT_FOUND, f"method {method!r} not found")
 
     original = app.openapi
@@ -144,7 +149,7 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
             else:
                 response = codec.encode(await impl(message, ctx))
         except _TooLarge:
-            response = error_response(grpc.StatusCode.INVALID_ARGUMENT,
+            response = error_response(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                       f"request body larger than {MAX_BODY} bytes", 413)
         except ApiError as err:
             response = error_response(err.code, err.message)

@@ -124,7 +124,50 @@ def test_errors_map_to_http_statuses(http: Http, server: StackServer) -> None:
     assert status(http("Run", {})) == (501, 12)
     huge = http("GetFile", content=b"{" + b" " * (9 * 1024 * 1024) + b"}",
                 headers={"content-type": "application/json"})
-    assert huge.status_code == 413
+    assert status(huge) == (413, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    nowhere = httpx.post(f"{server.http_url}/no/such/path", json={})
+    assert status(nowhere) == (404, 5) and "/no/such/path" in nowhere.json()["message"]
+
+
+def test_other_http_methods_get_405_with_allow(server: StackServer) -> None:
+    for verb in ("GET", "PUT", "DELETE", "PATCH"):
+        response = httpx.request(verb, f"{server.http_url}/api/v1/GetInvocation",
+                                 headers={"x-buildbuddy-api-key": server.admin_key})
+        assert response.status_code == 405 and response.headers["allow"] == "POST", verb
+        assert response.json()["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    unknown = httpx.get(f"{server.http_url}/api/v1/NoSuchMethod")
+    assert unknown.status_code == 404 and unknown.json()["code"] == 5
+    assert httpx.post(f"{server.http_url}/healthz").status_code == 405
+
+
+def test_both_authorization_header_forms(server: StackServer) -> None:
+    body = {"selector": {"invocation_id": str(uuid.uuid4())}}
+    for scheme in ("Bearer", "bearer", "x-buildbuddy-api-key"):
+        response = httpx.post(f"{server.http_url}/api/v1/GetInvocation", json=body,
+                              headers={"authorization": f"{scheme} {server.admin_key}"})
+        assert response.status_code == 200 and response.json() == {}, scheme
+    wrong = httpx.post(f"{server.http_url}/api/v1/GetInvocation", json=body,
+                       headers={"authorization": f"Bearer {'B' * 20}"})
+    assert wrong.status_code == 401
+    basic = httpx.post(f"{server.http_url}/api/v1/GetInvocation", json=body,
+                       headers={"authorization": f"Basic {server.admin_key}"})
+    assert basic.status_code == 401  # not a scheme that carries an API key
+    stub = api_grpc.ApiServiceStub(grpc.insecure_channel(server.grpc_target))
+    answer = stub.GetInvocation(invocation_pb2.GetInvocationRequest(selector=invocation_pb2.InvocationSelector(
+        invocation_id=str(uuid.uuid4()))), metadata=[("authorization", f"Bearer {server.admin_key}")])
+    assert list(answer.invocation) == []
+
+
+def test_upstream_shaped_bodies_of_unimplemented_methods_get_501(http: Http) -> None:
+    workflow = {"repo_url": "https://github.com/acme/app", "branch": "main", "commit_sha": "a" * 40,
+                "action_names": ["Test"], "visibility": "PUBLIC", "async": True, "env": {"A": "1"},
+                "disable_retry": True}
+    run = {"repo": "https://github.com/acme/app", "branch": "main", "steps": [{"run": "bazel test //..."}],
+           "skip_auto_checkout": True, "wait_until": "STARTED", "patches": ["ZGlmZg=="], "timeout": "15m"}
+    for method, body in (("ExecuteWorkflow", workflow), ("Run", run), ("CreateUserApiKey", {"user_id": "US1"})):
+        response = http(method, body)
+        assert (response.status_code, response.json()["code"]) == (501, 12), (method, response.text)
+    assert http("ExecuteWorkflow", {"clean": True}).status_code == 400  # field 4 is retired upstream
 
 
 def test_get_invocation_accepts_both_spellings_and_answers_proto3_json(http: Http) -> None:
