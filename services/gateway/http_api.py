@@ -4,9 +4,10 @@ The body's Content-Type picks the format (none or application/json: JSON; applic
 application/proto or application/x-protobuf: binary; application/protobuf-text: text format)
 and the answer uses the same one. The key comes from the `x-buildbuddy-api-key` or the
 `authorization` header (services.gateway.front). Other HTTP methods than POST get 405 with
-`Allow: POST`. Errors carry the HTTP status DESIGN.md maps the gRPC code to and a JSON body `{"code": <grpc code number>, "message": ...}`. GetFile answers
-with the file's raw bytes, streamed, with Content-Length when the URI states it (uncompressed
-CAS blobs; a zstd stream's length is known only once it is read).
+`Allow: POST`. Errors carry the HTTP status DESIGN.md maps the gRPC code to and a JSON body
+`{"code": <grpc code number>, "message": ...}`. GetFile answers with the file's raw bytes,
+streamed, with Content-Length when the URI states it (uncompressed CAS blobs; a zstd stream's
+length is known only once it is read).
 """
 
 from __future__ import annotations

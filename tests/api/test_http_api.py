@@ -53,6 +53,11 @@ def test_file_range(client: CacheClient, http: Http) -> None:
     assert http("GetFileRange", {"uri": uri(data), "start": 500, "end": 10}).status_code == 400
     past_the_end = http("GetFileRange", {"uri": uri(data), "start": len(data) - 5, "end": 10**12})
     assert base64.b64decode(past_the_end.json()["data"]) == data[-5:]  # clamped, not refused as too large
+    for empty in ((100, 100), (len(data), len(data))):
+        got = http("GetFileRange", {"uri": uri(data), "start": empty[0], "end": empty[1]})
+        assert got.status_code == 200 and got.json() == {}, empty  # no bytes, not the rest of the blob
+    absent = http("GetFileRange", {"uri": uri(b"never stored"), "start": 3, "end": 3})
+    assert absent.status_code == 404
 
 
 def test_delete_file_cas_and_ac_forms_needs_cache_write_and_is_audited(

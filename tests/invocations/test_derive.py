@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common import invocation_ids
 from services.common.errors import InvalidArgument
 from services.gen.api.v1 import common_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
@@ -123,9 +124,9 @@ def test_ids_and_digests() -> None:
         "aWQ6OnYxOjovL3Rvb2xzL3JlcGxheV9hY3Rpb246cmVwbGF5X2FjdGlvbl9saWI")
     for label in ("//a:b", "@repo//x:y", "//:t"):
         assert ids.decode(ids.encode(label)) == label and ids.decode(label) == label
-    assert ids.invocation_id("A6E92562-5CE4-4ABC-A258-487BAA456155") == "a6e92562-5ce4-4abc-a258-487baa456155"
+    assert invocation_ids.canonical("A6E92562-5CE4-4ABC-A258-487BAA456155") == "a6e92562-5ce4-4abc-a258-487baa456155"
     with pytest.raises(InvalidArgument):
-        ids.invocation_id("not-a-uuid")
+        invocation_ids.canonical("not-a-uuid")
     assert digest_of(f"bytestream://h:1/blobs/{HASH}/12") == (HASH, 12)
     assert digest_of(f"bytestream://<REDACTED>@h/my/instance/blobs/{HASH}/3") == (HASH, 3)
     assert digest_of(f"bytestream://h/compressed-blobs/zstd/{HASH}/5") == (HASH, 5)

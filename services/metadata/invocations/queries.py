@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from services.common import invocation_ids
 from services.common.db import Sessions, reading
 from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, file_pb2, invocation_pb2, target_pb2
@@ -34,7 +35,7 @@ MAX_ARTIFACTS = 10_000  # per invocation, and per page, in GetInvocation with in
 
 def _canonical(invocation_id: str) -> str | None:
     try:
-        return ids.invocation_id(invocation_id)
+        return invocation_ids.canonical(invocation_id)
     except ApiError:
         return None
 
