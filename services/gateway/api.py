@@ -118,17 +118,17 @@ class ApiServicer:
         if parsed.kind is CacheKind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
             raise InvalidArgument("GetFileRange reads uncompressed CAS blobs (.../blobs/<hash>/<size>)")
         size = parsed.resource.digest.size
-        end = min(request.end, size) if request.end > 0 else size  # a range may run past the end
-        if request.start < 0 or request.start > size or end < request.start:
-            raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid for a blob of {size} bytes")
-        if end - request.start > MAX_FILE_RANGE:
-            raise InvalidArgument(f"range of {end - request.start} bytes exceeds the limit of {MAX_FILE_RANGE}")
-        if end == request.start:  # read() takes limit 0 as "to the end": an empty range reads nothing
+        if request.start < 0 or 0 < request.end < request.start:
+            raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid: 0 <= start <= end")
+        start = min(request.start, size)  # a range may run past the blob's end: what is there of it is read
+        end = min(request.end, size) if request.end > 0 else size
+        if end - start > MAX_FILE_RANGE:
+            raise InvalidArgument(f"range of {end - start} bytes exceeds the limit of {MAX_FILE_RANGE}")
+        if end == start:  # read() takes limit 0 as "to the end": an empty range reads nothing
             if await self.blobs.find_missing(scope, [parsed.resource.digest]):
                 raise NotFound(f"blob {parsed.resource.digest} not found")
             return file_pb2.GetFileRangeResponse()
-        chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, request.start,
-                                                  end - request.start)]
+        chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, start, end - start)]
         return file_pb2.GetFileRangeResponse(data=b"".join(chunks))
 
     async def DeleteFile(self, request: file_pb2.DeleteFileRequest, ctx: CallContext) -> file_pb2.DeleteFileResponse:

@@ -30,7 +30,14 @@ from services.gateway import metrics
 from services.gateway.api import ApiServicer, content_length
 from services.gateway.front import Authenticate, CallContext
 from services.gateway.http import error_response
-from services.gateway.openapi import Schema, message_schema
+from services.gateway.openapi import (
+    ERROR_SCHEMA,
+    SECURITY_SCHEMES,
+    Schema,
+    body_required,
+    message_schema,
+    responses,
+)
 from services.gen.api.v1 import file_pb2, service_pb2
 
 MAX_BODY = 8 * 1024 * 1024
@@ -61,7 +68,10 @@ class _Codec:
                 return cls.FromString(body)
             if self.media == TEXT_TYPE:
                 return text_format.Parse(body.decode(), cls())
-            return json_format.Parse(body or b"{}", cls())
+            document = json.loads(body or b"{}")
+            if not isinstance(document, dict):
+                raise InvalidArgument(f"the body must be a JSON object (a {cls.DESCRIPTOR.name})")
+            return json_format.ParseDict(document, cls())
         except (json_format.ParseError, text_format.ParseError, DecodeError, UnicodeDecodeError,
                 json.JSONDecodeError) as err:
             raise InvalidArgument(f"cannot decode the {cls.DESCRIPTOR.name}: {err}") from None
@@ -94,22 +104,23 @@ def _context(request: Request) -> CallContext:
     return CallContext({k.lower(): v for k, v in request.headers.items()})
 
 
+_FORMATS = ("Also takes the same message as binary protobuf (`application/protobuf`) or protobuf text "
+            f"(`{TEXT_TYPE}`), answered in the same format.")
+
+
 def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) -> None:
     """One route per ApiService method, documented with schemas derived from the protos."""
-    components: dict[str, Schema] = {}
+    components: dict[str, Schema] = {"Error": ERROR_SCHEMA}
     for method in SERVICE.methods:
         request_schema = message_schema(method.input_type, components)
-        response_schema = (message_schema(method.output_type, components) if not method.server_streaming
-                           else {"type": "string", "format": "binary"})
-        media = "application/octet-stream" if method.server_streaming else "application/json"
         app.add_api_route(
             f"/api/v1/{method.name}", _endpoint(method, servicer, authenticate), methods=["POST"],
-            name=method.name, summary=method.name, tags=["api.v1"],
+            name=method.name, summary=method.name, tags=["api.v1"], description=_FORMATS,
             openapi_extra={
-                "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema},
-                                                              "application/protobuf": {}, TEXT_TYPE: {}}},
-                "responses": {"200": {"description": "OK", "content": {media: {"schema": response_schema}}},
-                              "default": {"description": "Error: {code, message}"}},
+                "requestBody": {"required": body_required(method.input_type),
+                                "content": {"application/json": {"schema": request_schema}}},
+                "responses": responses(method, components),
+                "security": [{"ApiKeyHeader": []}, {"Bearer": []}],
             })
 
     names = {method.name for method in SERVICE.methods}
@@ -128,6 +139,7 @@ def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) 
         if app.openapi_schema is None:
             schema = original()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            schema["components"]["securitySchemes"] = SECURITY_SCHEMES
             app.openapi_schema = schema
         return app.openapi_schema
     app.openapi = openapi  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable
 
@@ -56,6 +57,8 @@ def test_file_range(client: CacheClient, http: Http) -> None:
     for empty in ((100, 100), (len(data), len(data))):
         got = http("GetFileRange", {"uri": uri(data), "start": empty[0], "end": empty[1]})
         assert got.status_code == 200 and got.json() == {}, empty  # no bytes, not the rest of the blob
+    beyond = http("GetFileRange", {"uri": uri(data), "start": len(data) + 10, "end": len(data) + 20})
+    assert beyond.status_code == 200 and beyond.json() == {}  # what is there of the range: nothing
     absent = http("GetFileRange", {"uri": uri(b"never stored"), "start": 3, "end": 3})
     assert absent.status_code == 404
 
@@ -228,6 +231,34 @@ def test_openapi_document_lists_every_method(server: StackServer) -> None:
         assert f"/api/v1/{method}" in document["paths"], method
     schemas = document["components"]["schemas"]
     invocation = schemas["api.v1.Invocation"]["properties"]
-    assert invocation["durationUsec"]["type"] == "string"
+    assert "string" in invocation["durationUsec"]["type"]  # int64 as a string, as proto3 JSON writes it
     assert "COMPLETE_INVOCATION_STATUS" in invocation["invocationStatus"]["enum"]
-    assert httpx.get(f"{server.http_url}/docs").status_code == 200
+
+
+def test_openapi_states_required_fields_errors_and_the_key(server: StackServer) -> None:
+    document = httpx.get(f"{server.http_url}/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["api.v1.GetTargetRequest"]["required"] == ["selector"]
+    assert schemas["api.v1.TargetSelector"]["required"] == ["invocationId"]
+    assert schemas["api.v1.GetFileRequest"]["required"] == ["uri"]
+    assert [branch["required"] for branch in schemas["api.v1.InvocationSelector"]["anyOf"]] == [
+        ["invocationId"], ["commitSha"]]
+    get_log = document["paths"]["/api/v1/GetLog"]["post"]
+    assert {"400", "401", "403", "404", "413", "500", "503"} <= set(get_log["responses"])
+    assert get_log["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert "501" in document["paths"]["/api/v1/Run"]["post"]["responses"]
+    assert "404" not in document["paths"]["/api/v1/Run"]["post"]["responses"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["ApiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "x-buildbuddy-api-key"}
+    assert schemes["Bearer"]["scheme"] == "bearer"
+    assert {"ApiKeyHeader": []} in get_log["security"]
+
+
+def test_docs_page_loads_its_assets_from_bbapi(server: StackServer) -> None:
+    page = httpx.get(f"{server.http_url}/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets), assets  # nothing from a CDN
+    for asset in assets:
+        assert httpx.get(f"{server.http_url}{asset}").status_code == 200, asset
