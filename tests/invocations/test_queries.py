@@ -111,8 +111,10 @@ async def test_get_invocation_selectors_order_and_paging(maker: Sessions) -> Non
 async def test_get_invocation_includes(maker: Sessions) -> None:
     parent = await load(maker, COMMIT_SHA="c1", RUN_ID="run-1", ROLE="CI")
     child = await load(maker, PARENT_INVOCATION_ID=parent)
-    sibling = await load(maker, RUN_ID="run-1")
+    run_child = await load(maker, RUN_ID="run-2", PARENT_RUN_ID="run-1")
+    await load(maker, RUN_ID="run-1")  # the same run, not a child
     await load(maker, "globex", PARENT_INVOCATION_ID=parent)
+    await load(maker, "globex", PARENT_RUN_ID="run-1")
     [row] = (await queries.get_invocations(maker, "acme", invocations_by(
         parent, include_metadata=True, include_artifacts=True, include_child_invocations=True))).invocation
     assert {(m.key, m.value) for m in row.build_metadata} == {("COMMIT_SHA", "c1"), ("RUN_ID", "run-1"),
@@ -120,7 +122,7 @@ async def test_get_invocation_includes(maker: Sessions) -> None:
     assert [(a.name, a.uri, a.hash, a.size_bytes) for a in row.artifacts] == [
         ("shared.txt", blob_uri("shared.txt"), blob_uri("shared.txt").split("/")[-2], 10),
         ("t0.out", blob_uri("t0.out"), blob_uri("t0.out").split("/")[-2], 6)]
-    assert [c.invocation_id for c in row.child_invocations] == [child, sibling]
+    assert [c.invocation_id for c in row.child_invocations] == [child, run_child]
     assert row.role == "CI"
 
 
