@@ -120,7 +120,7 @@ def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) 
                 "requestBody": {"required": body_required(method.input_type),
                                 "content": {"application/json": {"schema": request_schema}}},
                 "responses": responses(method, components),
-                "security": [{"ApiKeyHeader": []}, {"Bearer": []}],
+                "security": [{scheme: []} for scheme in SECURITY_SCHEMES],  # either one
             })
 
     names = {method.name for method in SERVICE.methods}
