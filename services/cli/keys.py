@@ -20,7 +20,7 @@ from services.metadata.db import migrate
 
 class KeysSettings(EmbeddedDatabase):
     tenant: str = Field("", description="tenant (group) the key belongs to")
-    capability: str = Field("cache-write", description="read, cache-write or admin")
+    capability: str = Field("cache-write", description="read, cas-write, cache-write or admin")
     label: str = Field("", description="a note to tell keys apart")
 
 

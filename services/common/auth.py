@@ -2,7 +2,9 @@
 
 A key is 20 random alphanumeric characters (BuildBuddy's format), stored only as its SHA-256
 (keys are random, so a slow password hash would add nothing). Capabilities are levels:
-read < cache-write < admin; each includes the ones below it.
+read < cas-write < cache-write < admin; each includes the ones below it. cas-write (BuildBuddy's
+CAS-only capability) may upload blobs, which are verified against their digest and so cannot
+poison anything, but not action results, which can.
 """
 
 from __future__ import annotations
@@ -22,22 +24,35 @@ _KEY = re.compile(r"[A-Za-z0-9]{20}")
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 
 
-class Capability(enum.IntEnum):
+class Capability(enum.Enum):
+    """Values are what keys store (CAS_WRITE came last, hence its number); `rank` orders the levels."""
+
     READ = 1
     CACHE_WRITE = 2
     ADMIN = 3
+    CAS_WRITE = 4
 
     @property
     def label(self) -> str:
         return self.name.lower().replace("_", "-")
+
+    @property
+    def rank(self) -> int:
+        return _RANKS.index(self)
+
+    def includes(self, other: Capability) -> bool:
+        return self.rank >= other.rank
 
     @classmethod
     def parse(cls, text: str) -> Capability:
         for capability in cls:
             if capability.label == text.strip().lower():
                 return capability
-        choices = ", ".join(c.label for c in cls)
+        choices = ", ".join(c.label for c in _RANKS)
         raise InvalidArgument(f"unknown capability {text!r}: choose one of {choices}")
+
+
+_RANKS = (Capability.READ, Capability.CAS_WRITE, Capability.CACHE_WRITE, Capability.ADMIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +64,7 @@ class Principal:
     key_id: str
 
     def require(self, needed: Capability) -> None:
-        if self.capability < needed:
+        if not self.capability.includes(needed):
             raise PermissionDenied(f"this API key ({self.key_id}) has the {self.capability.label} capability; "
                                    f"this call needs {needed.label}")
 

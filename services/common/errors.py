@@ -137,6 +137,21 @@ def http_status(code: grpc.StatusCode) -> int:
     return int(_HTTP.get(code, HTTPStatus.INTERNAL_SERVER_ERROR))
 
 
+# The other way, for errors the HTTP layer raises before any handler runs. 405 and 413 have no
+# gRPC code of their own: like grpc-gateway, a method not allowed is UNIMPLEMENTED, and a body
+# over the limit is RESOURCE_EXHAUSTED, the code gRPC gives a message over its size limit.
+_GRPC = {status: code for code, status in _HTTP.items() if code not in (
+    grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED)}
+_GRPC[HTTPStatus.METHOD_NOT_ALLOWED] = grpc.StatusCode.UNIMPLEMENTED
+_GRPC[HTTPStatus.REQUEST_ENTITY_TOO_LARGE] = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def grpc_code(status: int) -> grpc.StatusCode:
+    """The gRPC code an HTTP error status stands for (any other 4xx: INVALID_ARGUMENT, 5xx: INTERNAL)."""
+    fallback = grpc.StatusCode.INVALID_ARGUMENT if 400 <= status < 500 else grpc.StatusCode.INTERNAL
+    return _GRPC.get(status, fallback)
+
+
 def from_rpc_error(err: grpc.RpcError) -> ApiError:
     """An internal call's failure as the error class of its code, with its message."""
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN

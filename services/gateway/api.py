@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from services.blobstore.access import BlobAccess, Kind, Scope
-from services.common import wire
+from services.common import invocation_ids, wire
 from services.common.auth import Capability, Principal
-from services.common.errors import InvalidArgument, Unimplemented, internal
+from services.common.errors import InvalidArgument, NotFound, Unimplemented, internal
 from services.common.resources import Compressor
 from services.common.rpc import Codec
 from services.common.uris import FileUri, parse_file_uri
@@ -42,6 +43,17 @@ def encode_file_chunk(data: bytes) -> bytes:
 
 CODECS = {"GetFile": Codec(response_serializer=encode_file_chunk)}
 
+Selecting = TypeVar("Selecting", invocation_pb2.GetInvocationRequest, target_pb2.GetTargetRequest,
+                    action_pb2.GetActionRequest, log_pb2.GetLogRequest)
+
+
+def canonical_selector(request: Selecting) -> Selecting:
+    """Every method reads an invocation id the same way (any UUID spelling) and answers, echoes and
+    binds page tokens to its canonical form; an id that is no UUID passes through and reads as missing."""
+    if request.selector.invocation_id:
+        request.selector.invocation_id = invocation_ids.normalised(request.selector.invocation_id)
+    return request
+
 
 def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
     parsed = parse_file_uri(uri)
@@ -68,21 +80,22 @@ class ApiServicer:
                             ctx: CallContext) -> invocation_pb2.GetInvocationResponse:
         tenant = ctx.require(Capability.READ).tenant
         return await internal(self.metadata.GetInvocation(
-            metadata_pb2.TenantGetInvocationRequest(tenant=tenant, request=request)))
+            metadata_pb2.TenantGetInvocationRequest(tenant=tenant, request=canonical_selector(request))))
 
     async def GetTarget(self, request: target_pb2.GetTargetRequest, ctx: CallContext) -> target_pb2.GetTargetResponse:
         tenant = ctx.require(Capability.READ).tenant
         return await internal(self.metadata.GetTarget(
-            metadata_pb2.TenantGetTargetRequest(tenant=tenant, request=request)))
+            metadata_pb2.TenantGetTargetRequest(tenant=tenant, request=canonical_selector(request))))
 
     async def GetAction(self, request: action_pb2.GetActionRequest, ctx: CallContext) -> action_pb2.GetActionResponse:
         tenant = ctx.require(Capability.READ).tenant
         return await internal(self.metadata.GetAction(
-            metadata_pb2.TenantGetActionRequest(tenant=tenant, request=request)))
+            metadata_pb2.TenantGetActionRequest(tenant=tenant, request=canonical_selector(request))))
 
     async def GetLog(self, request: log_pb2.GetLogRequest, ctx: CallContext) -> log_pb2.GetLogResponse:
         tenant = ctx.require(Capability.READ).tenant
-        return await internal(self.logs.GetLog(logs_pb2.TenantGetLogRequest(tenant=tenant, request=request)))
+        return await internal(self.logs.GetLog(logs_pb2.TenantGetLogRequest(tenant=tenant,
+                                                                          request=canonical_selector(request))))
 
     # ----- files -------------------------------------------------------------------------------
 
@@ -105,13 +118,17 @@ class ApiServicer:
         if parsed.kind is Kind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
             raise InvalidArgument("GetFileRange reads uncompressed CAS blobs (.../blobs/<hash>/<size>)")
         size = parsed.resource.digest.size
-        end = min(request.end, size) if request.end > 0 else size  # a range may run past the end
-        if request.start < 0 or request.start > size or end < request.start:
-            raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid for a blob of {size} bytes")
-        if end - request.start > MAX_FILE_RANGE:
-            raise InvalidArgument(f"range of {end - request.start} bytes exceeds the limit of {MAX_FILE_RANGE}")
-        chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, request.start,
-                                                  end - request.start)]
+        if request.start < 0 or 0 < request.end < request.start:
+            raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid: 0 <= start <= end")
+        start = min(request.start, size)  # a range may run past the blob's end: what is there of it is read
+        end = min(request.end, size) if request.end > 0 else size
+        if end - start > MAX_FILE_RANGE:
+            raise InvalidArgument(f"range of {end - start} bytes exceeds the limit of {MAX_FILE_RANGE}")
+        if end == start:  # read() takes limit 0 as "to the end": an empty range reads nothing
+            if await self.blobs.find_missing(scope, [parsed.resource.digest]):
+                raise NotFound(f"blob {parsed.resource.digest} not found")
+            return file_pb2.GetFileRangeResponse()
+        chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, start, end - start)]
         return file_pb2.GetFileRangeResponse(data=b"".join(chunks))
 
     async def DeleteFile(self, request: file_pb2.DeleteFileRequest, ctx: CallContext) -> file_pb2.DeleteFileResponse:

@@ -82,7 +82,7 @@ class ByteStreamServicer:
         if first is None:
             raise InvalidArgument("empty write stream")
         resource = parse_write_resource(first.resource_name)
-        scope = scope_for(ctx, Capability.CACHE_WRITE, resource.instance_name)
+        scope = scope_for(ctx, Capability.CAS_WRITE, resource.instance_name)
         if first.write_offset != 0:
             raise InvalidArgument(f"write_offset {first.write_offset}: this server does not resume partial "
                                   "uploads; QueryWriteStatus reports 0, start again from 0")

@@ -54,7 +54,7 @@ class CapabilitiesServicer:
             cache_capabilities=re_pb2.CacheCapabilities(
                 digest_functions=[SHA256],
                 action_cache_update_capabilities=re_pb2.ActionCacheUpdateCapabilities(
-                    update_enabled=principal.capability >= Capability.CACHE_WRITE),
+                    update_enabled=principal.capability.includes(Capability.CACHE_WRITE)),
                 max_batch_total_size_bytes=MAX_BATCH_BYTES,
                 symlink_absolute_path_strategy=re_pb2.SymlinkAbsolutePathStrategy.Value.ALLOWED,
                 supported_compressors=[ZSTD],
@@ -78,7 +78,7 @@ class CasServicer:
 
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
                                ctx: CallContext) -> re_pb2.BatchUpdateBlobsResponse:
-        scope = scope_for(ctx, Capability.CACHE_WRITE, request.instance_name, request.digest_function)
+        scope = scope_for(ctx, Capability.CAS_WRITE, request.instance_name, request.digest_function)
         total = _batch_size(sum(len(r.data) for r in request.requests))
         checked = digests_in(r.digest for r in request.requests)
         items = [BatchItem(d, r.data, compressor_in(r.compressor))

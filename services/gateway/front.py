@@ -3,8 +3,9 @@
 Servicers are plain objects with one `async def` per RPC (as in services.common.rpc) that get
 a `CallContext` instead of grpc's context: the caller's metadata, `:authority` and, once
 `authenticate` ran, the principal. The API key may come from the `x-buildbuddy-api-key`
-header or from userinfo in the target (`grpc://KEY@host`, Bazel 4), which arrives in
-`:authority` (see services.gateway.authority).
+header, from `authorization: Bearer KEY` or `authorization: x-buildbuddy-api-key KEY` (the
+forms BuildBuddy's HTTP API also takes), or from userinfo in the target (`grpc://KEY@host`,
+Bazel 4), which arrives in `:authority` (see services.gateway.authority).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from services.gateway.authority import AuthorityReader
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "x-buildbuddy-api-key"
+AUTHORIZATION_SCHEMES = ("bearer", API_KEY_HEADER)  # `authorization: <scheme> KEY`, scheme case-insensitive
 CALIBRATION_METHOD = "/bbapi.Calibrate/Probe"  # short enough to be stored inline by grpc
 CALIBRATION_AUTHORITY = "calibration@bbapi.invalid"
 
@@ -41,10 +43,13 @@ class CallContext:
     principal: Principal | None = None
 
     def api_key(self) -> str | None:
-        """The key from the x-buildbuddy-api-key header, else from userinfo in the authority."""
+        """The key from the x-buildbuddy-api-key header, else the authorization header, else userinfo."""
         key = self.metadata.get(API_KEY_HEADER, "").strip()
         if key:
             return key
+        scheme, _, credentials = self.metadata.get("authorization", "").strip().partition(" ")
+        if scheme.lower() in AUTHORIZATION_SCHEMES and credentials.strip():
+            return credentials.strip()
         userinfo, at, _host = self.authority.rpartition("@")
         if at and userinfo:
             return userinfo.split(":", 1)[0].strip() or None
@@ -52,8 +57,8 @@ class CallContext:
 
     def require(self, capability: Capability) -> Principal:
         if self.principal is None:
-            raise Unauthenticated("missing API key: send the x-buildbuddy-api-key header "
-                                  "(Bazel: --remote_header=x-buildbuddy-api-key=KEY)")
+            raise Unauthenticated("missing API key: send the x-buildbuddy-api-key header or "
+                                  "`authorization: Bearer KEY` (Bazel: --remote_header=x-buildbuddy-api-key=KEY)")
         self.principal.require(capability)
         return self.principal
 
@@ -124,8 +129,9 @@ class Front:
 
     def _context(self, context: Context) -> CallContext:
         metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        if metadata.get(API_KEY_HEADER, "").strip():
-            return CallContext(metadata)
+        ctx = CallContext(metadata)
+        if ctx.api_key():
+            return ctx
         return CallContext(metadata, self.authority.read(context))
 
     def _unary_unary(self, impl: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:

@@ -2,10 +2,12 @@
 
 The body's Content-Type picks the format (none or application/json: JSON; application/protobuf,
 application/proto or application/x-protobuf: binary; application/protobuf-text: text format)
-and the answer uses the same one. The key
-comes from the `x-buildbuddy-api-key` header. Errors carry the HTTP status DESIGN.md maps the
-gRPC code to and a JSON body `{"code": <grpc code number>, "message": ...}`. GetFile answers
-with the file's raw bytes, streamed, with Content-Length when the size is known.
+and the answer uses the same one. The key comes from the `x-buildbuddy-api-key` or the
+`authorization` header (services.gateway.front). Other HTTP methods than POST get 405 with
+`Allow: POST`. Errors carry the HTTP status DESIGN.md maps the gRPC code to and a JSON body
+`{"code": <grpc code number>, "message": ...}`. GetFile answers with the file's raw bytes,
+streamed, with Content-Length when the URI states it (uncompressed CAS blobs; a zstd stream's
+length is known only once it is read).
 """
 
 from __future__ import annotations
@@ -22,22 +24,27 @@ from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from services.common.errors import ApiError, InvalidArgument, http_status
+from services.common.errors import ApiError, InvalidArgument
 from services.common.rpc import message_class
 from services.gateway import metrics
 from services.gateway.api import ApiServicer, content_length
 from services.gateway.front import Authenticate, CallContext
-from services.gateway.openapi import Schema, message_schema
+from services.gateway.http import error_response
+from services.gateway.openapi import (
+    ERROR_SCHEMA,
+    SECURITY_SCHEMES,
+    Schema,
+    body_required,
+    message_schema,
+    responses,
+)
 from services.gen.api.v1 import file_pb2, service_pb2
 
 MAX_BODY = 8 * 1024 * 1024
 PROTOBUF_TYPES = ("application/protobuf", "application/proto", "application/x-protobuf")
 TEXT_TYPE = "application/protobuf-text"
 SERVICE = service_pb2.DESCRIPTOR.services_by_name["ApiService"]
-
-
-def error_response(code: grpc.StatusCode, message: str, status: int | None = None) -> JSONResponse:
-    return JSONResponse({"code": code.value[0], "message": message}, status_code=status or http_status(code))
+HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 
 class _Codec:
@@ -61,7 +68,10 @@ class _Codec:
                 return cls.FromString(body)
             if self.media == TEXT_TYPE:
                 return text_format.Parse(body.decode(), cls())
-            return json_format.Parse(body or b"{}", cls())
+            document = json.loads(body or b"{}")
+            if not isinstance(document, dict):
+                raise InvalidArgument(f"the body must be a JSON object (a {cls.DESCRIPTOR.name})")
+            return json_format.ParseDict(document, cls())
         except (json_format.ParseError, text_format.ParseError, DecodeError, UnicodeDecodeError,
                 json.JSONDecodeError) as err:
             raise InvalidArgument(f"cannot decode the {cls.DESCRIPTOR.name}: {err}") from None
@@ -94,26 +104,33 @@ def _context(request: Request) -> CallContext:
     return CallContext({k.lower(): v for k, v in request.headers.items()})
 
 
+_FORMATS = ("Also takes the same message as binary protobuf (`application/protobuf`) or protobuf text "
+            f"(`{TEXT_TYPE}`), answered in the same format.")
+
+
 def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) -> None:
     """One route per ApiService method, documented with schemas derived from the protos."""
-    components: dict[str, Schema] = {}
+    components: dict[str, Schema] = {"Error": ERROR_SCHEMA}
     for method in SERVICE.methods:
         request_schema = message_schema(method.input_type, components)
-        response_schema = (message_schema(method.output_type, components) if not method.server_streaming
-                           else {"type": "string", "format": "binary"})
-        media = "application/octet-stream" if method.server_streaming else "application/json"
         app.add_api_route(
             f"/api/v1/{method.name}", _endpoint(method, servicer, authenticate), methods=["POST"],
-            name=method.name, summary=method.name, tags=["api.v1"],
+            name=method.name, summary=method.name, tags=["api.v1"], description=_FORMATS,
             openapi_extra={
-                "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema},
-                                                              "application/protobuf": {}, TEXT_TYPE: {}}},
-                "responses": {"200": {"description": "OK", "content": {media: {"schema": response_schema}}},
-                              "default": {"description": "Error: {code, message}"}},
+                "requestBody": {"required": body_required(method.input_type),
+                                "content": {"application/json": {"schema": request_schema}}},
+                "responses": responses(method, components),
+                "security": [{scheme: []} for scheme in SECURITY_SCHEMES],  # either one
             })
 
-    @app.api_route("/api/v1/{method}", methods=["POST", "GET"], include_in_schema=False)
-    async def unknown(method: str) -> JSONResponse:
+    names = {method.name for method in SERVICE.methods}
+
+    @app.api_route("/api/v1/{method}", methods=HTTP_METHODS, include_in_schema=False)
+    async def other(request: Request, method: str) -> JSONResponse:
+        """An unknown method, or a known one called with another HTTP method (POST has its own route)."""
+        if method in names:
+            return error_response(grpc.StatusCode.UNIMPLEMENTED, f"{method} takes POST, not {request.method}",
+                                  405, {"allow": "POST"})
         return error_response(grpc.StatusCode.NOT_FOUND, f"method {method!r} not found")
 
     original = app.openapi
@@ -122,6 +139,7 @@ def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) 
         if app.openapi_schema is None:
             schema = original()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(components)
+            schema["components"]["securitySchemes"] = SECURITY_SCHEMES
             app.openapi_schema = schema
         return app.openapi_schema
     app.openapi = openapi  # type: ignore[method-assign]
@@ -144,7 +162,7 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
             else:
                 response = codec.encode(await impl(message, ctx))
         except _TooLarge:
-            response = error_response(grpc.StatusCode.INVALID_ARGUMENT,
+            response = error_response(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                       f"request body larger than {MAX_BODY} bytes", 413)
         except ApiError as err:
             response = error_response(err.code, err.message)

@@ -1,28 +1,66 @@
 """JSON Schemas for proto messages, following the proto3 JSON mapping, for the OpenAPI document.
 
 The HTTP API speaks proto3 JSON (lowerCamelCase names, 64-bit integers as strings, enums by
-name), so its schema is derived from the descriptors rather than written twice.
+name), so its schema is derived from the descriptors rather than written twice. What protos
+cannot say is added here: which fields a request needs (proto3 has no required fields; an empty
+string is an absent one), the shape of file URIs, and that page tokens only come from answers
+(format `page-token`: a client cannot make one up).
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
+
+from services.gateway.front import API_KEY_HEADER
 
 Schema = dict[str, Any]
 
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"  # what protobuf's Timestamp can hold
 _WELL_KNOWN: dict[str, Schema] = {
-    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
-    "google.protobuf.Duration": {"type": "string", "example": "1.5s"},
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time", "pattern": (
+        f"^{_YEAR}-[0-9]{{2}}-[0-9]{{2}}T[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(\\.[0-9]{{1,9}})?(Z|[+-][0-9]{{2}}:[0-9]{{2}})$")},
+    "google.protobuf.Duration": {"type": "string", "pattern": "^-?[0-9]{1,11}(\\.[0-9]{1,9})?s$", "example": "1.5s"},
     "google.protobuf.Any": {"type": "object"},
     "google.protobuf.Empty": {"type": "object"},
     "google.protobuf.Struct": {"type": "object"},
 }
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
           FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+_INT64_BOUND = 10**18 - 1
 _INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_SINT32,
           FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_SFIXED32}
+
+
+_NON_EMPTY: Schema = {"minLength": 1}
+_INSTANCE = r"([A-Za-z0-9_~@+=,:-][A-Za-z0-9._~@+=,:-]{0,62}/){0,3}"
+_HOST = r"(bytestream://[A-Za-z0-9.-]+(:[0-9]{1,5})?/)?"
+_EMPTY_BLOB = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0"
+_HASH_SIZE = rf"([0-9a-f]{{64}}/[1-9][0-9]{{0,14}}|{_EMPTY_BLOB})$"
+_FILE_URI = {"pattern": f"^{_HOST}{_INSTANCE}(blobs|compressed-blobs/zstd)/(ac/)?{_HASH_SIZE}",
+             "description": "bytestream://host/[instance/]blobs/<sha256>/<size>; compressed-blobs/zstd/ for a zstd "
+                            "stream; blobs/ac/ for an action result (the host is not dialled)"}
+_RANGE_URI = {"pattern": f"^{_HOST}{_INSTANCE}blobs/{_HASH_SIZE}",
+              "description": "bytestream://host/[instance/]blobs/<sha256>/<size> (an uncompressed CAS blob)"}
+_OFFSET = {"pattern": "^[0-9]{1,18}$", "minimum": 0, "description": "byte offset; end 0 means the blob's end"}
+# per message: the fields a request needs, and what a field's schema adds to the proto's
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    **{f"api.v1.{m}Request": ("selector",) for m in ("GetInvocation", "GetLog", "GetTarget", "GetAction")},
+    **{f"api.v1.{m}Selector": ("invocationId",) for m in ("Log", "Target", "Action")},
+    **{f"api.v1.{m}Request": ("uri",) for m in ("GetFile", "GetFileRange", "DeleteFile")},
+}
+_FIELDS: dict[tuple[str, str], Schema] = {
+    **{(f"api.v1.{m}Selector", "invocationId"): _NON_EMPTY for m in ("Log", "Target", "Action")},
+    ("api.v1.GetFileRequest", "uri"): _FILE_URI,
+    ("api.v1.DeleteFileRequest", "uri"): _FILE_URI,
+    ("api.v1.GetFileRangeRequest", "uri"): _RANGE_URI,
+    **{("api.v1.GetFileRangeRequest", bound): _OFFSET for bound in ("start", "end")},
+}
+_ONE_OF_REQUIRED = {"api.v1.InvocationSelector": ("invocationId", "commitSha")}
+PAGE_TOKEN: Schema = {"type": "string", "format": "page-token",
+                      "description": "next_page_token of the previous answer; empty (or absent) for the first page"}
 
 
 def ref(descriptor: Descriptor) -> Schema:
@@ -37,10 +75,13 @@ def _scalar(field: FieldDescriptor, components: dict[str, Schema]) -> Schema:
     if kind == FieldDescriptor.TYPE_ENUM:
         assert field.enum_type is not None
         return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
-    if kind in _INT64:
-        return {"type": "string", "pattern": "^-?[0-9]+$", "description": "64-bit integer as a string"}
+    if kind in _INT64:  # any value of 18 digits fits; a JSON number is read too
+        return {"type": ["string", "integer"], "pattern": "^-?[0-9]{1,18}$", "minimum": -_INT64_BOUND,
+                "maximum": _INT64_BOUND, "description": "64-bit integer, as a string"}
     if kind in _INT32:
-        return {"type": "integer"}
+        unsigned = kind in (FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32)
+        low, high = (0, 2**32 - 1) if unsigned else (-(2**31), 2**31 - 1)
+        return {"type": "integer", "minimum": low, "maximum": high}
     if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return {"type": "number"}
     if kind == FieldDescriptor.TYPE_BOOL:
@@ -67,9 +108,65 @@ def message_schema(descriptor: Descriptor, components: dict[str, Schema]) -> Sch
                 schema: Schema = {"type": "object", "additionalProperties": _scalar(value, components)}
             elif field.is_repeated:
                 schema = {"type": "array", "items": _scalar(field, components)}
+            elif field.name == "page_token":
+                schema = PAGE_TOKEN
             else:
                 schema = _scalar(field, components)
-            properties[field.json_name] = schema
-        components[descriptor.full_name] = {"type": "object", "properties": properties,
-                                            "additionalProperties": False}
+            schema = {**schema, **_FIELDS.get((descriptor.full_name, field.json_name), {})}
+            required = field.json_name in _REQUIRED.get(descriptor.full_name, ())
+            properties[field.json_name] = schema if required else _nullable(schema)
+        components[descriptor.full_name] = _object(descriptor.full_name, properties)
     return ref(descriptor)
+
+
+def _nullable(schema: Schema) -> Schema:
+    """proto3 JSON reads null as a field's default, so an optional field may be null."""
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kind = schema.get("type")
+    out = {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]} if kind else dict(schema)
+    if "enum" in out:
+        out["enum"] = [*out["enum"], None]
+    return out
+
+
+def body_required(descriptor: Descriptor) -> bool:
+    """Whether a request needs a body: an empty one is an empty message, fine unless a field is required."""
+    return descriptor.full_name in _REQUIRED
+
+
+def _object(name: str, properties: Schema) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if name in _REQUIRED:
+        schema["required"] = list(_REQUIRED[name])
+    if name in _ONE_OF_REQUIRED:
+        schema["anyOf"] = [{"required": [field], "properties": {field: {"type": "string", **_NON_EMPTY}}}
+                           for field in _ONE_OF_REQUIRED[name]]
+    return schema
+
+
+# The errors each method answers beyond those of every call (400, 401, 413, 500, 503).
+_ERRORS: dict[str, tuple[int, ...]] = {
+    "GetInvocation": (403,), "GetLog": (403, 404), "GetTarget": (403, 404), "GetAction": (403, 404),
+    "GetFile": (403, 404), "GetFileRange": (403, 404), "DeleteFile": (403,), "GetAuditLog": (403,),
+    "ExecuteWorkflow": (501,), "Run": (501,), "CreateUserApiKey": (501,),
+}
+_EVERY_CALL = (400, 401, 413, 500, 503)
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+ERROR_SCHEMA: Schema = {"type": "object", "required": ["code", "message"], "additionalProperties": False,
+                        "properties": {"code": {"type": "integer", "description": "gRPC status code number"},
+                                       "message": {"type": "string"}}}
+SECURITY_SCHEMES = {"ApiKeyHeader": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
+                    "Bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY"}}
+
+
+def responses(method: MethodDescriptor, components: dict[str, Schema]) -> dict[str, Any]:
+    """The method's answer and every error status it can give, each with the `{code, message}` body."""
+    if method.server_streaming:
+        ok: Schema = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    else:
+        ok = {"application/json": {"schema": message_schema(method.output_type, components)}}
+    errors = {str(status): {"description": HTTPStatus(status).phrase,
+                            "content": {"application/json": {"schema": _ERROR_REF}}}
+              for status in sorted({*_EVERY_CALL, *_ERRORS.get(method.name, ())})}
+    return {"200": {"description": "OK", "content": ok}, **errors}

@@ -1,14 +1,17 @@
 """Build logs: append console text in event order, seal ~2 MB chunks, page them out head first.
 
-Page tokens name a byte position, (chunk, offset): the first page is chunk 0; a sealed chunk's
-page returns the rest of that chunk and points at the next; the live tail's page returns what
-is there and points just past it, so a client following a running build polls with the token
-it got and never receives text twice. BuildBuddy's 4-hex chunk ids ("0000") are accepted too.
+Page tokens name a byte position, (chunk, offset), and the invocation they belong to: the first
+page is chunk 0; a sealed chunk's page returns the rest of that chunk and points at the next;
+the live tail's page returns what is there and points just past it, so a client following a
+running build polls with the token it got and never receives text twice. A token of another
+invocation, or one naming a position this log does not have, is INVALID_ARGUMENT, as the other
+methods' tokens are. BuildBuddy's 4-hex chunk ids ("0000") are accepted too.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import re
 from collections.abc import Sequence
@@ -131,43 +134,53 @@ class LogStore:
         invocation_id = request.selector.invocation_id
         if not invocation_id:
             raise InvalidArgument("selector.invocation_id is required")
-        chunk, offset = decode_token(request.page_token)
+        chunk, offset = decode_token(request.page_token, invocation_id)
         async with reading(self.sessions) as session:
             stream = await session.get(LogStream, (tenant, invocation_id))
             if stream is None:
                 raise NotFound(f"no log for invocation {invocation_id}")
             if chunk < stream.sealed_chunks:
                 row = await session.get(LogChunk, (tenant, invocation_id, chunk))
-                data = row.data[offset:] if row is not None else b""
+                text = row.data if row is not None else b""
                 more = chunk + 1 < stream.sealed_chunks or not stream.finished
-                token = encode_token(chunk + 1, 0) if more else ""
-            elif stream.finished:
-                data, token = b"", ""
-            else:
+                token = encode_token(invocation_id, chunk + 1, 0) if more else ""
+            elif chunk == stream.sealed_chunks and not stream.finished:
                 parts = await session.scalars(select(LogPart.data).where(
                     LogPart.tenant == tenant, LogPart.invocation_id == invocation_id).order_by(LogPart.sequence))
-                tail = b"".join(parts) if chunk == stream.sealed_chunks else b""
-                data = tail[offset:]
-                token = encode_token(chunk, offset + len(data))
+                text = b"".join(parts)
+                token = encode_token(invocation_id, chunk, len(text))
+            else:
+                text, token = b"", ""
+            if chunk > stream.sealed_chunks or offset > len(text):
+                raise InvalidArgument(f"page_token names a position past the end of the log of {invocation_id}")
+            data = text[offset:]
         return log_pb2.GetLogResponse(
             log=log_pb2.Log(id=log_pb2.Log.Id(invocation_id=invocation_id),
                             contents=data.decode("utf-8", "replace")),
             next_page_token=token)
 
 
-def encode_token(chunk: int, offset: int) -> str:
-    return base64.urlsafe_b64encode(f"log:{chunk}:{offset}".encode()).decode().rstrip("=")
+def _owner(invocation_id: str) -> str:
+    return hashlib.sha256(invocation_id.encode()).hexdigest()[:12]
 
 
-def decode_token(token: str) -> tuple[int, int]:
+def encode_token(invocation_id: str, chunk: int, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"log:{_owner(invocation_id)}:{chunk}:{offset}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, invocation_id: str) -> tuple[int, int]:
+    """(chunk, offset) of a token of this invocation's log; whether the log has that position is
+    for the caller, which knows the log."""
     if not token:
         return 0, 0
     if _HEX_TOKEN.fullmatch(token):
         return int(token, 16), 0
     try:
-        kind, chunk, offset = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
-        if kind == "log" and chunk.isdigit() and offset.isdigit():
-            return int(chunk), int(offset)
+        kind, owner, chunk, offset = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
     except (ValueError, UnicodeDecodeError):
-        pass
-    raise InvalidArgument(f"invalid page_token {token!r}")
+        raise InvalidArgument(f"invalid page_token {token!r}") from None
+    if kind != "log" or not chunk.isdigit() or not offset.isdigit():
+        raise InvalidArgument(f"invalid page_token {token!r}")
+    if owner != _owner(invocation_id):
+        raise InvalidArgument("page_token belongs to another invocation's log")
+    return int(chunk), int(offset)

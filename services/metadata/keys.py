@@ -35,7 +35,7 @@ async def create_key(sessions: Sessions, tenant: str, capability: Capability, la
     """A new key (or the given one, for bootstrapping); the plain key is returned only here."""
     check_tenant(tenant)
     key = check_key_format(key) if key is not None else new_key()
-    row = ApiKey(id="AK" + secrets.token_hex(8), key_hash=hash_key(key), tenant=tenant, capability=int(capability),
+    row = ApiKey(id="AK" + secrets.token_hex(8), key_hash=hash_key(key), tenant=tenant, capability=capability.value,
                  label=label, hint=redact(key), created_at=datetime.now(UTC), revoked_at=None)
     async with sessions.begin() as session:
         if await session.scalar(select(ApiKey.id).where(ApiKey.key_hash == row.key_hash)):

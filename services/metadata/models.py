@@ -69,7 +69,7 @@ class Invocation(Base):
         Index("ix_invocations_newest", "tenant", "created_at_usec", "id"),
         Index("ix_invocations_commit", "tenant", "commit_sha", "created_at_usec", "id"),
         Index("ix_invocations_parent", "tenant", "parent_invocation_id"),
-        Index("ix_invocations_run", "tenant", "run_id"),
+        Index("ix_invocations_parent_run", "tenant", "parent_run_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -96,6 +96,7 @@ class Invocation(Base):
     commit_sha: Mapped[str] = mapped_column(String(INDEXED))
     parent_invocation_id: Mapped[str] = mapped_column(String(INDEXED))
     run_id: Mapped[str] = mapped_column(String(INDEXED))
+    parent_run_id: Mapped[str] = mapped_column(String(INDEXED))
     started_at_usec: Mapped[int] = mapped_column(BigInteger)
     duration_usec: Mapped[int] = mapped_column(BigInteger)
     action_count: Mapped[int] = mapped_column(BigInteger)

@@ -29,7 +29,7 @@ class MetadataServicer:
         if principal is None:
             return metadata_pb2.ResolveApiKeyResponse(found=False)
         return metadata_pb2.ResolveApiKeyResponse(found=True, tenant=principal.tenant,
-                                                  capability=int(principal.capability), key_id=principal.key_id)
+                                                  capability=principal.capability.value, key_id=principal.key_id)
 
     async def Ingest(self, requests: AsyncIterator[metadata_pb2.IngestRequest],
                      context: Any) -> AsyncIterator[metadata_pb2.IngestResponse]:

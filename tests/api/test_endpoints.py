@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.common.auth import Capability
+from services.logs.store import encode_token
 from tests.invocations.support import FIXTURES
 from tests.support.bes import Publisher, read_bep
 from tests.support.clients import CacheClient, digest
@@ -80,3 +81,26 @@ def test_bbapi_api_cli(server: StackServer, invocation_id: str, client: CacheCli
     failed = cli("GetTarget", "--json", "{}")
     assert failed.returncode == 1 and "HTTP 400" in failed.stderr
     assert cli("GetLog", "--json", "{not json").returncode == 2
+
+
+def test_every_method_reads_any_uuid_spelling_and_echoes_the_canonical_one(http: Http, invocation_id: str) -> None:
+    hex_form = invocation_id.replace("-", "")
+    for spelling in (invocation_id.upper(), hex_form, "{" + invocation_id + "}", f"urn:uuid:{hex_form.upper()}"):
+        selector = {"selector": {"invocation_id": spelling}}
+        [invocation] = http("GetInvocation", selector).json()["invocation"]
+        assert invocation["id"]["invocationId"] == invocation_id, spelling
+        targets = http("GetTarget", selector).json()["target"]
+        assert targets and {t["id"]["invocationId"] for t in targets} == {invocation_id}, spelling
+        actions = http("GetAction", selector).json()["action"]
+        assert actions and {a["id"]["invocationId"] for a in actions} == {invocation_id}, spelling
+        log = http("GetLog", selector)
+        assert log.status_code == 200 and log.json()["log"]["id"]["invocationId"] == invocation_id, spelling
+    assert http("GetLog", {"selector": {"invocation_id": "not-a-uuid"}}).status_code == 404
+
+
+def test_get_log_tokens_are_bound_to_invocation_and_position(http: Http, invocation_id: str) -> None:
+    selector = {"invocation_id": invocation_id}
+    assert http("GetLog", {"selector": selector, "page_token": encode_token(invocation_id, 0, 0)}).status_code == 200
+    for crafted in (encode_token(str(uuid.uuid4()), 0, 0), encode_token(invocation_id, 7, 0), "0009"):
+        answer = http("GetLog", {"selector": selector, "page_token": crafted})
+        assert (answer.status_code, answer.json()["code"]) == (400, 3), crafted

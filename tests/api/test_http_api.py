@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable
 
@@ -53,6 +54,13 @@ def test_file_range(client: CacheClient, http: Http) -> None:
     assert http("GetFileRange", {"uri": uri(data), "start": 500, "end": 10}).status_code == 400
     past_the_end = http("GetFileRange", {"uri": uri(data), "start": len(data) - 5, "end": 10**12})
     assert base64.b64decode(past_the_end.json()["data"]) == data[-5:]  # clamped, not refused as too large
+    for empty in ((100, 100), (len(data), len(data))):
+        got = http("GetFileRange", {"uri": uri(data), "start": empty[0], "end": empty[1]})
+        assert got.status_code == 200 and got.json() == {}, empty  # no bytes, not the rest of the blob
+    beyond = http("GetFileRange", {"uri": uri(data), "start": len(data) + 10, "end": len(data) + 20})
+    assert beyond.status_code == 200 and beyond.json() == {}  # what is there of the range: nothing
+    absent = http("GetFileRange", {"uri": uri(b"never stored"), "start": 3, "end": 3})
+    assert absent.status_code == 404
 
 
 def test_delete_file_cas_and_ac_forms_needs_cache_write_and_is_audited(
@@ -124,7 +132,50 @@ def test_errors_map_to_http_statuses(http: Http, server: StackServer) -> None:
     assert status(http("Run", {})) == (501, 12)
     huge = http("GetFile", content=b"{" + b" " * (9 * 1024 * 1024) + b"}",
                 headers={"content-type": "application/json"})
-    assert huge.status_code == 413
+    assert status(huge) == (413, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
+    nowhere = httpx.post(f"{server.http_url}/no/such/path", json={})
+    assert status(nowhere) == (404, 5) and "/no/such/path" in nowhere.json()["message"]
+
+
+def test_other_http_methods_get_405_with_allow(server: StackServer) -> None:
+    for verb in ("GET", "PUT", "DELETE", "PATCH"):
+        response = httpx.request(verb, f"{server.http_url}/api/v1/GetInvocation",
+                                 headers={"x-buildbuddy-api-key": server.admin_key})
+        assert response.status_code == 405 and response.headers["allow"] == "POST", verb
+        assert response.json()["code"] == grpc.StatusCode.UNIMPLEMENTED.value[0]
+    unknown = httpx.get(f"{server.http_url}/api/v1/NoSuchMethod")
+    assert unknown.status_code == 404 and unknown.json()["code"] == 5
+    assert httpx.post(f"{server.http_url}/healthz").status_code == 405
+
+
+def test_both_authorization_header_forms(server: StackServer) -> None:
+    body = {"selector": {"invocation_id": str(uuid.uuid4())}}
+    for scheme in ("Bearer", "bearer", "x-buildbuddy-api-key"):
+        response = httpx.post(f"{server.http_url}/api/v1/GetInvocation", json=body,
+                              headers={"authorization": f"{scheme} {server.admin_key}"})
+        assert response.status_code == 200 and response.json() == {}, scheme
+    wrong = httpx.post(f"{server.http_url}/api/v1/GetInvocation", json=body,
+                       headers={"authorization": f"Bearer {'B' * 20}"})
+    assert wrong.status_code == 401
+    basic = httpx.post(f"{server.http_url}/api/v1/GetInvocation", json=body,
+                       headers={"authorization": f"Basic {server.admin_key}"})
+    assert basic.status_code == 401  # not a scheme that carries an API key
+    stub = api_grpc.ApiServiceStub(grpc.insecure_channel(server.grpc_target))
+    answer = stub.GetInvocation(invocation_pb2.GetInvocationRequest(selector=invocation_pb2.InvocationSelector(
+        invocation_id=str(uuid.uuid4()))), metadata=[("authorization", f"Bearer {server.admin_key}")])
+    assert list(answer.invocation) == []
+
+
+def test_upstream_shaped_bodies_of_unimplemented_methods_get_501(http: Http) -> None:
+    workflow = {"repo_url": "https://github.com/acme/app", "branch": "main", "commit_sha": "a" * 40,
+                "action_names": ["Test"], "visibility": "PUBLIC", "async": True, "env": {"A": "1"},
+                "disable_retry": True}
+    run = {"repo": "https://github.com/acme/app", "branch": "main", "steps": [{"run": "bazel test //..."}],
+           "skip_auto_checkout": True, "wait_until": "STARTED", "patches": ["ZGlmZg=="], "timeout": "15m"}
+    for method, body in (("ExecuteWorkflow", workflow), ("Run", run), ("CreateUserApiKey", {"user_id": "US1"})):
+        response = http(method, body)
+        assert (response.status_code, response.json()["code"]) == (501, 12), (method, response.text)
+    assert http("ExecuteWorkflow", {"clean": True}).status_code == 400  # field 4 is retired upstream
 
 
 def test_get_invocation_accepts_both_spellings_and_answers_proto3_json(http: Http) -> None:
@@ -180,6 +231,34 @@ def test_openapi_document_lists_every_method(server: StackServer) -> None:
         assert f"/api/v1/{method}" in document["paths"], method
     schemas = document["components"]["schemas"]
     invocation = schemas["api.v1.Invocation"]["properties"]
-    assert invocation["durationUsec"]["type"] == "string"
+    assert "string" in invocation["durationUsec"]["type"]  # int64 as a string, as proto3 JSON writes it
     assert "COMPLETE_INVOCATION_STATUS" in invocation["invocationStatus"]["enum"]
-    assert httpx.get(f"{server.http_url}/docs").status_code == 200
+
+
+def test_openapi_states_required_fields_errors_and_the_key(server: StackServer) -> None:
+    document = httpx.get(f"{server.http_url}/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    assert schemas["api.v1.GetTargetRequest"]["required"] == ["selector"]
+    assert schemas["api.v1.TargetSelector"]["required"] == ["invocationId"]
+    assert schemas["api.v1.GetFileRequest"]["required"] == ["uri"]
+    assert [branch["required"] for branch in schemas["api.v1.InvocationSelector"]["anyOf"]] == [
+        ["invocationId"], ["commitSha"]]
+    get_log = document["paths"]["/api/v1/GetLog"]["post"]
+    assert {"400", "401", "403", "404", "413", "500", "503"} <= set(get_log["responses"])
+    assert get_log["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}
+    assert "501" in document["paths"]["/api/v1/Run"]["post"]["responses"]
+    assert "404" not in document["paths"]["/api/v1/Run"]["post"]["responses"]
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["ApiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "x-buildbuddy-api-key"}
+    assert schemes["Bearer"]["scheme"] == "bearer"
+    assert {"ApiKeyHeader": []} in get_log["security"]
+
+
+def test_docs_page_loads_its_assets_from_bbapi(server: StackServer) -> None:
+    page = httpx.get(f"{server.http_url}/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets), assets  # nothing from a CDN
+    for asset in assets:
+        assert httpx.get(f"{server.http_url}{asset}").status_code == 200, asset

@@ -83,7 +83,7 @@ def test_a_whole_build_is_acknowledged_in_order_and_recorded(server: StackServer
     assert acked == list(range(1, len(events) + 2))
     stored = invocation(server, server.admin_key, invocation_id)
     assert stored is not None
-    assert stored.invocation_status == invocation_pb2.InvocationStatus.COMPLETE_INVOCATION_STATUS
+    assert stored.invocationStatus == invocation_pb2.InvocationStatus.COMPLETE_INVOCATION_STATUS
     assert stored.command == "test" and stored.bazel_exit_code == "TESTS_FAILED"
     assert log_text(server.grpc_target, server.admin_key, invocation_id) == expected_log(events)
     stub, md = api(server.grpc_target, server.admin_key)
@@ -135,13 +135,13 @@ def test_a_broken_stream_is_disconnected_and_a_retry_completes_it_exactly_once(
     assert acked[:5] == [1, 2, 3, 4, 5]
     stored = invocation(server, server.admin_key, invocation_id)
     assert stored is not None  # queryable while (and after) streaming
-    assert stored.invocation_status in (invocation_pb2.InvocationStatus.DISCONNECTED_INVOCATION_STATUS,
+    assert stored.invocationStatus in (invocation_pb2.InvocationStatus.DISCONNECTED_INVOCATION_STATUS,
                                         invocation_pb2.InvocationStatus.PARTIAL_INVOCATION_STATUS)
     resumed = publisher.publish(invocation_id, events, start=len(acked) + 1)
     assert resumed == list(range(len(acked) + 1, len(events) + 2))
     stored = invocation(server, server.admin_key, invocation_id)
     assert stored is not None
-    assert stored.invocation_status == invocation_pb2.InvocationStatus.COMPLETE_INVOCATION_STATUS
+    assert stored.invocationStatus == invocation_pb2.InvocationStatus.COMPLETE_INVOCATION_STATUS
     assert log_text(server.grpc_target, server.admin_key, invocation_id) == expected_log(events)
     # Bazel re-sending events whose acks were lost is harmless; new events after completion are not
     assert publisher.publish(invocation_id, events, start=3)[-1] == len(events) + 1

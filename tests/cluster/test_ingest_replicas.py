@@ -75,7 +75,7 @@ def test_concurrent_builds_with_broken_streams_are_stored_exactly_once(cluster: 
     for build in builds:
         found = stub.GetInvocation(invocation_pb2.GetInvocationRequest(
             selector=invocation_pb2.InvocationSelector(invocation_id=build)), metadata=md).invocation
-        assert [i.invocation_status for i in found] == [invocation_pb2.InvocationStatus.COMPLETE_INVOCATION_STATUS]
+        assert [i.invocationStatus for i in found] == [invocation_pb2.InvocationStatus.COMPLETE_INVOCATION_STATUS]
         targets = stub.GetTarget(target_pb2.GetTargetRequest(
             selector=target_pb2.TargetSelector(invocation_id=build)), metadata=md).target
         assert sorted(t.label for t in targets) == sorted(labels)

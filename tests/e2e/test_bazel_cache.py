@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import httpx
 import pytest
 
 from tests.support.bazel import Workspace
@@ -49,3 +52,32 @@ def test_bad_key_makes_bazel_report_the_cache_unusable(serve: ServeProcess, work
                           "--remote_header=x-buildbuddy-api-key=AAAAAAAAAAAAAAAAAAAA")
     assert run.returncode != 0 or "UNAUTHENTICATED" in run.output, run.output
     assert "Invalid API key" in run.output
+
+
+def test_cas_write_key_shares_a_ci_cache_and_streams_builds(serve: ServeProcess, workspace: Workspace) -> None:
+    """A developer's cas-write key reads what CI's cache-write key stored and streams its build to BES;
+    Bazel must not try to write action results (--noremote_upload_local_results), but uploads the
+    files its build events name (test logs), which cas-write allows."""
+    without_cache = workspace.bazel("test", "//...")
+    assert without_cache.returncode == 3, without_cache.output  # a test fails on purpose
+    assert workspace.bazel("clean").returncode == 0
+    ci = serve.new_key("shared-cache", "cache-write")
+    populated = workspace.bazel("test", "//...", f"--remote_cache=grpc://{serve.grpc_target}",
+                                f"--remote_header=x-buildbuddy-api-key={ci}")
+    assert populated.returncode == without_cache.returncode, populated.output
+    assert workspace.bazel("clean").returncode == 0
+
+    developer = serve.new_key("shared-cache", "cas-write")
+    invocation_id = str(uuid.uuid4())
+    run = workspace.bazel("test", "//...", f"--invocation_id={invocation_id}",
+                          f"--remote_cache=grpc://{serve.grpc_target}",
+                          f"--bes_backend=grpc://{developer}@{serve.grpc_target}",
+                          f"--remote_header=x-buildbuddy-api-key={developer}",
+                          "--noremote_upload_local_results")
+    assert run.returncode == without_cache.returncode, run.output
+    assert "PERMISSION_DENIED" not in run.output and "WARNING: Remote Cache" not in run.output, run.output
+    assert run.processes().get("remote cache hit", 0) >= 3, run.processes()
+    recorded = httpx.post(f"http://127.0.0.1:{serve.http_port}/api/v1/GetInvocation",
+                          json={"selector": {"invocation_id": invocation_id}},
+                          headers={"authorization": f"Bearer {developer}"}).json()["invocation"]
+    assert [i["invocationStatus"] for i in recorded] == ["COMPLETE_INVOCATION_STATUS"]

@@ -61,6 +61,30 @@ def test_read_only_key_cannot_update_the_action_cache(server: StackServer, make_
     assert reader.missing(b"x") == [digest(b"x").hash]  # reads work
 
 
+def test_cas_write_key_uploads_blobs_but_not_action_results(server: StackServer,
+                                                            make_key: Callable[..., str]) -> None:
+    writer = CacheClient(server.grpc_target, make_key("developers", Capability.CAS_WRITE))
+    caps = writer.caps.GetCapabilities(re_pb2.GetCapabilitiesRequest(), metadata=writer.metadata)
+    assert not caps.cache_capabilities.action_cache_update_capabilities.update_enabled
+    streamed, batched = b"a test log Bazel uploads for BES", b"a small output"
+    assert writer.upload(streamed) == len(streamed)
+    answer = writer.cas.BatchUpdateBlobs(re_pb2.BatchUpdateBlobsRequest(requests=[
+        re_pb2.BatchUpdateBlobsRequest.Request(digest=digest(batched), data=batched)]), metadata=writer.metadata)
+    assert [r.status.code for r in answer.responses] == [0]
+    assert writer.missing(streamed, batched) == []
+    request = re_pb2.UpdateActionResultRequest(action_digest=digest(b"an action"), action_result=re_pb2.ActionResult())
+    err = rpc_error(lambda: writer.ac.UpdateActionResult(request, metadata=writer.metadata))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "cas-write" in err.details()
+
+
+def test_capability_levels() -> None:
+    assert Capability.parse("cas-write") is Capability.CAS_WRITE
+    assert Capability.CACHE_WRITE.includes(Capability.CAS_WRITE) and Capability.ADMIN.includes(Capability.CAS_WRITE)
+    assert Capability.CAS_WRITE.includes(Capability.READ) and not Capability.READ.includes(Capability.CAS_WRITE)
+    assert not Capability.CAS_WRITE.includes(Capability.CACHE_WRITE)
+    assert [c.value for c in Capability] == [1, 2, 3, 4]  # what stored keys hold: existing values never move
+
+
 def test_missing_bad_and_revoked_keys_are_unauthenticated(server: StackServer, make_key: Callable[..., str]) -> None:
     for key in (None, "short", "A" * 20):
         assert code_of(partial(CacheClient(server.grpc_target, key).missing, b"x")) == \

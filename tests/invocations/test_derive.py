@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.common import invocation_ids
 from services.common.errors import InvalidArgument
 from services.gen.api.v1 import common_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
@@ -17,10 +18,10 @@ Status = common_pb2.Status
 HASH = "0" * 63 + "1"
 
 
-def environment(**variables: str) -> bes.BuildEvent:
+def environment(label: str = "canonical", **variables: str) -> bes.BuildEvent:
     options = [command_line_pb2.Option(option_name="client_env", option_value=f"{k}={v}")
                for k, v in variables.items()]
-    return bes.BuildEvent(structured_command_line=command_line_pb2.CommandLine(sections=[
+    return bes.BuildEvent(structured_command_line=command_line_pb2.CommandLine(command_line_label=label, sections=[
         command_line_pb2.CommandLineSection(option_list=command_line_pb2.OptionList(option=options))]))
 
 
@@ -41,6 +42,8 @@ def test_sources_take_priority_in_order_whatever_the_event_order() -> None:
         "env-branch", "https://github.com/acme/widgets", "c" * 40)
     fields.observe(environment(GITHUB_REF="refs/heads/main", CI_RUNNER="yes"))
     assert (fields.branch_name, fields.role) == ("main", "ws-role")
+    fields.observe(environment("original", USER="from-the-original-command-line", GIT_BRANCH="original"))
+    assert (fields.user, fields.branch_name) == ("meta", "main")  # only the canonical command line counts
     resumed = Fields.of(fields)  # what a resuming replica reads back from the row
     resumed.observe(workspace(BUILD_USER="late-ws"))
     assert resumed.user == "meta", "WorkspaceStatus never overrides BuildMetadata, even after a resume"
@@ -69,8 +72,21 @@ def test_pattern_display_and_repo_urls() -> None:
     for url in ("git@github.com:acme/widgets.git", "ssh://git@github.com/acme/widgets.git",
                 "https://user:token@github.com/acme/widgets/", "https://github.com/acme/widgets"):
         assert normalize_repo_url(url) == "https://github.com/acme/widgets", url
-    assert normalize_repo_url("http://git.local/x.git") == "http://git.local/x"
+    assert normalize_repo_url("http://git.example/x.git") == "https://git.example/x"  # https for remote hosts
+    for local in ("http://localhost:3000/x.git", "http://127.0.0.1/x", "http://[::1]:8080/x"):
+        assert normalize_repo_url(local).startswith("http://"), local
+    assert normalize_repo_url("acme/widgets") == "https://github.com/acme/widgets"
     assert normalize_repo_url("not a url") == "not a url"
+
+
+def test_a_slug_is_github_from_any_source() -> None:
+    fields = Fields()
+    fields.observe(environment(TRAVIS_REPO_SLUG="acme/from-env"))
+    assert fields.repo_url == "https://github.com/acme/from-env"
+    fields.observe(workspace(REPO_URL="acme/from-status"))
+    assert fields.repo_url == "https://github.com/acme/from-status"
+    fields.observe(bes.BuildEvent(build_metadata=bes.BuildMetadata()), [("REPO_URL", "acme/from-metadata.git")])
+    assert fields.repo_url == "https://github.com/acme/from-metadata"
 
 
 def summary(label: str, status: int) -> bes.BuildEvent:
@@ -123,9 +139,9 @@ def test_ids_and_digests() -> None:
         "aWQ6OnYxOjovL3Rvb2xzL3JlcGxheV9hY3Rpb246cmVwbGF5X2FjdGlvbl9saWI")
     for label in ("//a:b", "@repo//x:y", "//:t"):
         assert ids.decode(ids.encode(label)) == label and ids.decode(label) == label
-    assert ids.invocation_id("A6E92562-5CE4-4ABC-A258-487BAA456155") == "a6e92562-5ce4-4abc-a258-487baa456155"
+    assert invocation_ids.canonical("A6E92562-5CE4-4ABC-A258-487BAA456155") == "a6e92562-5ce4-4abc-a258-487baa456155"
     with pytest.raises(InvalidArgument):
-        ids.invocation_id("not-a-uuid")
+        invocation_ids.canonical("not-a-uuid")
     assert digest_of(f"bytestream://h:1/blobs/{HASH}/12") == (HASH, 12)
     assert digest_of(f"bytestream://<REDACTED>@h/my/instance/blobs/{HASH}/3") == (HASH, 3)
     assert digest_of(f"bytestream://h/compressed-blobs/zstd/{HASH}/5") == (HASH, 5)

@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common import db
+from services.common import db, invocation_ids
 from services.common.bep_keys import needs_redaction
 from services.common.db import Sessions
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.gen.api.v1 import action_pb2, common_pb2, invocation_pb2, target_pb2
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
-from services.metadata.invocations import batch, ids, namedsets, queries
+from services.metadata.invocations import batch, namedsets, queries
 from services.metadata.invocations.ingest import STATUS_NAMES, InvocationStore
 from services.metadata.invocations.namedsets import SetEntry
 from services.metadata.models import Invocation, InvocationEvent, Target
@@ -44,7 +44,7 @@ async def status(maker: Sessions, tenant: str, invocation_id: str) -> str | None
     """PARTIAL, COMPLETE or DISCONNECTED for the tenant's invocation; None when there is none."""
     async with maker() as session:
         found = await session.scalar(select(Invocation.status).where(
-            Invocation.tenant == tenant, Invocation.invocation_id == ids.invocation_id(invocation_id)))
+            Invocation.tenant == tenant, Invocation.invocation_id == invocation_ids.canonical(invocation_id)))
     return None if found is None else STATUS_NAMES[found]
 
 

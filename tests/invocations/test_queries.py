@@ -91,7 +91,7 @@ async def test_get_invocation_selectors_order_and_paging(maker: Sessions) -> Non
     [row] = (await get(maker, "acme", invocations_by(first))).invocation
     assert (row.id.invocation_id, row.commit_sha, row.command, row.pattern) == (first, "c1", "test", "//...")
     assert (row.success, row.bazel_exit_code, row.duration_usec) == (True, "SUCCESS", 2_000_000)
-    assert row.invocation_status == invocation_pb2.COMPLETE_INVOCATION_STATUS
+    assert row.invocationStatus == invocation_pb2.COMPLETE_INVOCATION_STATUS
     assert row.created_at_usec <= row.updated_at_usec and not row.build_metadata and not row.artifacts
     newest_first = [i.id.invocation_id for i in (await get(maker, "acme", invocations_by(commit_sha="c1"))).invocation]
     assert newest_first == [second, first]
@@ -111,8 +111,10 @@ async def test_get_invocation_selectors_order_and_paging(maker: Sessions) -> Non
 async def test_get_invocation_includes(maker: Sessions) -> None:
     parent = await load(maker, COMMIT_SHA="c1", RUN_ID="run-1", ROLE="CI")
     child = await load(maker, PARENT_INVOCATION_ID=parent)
-    sibling = await load(maker, RUN_ID="run-1")
+    run_child = await load(maker, RUN_ID="run-2", PARENT_RUN_ID="run-1")
+    await load(maker, RUN_ID="run-1")  # the same run, not a child
     await load(maker, "globex", PARENT_INVOCATION_ID=parent)
+    await load(maker, "globex", PARENT_RUN_ID="run-1")
     [row] = (await queries.get_invocations(maker, "acme", invocations_by(
         parent, include_metadata=True, include_artifacts=True, include_child_invocations=True))).invocation
     assert {(m.key, m.value) for m in row.build_metadata} == {("COMMIT_SHA", "c1"), ("RUN_ID", "run-1"),
@@ -120,14 +122,14 @@ async def test_get_invocation_includes(maker: Sessions) -> None:
     assert [(a.name, a.uri, a.hash, a.size_bytes) for a in row.artifacts] == [
         ("shared.txt", blob_uri("shared.txt"), blob_uri("shared.txt").split("/")[-2], 10),
         ("t0.out", blob_uri("t0.out"), blob_uri("t0.out").split("/")[-2], 6)]
-    assert [c.invocation_id for c in row.child_invocations] == [child, sibling]
+    assert [c.invocation_id for c in row.child_invocations] == [child, run_child]
     assert row.role == "CI"
 
 
 async def test_an_invocation_is_visible_while_it_streams(maker: Sessions) -> None:
     invocation_id = await load(maker, finish=False, COMMIT_SHA="live")
     [row] = (await queries.get_invocations(maker, "acme", invocations_by(commit_sha="live"))).invocation
-    assert row.id.invocation_id == invocation_id and row.invocation_status == invocation_pb2.PARTIAL_INVOCATION_STATUS
+    assert row.id.invocation_id == invocation_id and row.invocationStatus == invocation_pb2.PARTIAL_INVOCATION_STATUS
     assert len((await queries.get_targets(maker, "acme", targets_by(invocation_id))).target) == len(LABELS)
 
 

@@ -47,7 +47,7 @@ async def test_bazel_test_with_metadata_and_workspace_status(maker: Sessions) ->
     invocation_id = await load(maker, "test_ci")
     row = await invocation(maker, invocation_id)
     assert (row.command, row.pattern, row.success, row.bazel_exit_code) == ("test", "//...", False, "TESTS_FAILED")
-    assert row.invocation_status == invocation_pb2.COMPLETE_INVOCATION_STATUS
+    assert row.invocationStatus == invocation_pb2.COMPLETE_INVOCATION_STATUS
     assert (row.duration_usec, row.action_count) == (printed.elapsed_usec, printed.processes)
     # BuildMetadata beats WorkspaceStatus beats the client environment (CI=true, USER, GIT_BRANCH, GITHUB_SHA).
     assert row.commit_sha == "2" * 40 and row.role == "CI"

@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import MetaData, Table, insert, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -29,6 +29,34 @@ async def test_migrations_match_the_models(database_url: str) -> None:
     try:
         async with engine.connect() as connection:
             assert await connection.run_sync(differences) == []
+    finally:
+        await engine.dispose()
+
+
+def _insert_invocation(connection: Connection, /, **given: object) -> None:
+    """A row of the invocations table as the database has it now: `given`, and zero values elsewhere."""
+    table = Table("invocations", MetaData(), autoload_with=connection)
+    zero = {bool: False, int: 0, str: ""}
+    row = {c.name: given.get(c.name, zero.get(c.type.python_type, "")) for c in table.columns if c.name != "id"}
+    connection.execute(insert(table).values(**{**row, "sources": "{}"}))
+
+
+async def test_parent_run_id_arrives_empty_on_stored_invocations(database_url: str) -> None:
+    """0005 adds a column with a default, so rows stored before it read '' and the downgrade keeps them."""
+    config = db._alembic_config(database_url, MIGRATIONS, VERSION_TABLE)
+    await asyncio.to_thread(command.upgrade, config, "0004")
+    engine = db.create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_insert_invocation, tenant="acme", run_id="r1",
+                                      invocation_id="6a0d2f64-8a55-4e0b-9c3c-3f4e2a9a1b10")
+        await migrate(database_url)
+        async with engine.connect() as connection:
+            stored = (await connection.execute(text("SELECT run_id, parent_run_id FROM invocations"))).all()
+            assert [tuple(r) for r in stored] == [("r1", "")]
+        await asyncio.to_thread(command.downgrade, config, "0004")
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT run_id FROM invocations"))).scalars().all() == ["r1"]
     finally:
         await engine.dispose()
 

@@ -77,11 +77,32 @@ async def test_retries_gaps_tenants_and_bad_tokens(store: LogStore) -> None:
         await store.get_log("acme", request(INV, "not-a-token"))
 
 
+async def test_tokens_are_bound_to_the_invocation_and_a_position_it_has(store: LogStore,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(log_store, "CHUNK_BYTES", 4)
+    writer = await store.open("acme", INV)
+    await writer.append([(1, b"0123456789")])  # two sealed chunks and a tail of 2 bytes
+    other = "00000000-0000-4000-8000-000000000002"
+    await (await store.open("acme", other)).append([(1, b"abc")])
+    first = await store.get_log("acme", request(INV))
+    assert first.log.contents == "0123"
+    with pytest.raises(InvalidArgument, match="another invocation"):
+        await store.get_log("acme", request(other, first.next_page_token))
+    assert (await store.get_log("acme", request(INV, encode_token(INV, 1, 2)))).log.contents == "67"
+    assert (await store.get_log("acme", request(INV, encode_token(INV, 2, 1)))).log.contents == "9"
+    for past in (encode_token(INV, 3, 0), encode_token(INV, 1, 5), encode_token(INV, 2, 3), "0009"):
+        with pytest.raises(InvalidArgument, match="past the end"):
+            await store.get_log("acme", request(INV, past))
+    await writer.finish()
+    with pytest.raises(InvalidArgument, match="past the end"):  # the tail is sealed now: chunks 0-2 only
+        await store.get_log("acme", request(INV, encode_token(INV, 3, 1)))
+
+
 def test_utf8_cut_and_tokens() -> None:
     data = "aé€😀".encode()
     for limit in range(len(data) + 1):
         cut = utf8_cut(data, limit)
         data[:cut].decode()  # never splits a character
         assert cut <= limit or cut == 0
-    assert decode_token(encode_token(7, 1234)) == (7, 1234)
-    assert decode_token("00ff") == (255, 0)
+    assert decode_token(encode_token(INV, 7, 1234), INV) == (7, 1234)
+    assert decode_token("00ff", INV) == (255, 0)

@@ -50,6 +50,5 @@ async def test_tokens_belong_to_their_tenant_and_selector(maker: Sessions) -> No
         await audit.entries(maker, "acme", request(token, size=1, start_time=1))
     with pytest.raises(InvalidArgument):
         await audit.entries(maker, "acme", request("not-a-token"))
-    with pytest.raises(InvalidArgument):
-        await audit.entries(maker, "acme", request(start_time=2, end_time=1))
+    assert not (await audit.entries(maker, "acme", request(start_time=2, end_time=1))).entry  # an empty window
     assert len((await audit.entries(maker, "acme", request(token, size=1))).entry) == 1

@@ -150,10 +150,11 @@ class ServeProcess:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
-    def new_key(self, tenant: str) -> str:
-        """A new API key of `tenant` (default capability), made with `bbapi keys create` on this server's
-        data dir and database (the environment given to the server, BBAPI_DATABASE included)."""
-        created = bbapi("keys", "create", "--tenant", tenant, "--data-dir", str(self.data_dir), env=self.env)
+    def new_key(self, tenant: str, capability: str = "cache-write") -> str:
+        """A new API key of `tenant`, made with `bbapi keys create` on this server's data dir and
+        database (the environment given to the server, BBAPI_DATABASE included)."""
+        created = bbapi("keys", "create", "--tenant", tenant, "--capability", capability,
+                        "--data-dir", str(self.data_dir), env=self.env)
         assert created.returncode == 0, created.stderr
         return created.stdout.strip().splitlines()[-1]
 

@@ -38,6 +38,7 @@ class _ResourceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Resource
     GROUP: _ResourceType.ValueType  # 3
     SECRET: _ResourceType.ValueType  # 4
     INVOCATION: _ResourceType.ValueType  # 5
+    IP_RULE: _ResourceType.ValueType  # 6
 
 class ResourceType(_ResourceType, metaclass=_ResourceTypeEnumTypeWrapper): ...
 
@@ -47,6 +48,7 @@ USER_API_KEY: ResourceType.ValueType  # 2
 GROUP: ResourceType.ValueType  # 3
 SECRET: ResourceType.ValueType  # 4
 INVOCATION: ResourceType.ValueType  # 5
+IP_RULE: ResourceType.ValueType  # 6
 Global___ResourceType: _TypeAlias = ResourceType  # noqa: Y015
 
 class _Action:
@@ -66,7 +68,10 @@ class _ActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Action.ValueTy
     UPDATE_ENCRYPTION_CONFIG: _Action.ValueType  # 8
     LINK_GITHUB_REPO: _Action.ValueType  # 9
     UNLINK_GITHUB_REPO: _Action.ValueType  # 10
-    EXECUTE_CLEAN_WORKFLOW: _Action.ValueType  # 11
+    INVALIDATE_ALL_WORKFLOW_VM_SNAPSHOTS: _Action.ValueType  # 11
+    CREATE_IMPERSONATION_API_KEY: _Action.ValueType  # 12
+    UPDATE_IP_RULES_CONFIG: _Action.ValueType  # 13
+    INVALIDATE_VM_SNAPSHOT: _Action.ValueType  # 14
 
 class Action(_Action, metaclass=_ActionEnumTypeWrapper): ...
 
@@ -81,7 +86,10 @@ UPDATE_MEMBERSHIP: Action.ValueType  # 7
 UPDATE_ENCRYPTION_CONFIG: Action.ValueType  # 8
 LINK_GITHUB_REPO: Action.ValueType  # 9
 UNLINK_GITHUB_REPO: Action.ValueType  # 10
-EXECUTE_CLEAN_WORKFLOW: Action.ValueType  # 11
+INVALIDATE_ALL_WORKFLOW_VM_SNAPSHOTS: Action.ValueType  # 11
+CREATE_IMPERSONATION_API_KEY: Action.ValueType  # 12
+UPDATE_IP_RULES_CONFIG: Action.ValueType  # 13
+INVALIDATE_VM_SNAPSHOT: Action.ValueType  # 14
 Global___Action: _TypeAlias = Action  # noqa: Y015
 
 @_typing.final

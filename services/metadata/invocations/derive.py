@@ -1,5 +1,10 @@
 """The invocation's fields, derived from its events with the reference's source priorities (§3.3).
 
+As BuildBuddy's parser does: the client environment comes from the `canonical` structured command
+line only (Bazel also sends the `original` one); repository URLs are normalised wherever they come
+from (https for remote hosts, an `owner/repo` slug is GitHub's); a child names its parent with
+build metadata PARENT_RUN_ID (the parent's RUN_ID) or PARENT_INVOCATION_ID.
+
 A field takes a value when the value is non-empty and its source's priority is at least that of the
 source which set it last: BuildStarted < client environment < WorkspaceStatus < BuildMetadata <
 WorkflowConfigured; within one priority the later value wins. The priorities travel with the row
@@ -12,6 +17,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
 from services.metadata.invocations.bep import usec
@@ -29,14 +35,16 @@ _ENV_FIELDS = {
     "commit_sha": ("TRAVIS_COMMIT", "GIT_COMMIT", "BUILDKITE_COMMIT", "CIRCLE_SHA1", "GITHUB_SHA", "COMMIT_SHA",
                    "VOLATILE_GIT_COMMIT", "CI_COMMIT_SHA"),
 }
-_SLUG_ENV = ("TRAVIS_REPO_SLUG", "GITHUB_REPOSITORY")  # "owner/repo" on GitHub
 _WORKSPACE_KEYS = {"BUILD_HOST": "host", "HOST": "host", "BUILD_USER": "user", "USER": "user", "ROLE": "role",
                    "REPO_URL": "repo_url", "GIT_BRANCH": "branch_name", "COMMIT_SHA": "commit_sha",
                    "PATTERN": "pattern"}
 _METADATA_KEYS = {"HOST": "host", "USER": "user", "ROLE": "role", "REPO_URL": "repo_url", "BRANCH_NAME": "branch_name",
                   "COMMIT_SHA": "commit_sha", "PATTERN": "pattern", "PARENT_INVOCATION_ID": "parent_invocation_id",
-                  "RUN_ID": "run_id"}
-_CLIPPED = ("commit_sha", "parent_invocation_id", "run_id")  # indexed columns have a bounded length
+                  "RUN_ID": "run_id", "PARENT_RUN_ID": "parent_run_id"}
+_CLIPPED = ("commit_sha", "parent_invocation_id", "run_id", "parent_run_id")  # indexed: a bounded length
+_CANONICAL = "canonical"  # the command line with every option Bazel applied (rc files included)
+_SLUG = re.compile(r"[\w.-]+/[\w.-]+")  # "owner/repo", as GitHub names repositories
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 _PATTERN_DISPLAY = 50
 _SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?([\w.-]+):(?!//)(.+)$")
 _URL = re.compile(r"^(?:ssh|git|git\+ssh|https?)://(?:[^/@]*@)?([^/]+)/(.+)$")
@@ -56,6 +64,7 @@ class Fields:
     commit_sha: str = ""
     parent_invocation_id: str = ""
     run_id: str = ""
+    parent_run_id: str = ""
     success: bool = False
     bazel_exit_code: str = ""
     started_at_usec: int = 0
@@ -85,7 +94,8 @@ class Fields:
         if kind == "started":
             self._started(event)
         elif kind == "structured_command_line":
-            self._environment(_client_env(event.structured_command_line))
+            if event.structured_command_line.command_line_label == _CANONICAL:
+                self._environment(_client_env(event.structured_command_line))
         elif kind == "workspace_status":
             for item in event.workspace_status.item:
                 self._keyed(_WORKSPACE_KEYS.get(item.key), item.value, WORKSPACE)
@@ -124,9 +134,7 @@ class Fields:
         for name, variables in _ENV_FIELDS.items():
             for variable in variables:
                 value = env.get(variable, "")
-                if variable in _SLUG_ENV and value:
-                    value = f"https://github.com/{value}"
-                elif variable == "GITHUB_REF":
+                if variable == "GITHUB_REF":
                     value = value.removeprefix("refs/heads/") if value.startswith("refs/heads/") else ""
                 self._keyed(name, value, ENV)
         for variable, role in (("CI", "CI"), ("CI_RUNNER", "CI_RUNNER")):
@@ -167,11 +175,15 @@ def pattern_display(patterns: list[str]) -> str:
 
 
 def normalize_repo_url(url: str) -> str:
-    """SSH, scp-like and HTTP(S) Git URLs as `https://host/path` without credentials or `.git`."""
+    """SSH, scp-like and HTTP(S) Git URLs as `https://host/path` without credentials or `.git` (http
+    stays only for a local host); an `owner/repo` slug as its GitHub URL; anything else as given."""
     url = url.strip()
+    if _SLUG.fullmatch(url):
+        return f"https://github.com/{url.removesuffix('.git')}"
     match = _URL.match(url) or _SCP_LIKE.match(url)
     if match is None:
         return url
     host, path = match[1], match[2].strip("/").removesuffix(".git")
-    scheme = "http" if url.startswith("http://") else "https"
+    local = urlsplit(f"//{host}").hostname in _LOCAL_HOSTS
+    scheme = "http" if url.startswith("http://") and local else "https"
     return f"{scheme}://{host}/{path}"

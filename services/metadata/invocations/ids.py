@@ -1,22 +1,12 @@
-"""Identifiers on the API's wire: invocation UUIDs and the encoded target and action ids (DESIGN.md)."""
+"""Identifiers on the API's wire: the encoded target and action ids (DESIGN.md); invocation ids are
+services.common.invocation_ids."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import uuid
-
-from services.common.errors import InvalidArgument
 
 _PREFIX = "id::v1::"
-
-
-def invocation_id(text: str) -> str:
-    """The canonical (lowercase, hyphenated) form of a UUID; anything else is refused."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        raise InvalidArgument(f"invocation id {text!r} is not a UUID") from None
 
 
 def encode(value: str) -> str:

@@ -16,10 +16,11 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.common import invocation_ids
 from services.common.db import Sessions, now_usec
 from services.common.errors import FailedPrecondition
 from services.gen.api.v1 import invocation_pb2
-from services.metadata.invocations import batch, ids, store
+from services.metadata.invocations import batch, store
 from services.metadata.invocations.derive import Fields
 from services.metadata.invocations.namedsets import NamedSets
 from services.metadata.models import Invocation
@@ -39,7 +40,7 @@ class InvocationStore:
 
     async def open(self, tenant: str, invocation_id: str, key_id: str, secrets: Collection[str]) -> IngestStream:
         """Create the invocation or take it over from an earlier stream (a retry)."""
-        invocation_id = ids.invocation_id(invocation_id)
+        invocation_id = invocation_ids.canonical(invocation_id)
         for _ in range(2):  # a concurrent first open may win the insert; then this one resumes it
             try:
                 async with self.sessions.begin() as session:

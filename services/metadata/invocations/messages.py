@@ -17,7 +17,7 @@ def invocation(row: Invocation) -> invocation_pb2.Invocation:
         action_count=row.action_count, created_at_usec=row.created_at_usec, updated_at_usec=row.updated_at_usec,
         repo_url=row.repo_url, commit_sha=row.commit_sha, role=row.role, branch_name=row.branch_name,
         bazel_exit_code=row.bazel_exit_code,
-        invocation_status=invocation_pb2.InvocationStatus.ValueType(row.status))
+        invocationStatus=invocation_pb2.InvocationStatus.ValueType(row.status))
 
 
 def target_id(label: str) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import Select, and_, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from services.common import invocation_ids
 from services.common.db import Sessions, reading
 from services.common.errors import ApiError, InvalidArgument, NotFound
 from services.gen.api.v1 import action_pb2, file_pb2, invocation_pb2, target_pb2
@@ -34,7 +35,7 @@ MAX_ARTIFACTS = 10_000  # per invocation, and per page, in GetInvocation with in
 
 def _canonical(invocation_id: str) -> str | None:
     try:
-        return ids.invocation_id(invocation_id)
+        return invocation_ids.canonical(invocation_id)
     except ApiError:
         return None
 
@@ -121,18 +122,20 @@ async def _artifacts(session: AsyncSession, rows: Sequence[Invocation],
 
 async def _children(session: AsyncSession, tenant: str, rows: Sequence[Invocation],
                     out: Sequence[invocation_pb2.Invocation]) -> None:
-    """Invocations whose build metadata names this one as PARENT_INVOCATION_ID or share its RUN_ID."""
+    """Invocations whose build metadata names this one: PARENT_RUN_ID = its RUN_ID (BuildBuddy's link
+    from a workflow to the builds it ran), or PARENT_INVOCATION_ID = its id."""
     parents = {row.invocation_id: message for row, message in zip(rows, out, strict=True)}
     runs = {row.run_id: row.invocation_id for row in rows if row.run_id}
     conditions = [Invocation.parent_invocation_id.in_(list(parents))]
     if runs:
-        conditions.append(Invocation.run_id.in_(list(runs)))
+        conditions.append(Invocation.parent_run_id.in_(list(runs)))
     children = await session.execute(
-        select(Invocation.invocation_id, Invocation.parent_invocation_id, Invocation.run_id)
+        select(Invocation.invocation_id, Invocation.parent_invocation_id, Invocation.parent_run_id)
         .where(Invocation.tenant == tenant, or_(*conditions))
         .order_by(Invocation.created_at_usec, Invocation.id))
     for child in children:
-        parent = child.parent_invocation_id if child.parent_invocation_id in parents else runs.get(child.run_id)
+        parent = (child.parent_invocation_id if child.parent_invocation_id in parents
+                  else runs.get(child.parent_run_id))
         if parent is not None and parent != child.invocation_id:
             parents[parent].child_invocations.add(invocation_id=child.invocation_id)
 

@@ -27,7 +27,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61pi/v1/common.proto\x12\x06\x61pi.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\x06Timing\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\xd7\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x42UILDING\x10\x01\x12\t\n\x05\x42UILT\x10\x02\x12\x13\n\x0f\x46\x41ILED_TO_BUILD\x10\x03\x12\x0b\n\x07TESTING\x10\x04\x12\n\n\x06PASSED\x10\x05\x12\n\n\x06\x46\x41ILED\x10\x06\x12\r\n\tTIMED_OUT\x10\x07\x12\r\n\tCANCELLED\x10\x08\x12\x0f\n\x0bTOOL_FAILED\x10\t\x12\x0e\n\nINCOMPLETE\x10\n\x12\t\n\x05\x46LAKY\x10\x0b\x12\x0b\n\x07UNKNOWN\x10\x0c\x12\x0b\n\x07SKIPPED\x10\rb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x61pi/v1/common.proto\x12\x06\x61pi.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n\x06Timing\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*\xd7\x01\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x42UILDING\x10\x01\x12\t\n\x05\x42UILT\x10\x02\x12\x13\n\x0f\x46\x41ILED_TO_BUILD\x10\x03\x12\x0b\n\x07TESTING\x10\x04\x12\n\n\x06PASSED\x10\x05\x12\n\n\x06\x46\x41ILED\x10\x06\x12\r\n\tTIMED_OUT\x10\x07\x12\r\n\tCANCELLED\x10\x08\x12\x0f\n\x0bTOOL_FAILED\x10\t\x12\x0e\n\nINCOMPLETE\x10\n\x12\t\n\x05\x46LAKY\x10\x0b\x12\x0b\n\x07UNKNOWN\x10\x0c\x12\x0b\n\x07SKIPPED\x10\r*j\n\nTargetType\x12\x1b\n\x17TARGET_TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x41PPLICATION\x10\x01\x12\n\n\x06\x42INARY\x10\x02\x12\x0b\n\x07LIBRARY\x10\x03\x12\x0b\n\x07PACKAGE\x10\x04\x12\x08\n\x04TEST\x10\x05*e\n\x08TestSize\x12\x19\n\x15TEST_SIZE_UNSPECIFIED\x10\x00\x12\t\n\x05SMALL\x10\x01\x12\n\n\x06MEDIUM\x10\x02\x12\t\n\x05LARGE\x10\x03\x12\x0c\n\x08\x45NORMOUS\x10\x04\x12\x0e\n\nOTHER_SIZE\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,6 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STATUS']._serialized_start=200
   _globals['_STATUS']._serialized_end=415
+  _globals['_TARGETTYPE']._serialized_start=417
+  _globals['_TARGETTYPE']._serialized_end=523
+  _globals['_TESTSIZE']._serialized_start=525
+  _globals['_TESTSIZE']._serialized_end=626
   _globals['_TIMING']._serialized_start=96
   _globals['_TIMING']._serialized_end=197
 # @@protoc_insertion_point(module_scope)

@@ -60,6 +60,54 @@ UNKNOWN: Status.ValueType  # 12
 SKIPPED: Status.ValueType  # 13
 Global___Status: _TypeAlias = Status  # noqa: Y015
 
+class _TargetType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TargetTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TargetType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TARGET_TYPE_UNSPECIFIED: _TargetType.ValueType  # 0
+    APPLICATION: _TargetType.ValueType  # 1
+    BINARY: _TargetType.ValueType  # 2
+    LIBRARY: _TargetType.ValueType  # 3
+    PACKAGE: _TargetType.ValueType  # 4
+    TEST: _TargetType.ValueType  # 5
+
+class TargetType(_TargetType, metaclass=_TargetTypeEnumTypeWrapper):
+    """Kind of a target, from its rule's name (cc_test is a TEST)."""
+
+TARGET_TYPE_UNSPECIFIED: TargetType.ValueType  # 0
+APPLICATION: TargetType.ValueType  # 1
+BINARY: TargetType.ValueType  # 2
+LIBRARY: TargetType.ValueType  # 3
+PACKAGE: TargetType.ValueType  # 4
+TEST: TargetType.ValueType  # 5
+Global___TargetType: _TypeAlias = TargetType  # noqa: Y015
+
+class _TestSize:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TestSizeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TestSize.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TEST_SIZE_UNSPECIFIED: _TestSize.ValueType  # 0
+    SMALL: _TestSize.ValueType  # 1
+    MEDIUM: _TestSize.ValueType  # 2
+    LARGE: _TestSize.ValueType  # 3
+    ENORMOUS: _TestSize.ValueType  # 4
+    OTHER_SIZE: _TestSize.ValueType  # 5
+
+class TestSize(_TestSize, metaclass=_TestSizeEnumTypeWrapper):
+    """A test's declared size."""
+
+TEST_SIZE_UNSPECIFIED: TestSize.ValueType  # 0
+SMALL: TestSize.ValueType  # 1
+MEDIUM: TestSize.ValueType  # 2
+LARGE: TestSize.ValueType  # 3
+ENORMOUS: TestSize.ValueType  # 4
+OTHER_SIZE: TestSize.ValueType  # 5
+Global___TestSize: _TypeAlias = TestSize  # noqa: Y015
+
 @_typing.final
 class Timing(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor

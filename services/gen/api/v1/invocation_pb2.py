@@ -26,25 +26,25 @@ _sym_db = _symbol_database.Default()
 from services.gen.api.v1 import file_pb2 as api_dot_v1_dot_file__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61pi/v1/invocation.proto\x12\x06\x61pi.v1\x1a\x11\x61pi/v1/file.proto\"\xb0\x01\n\x14GetInvocationRequest\x12,\n\x08selector\x18\x01 \x01(\x0b\x32\x1a.api.v1.InvocationSelector\x12\x18\n\x10include_metadata\x18\x02 \x01(\x08\x12\x19\n\x11include_artifacts\x18\x04 \x01(\x08\x12!\n\x19include_child_invocations\x18\x05 \x01(\x08\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x15GetInvocationResponse\x12&\n\ninvocation\x18\x01 \x03(\x0b\x32\x12.api.v1.Invocation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xce\x04\n\nInvocation\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.api.v1.Invocation.Id\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x15\n\rduration_usec\x18\x05 \x01(\x03\x12\x0c\n\x04host\x18\x06 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x07 \x01(\t\x12\x0f\n\x07pattern\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x63tion_count\x18\t \x01(\x03\x12\x17\n\x0f\x63reated_at_usec\x18\r \x01(\x03\x12\x17\n\x0fupdated_at_usec\x18\x0e \x01(\x03\x12\x10\n\x08repo_url\x18\x0f \x01(\t\x12\x12\n\ncommit_sha\x18\x10 \x01(\t\x12\x0c\n\x04role\x18\x13 \x01(\t\x12\x13\n\x0b\x62ranch_name\x18\x14 \x01(\t\x12\x32\n\x0e\x62uild_metadata\x18\x15 \x03(\x0b\x32\x1a.api.v1.InvocationMetadata\x12\x34\n\x10workspace_status\x18\x16 \x03(\x0b\x32\x1a.api.v1.InvocationMetadata\x12\x17\n\x0f\x62\x61zel_exit_code\x18\x17 \x01(\t\x12\x1f\n\tartifacts\x18\x18 \x03(\x0b\x32\x0c.api.v1.File\x12\x30\n\x11\x63hild_invocations\x18\x19 \x03(\x0b\x32\x15.api.v1.Invocation.Id\x12\x33\n\x11invocation_status\x18\x1a \x01(\x0e\x32\x18.api.v1.InvocationStatus\x1a\x1b\n\x02Id\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\"0\n\x12InvocationMetadata\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"?\n\x12InvocationSelector\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x12\n\ncommit_sha\x18\x02 \x01(\t*\x94\x01\n\x10InvocationStatus\x12\x1d\n\x19UNKNOWN_INVOCATION_STATUS\x10\x00\x12\x1e\n\x1a\x43OMPLETE_INVOCATION_STATUS\x10\x01\x12\x1d\n\x19PARTIAL_INVOCATION_STATUS\x10\x02\x12\"\n\x1e\x44ISCONNECTED_INVOCATION_STATUS\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61pi/v1/invocation.proto\x12\x06\x61pi.v1\x1a\x11\x61pi/v1/file.proto\"\xb0\x01\n\x14GetInvocationRequest\x12,\n\x08selector\x18\x01 \x01(\x0b\x32\x1a.api.v1.InvocationSelector\x12\x18\n\x10include_metadata\x18\x02 \x01(\x08\x12\x19\n\x11include_artifacts\x18\x04 \x01(\x08\x12!\n\x19include_child_invocations\x18\x05 \x01(\x08\x12\x12\n\npage_token\x18\x03 \x01(\t\"X\n\x15GetInvocationResponse\x12&\n\ninvocation\x18\x01 \x03(\x0b\x32\x12.api.v1.Invocation\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xcd\x04\n\nInvocation\x12!\n\x02id\x18\x01 \x01(\x0b\x32\x15.api.v1.Invocation.Id\x12\x0f\n\x07success\x18\x03 \x01(\x08\x12\x0c\n\x04user\x18\x04 \x01(\t\x12\x15\n\rduration_usec\x18\x05 \x01(\x03\x12\x0c\n\x04host\x18\x06 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x07 \x01(\t\x12\x0f\n\x07pattern\x18\x08 \x01(\t\x12\x14\n\x0c\x61\x63tion_count\x18\t \x01(\x03\x12\x17\n\x0f\x63reated_at_usec\x18\r \x01(\x03\x12\x17\n\x0fupdated_at_usec\x18\x0e \x01(\x03\x12\x10\n\x08repo_url\x18\x0f \x01(\t\x12\x12\n\ncommit_sha\x18\x10 \x01(\t\x12\x0c\n\x04role\x18\x13 \x01(\t\x12\x13\n\x0b\x62ranch_name\x18\x14 \x01(\t\x12\x32\n\x0e\x62uild_metadata\x18\x15 \x03(\x0b\x32\x1a.api.v1.InvocationMetadata\x12\x34\n\x10workspace_status\x18\x16 \x03(\x0b\x32\x1a.api.v1.InvocationMetadata\x12\x17\n\x0f\x62\x61zel_exit_code\x18\x17 \x01(\t\x12\x1f\n\tartifacts\x18\x18 \x03(\x0b\x32\x0c.api.v1.File\x12\x32\n\x10invocationStatus\x18\x19 \x01(\x0e\x32\x18.api.v1.InvocationStatus\x12\x30\n\x11\x63hild_invocations\x18\x1a \x03(\x0b\x32\x15.api.v1.Invocation.Id\x1a\x1b\n\x02Id\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\"0\n\x12InvocationMetadata\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"?\n\x12InvocationSelector\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x12\n\ncommit_sha\x18\x02 \x01(\t*\x94\x01\n\x10InvocationStatus\x12\x1d\n\x19UNKNOWN_INVOCATION_STATUS\x10\x00\x12\x1e\n\x1a\x43OMPLETE_INVOCATION_STATUS\x10\x01\x12\x1d\n\x19PARTIAL_INVOCATION_STATUS\x10\x02\x12\"\n\x1e\x44ISCONNECTED_INVOCATION_STATUS\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.api.v1.invocation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_INVOCATIONSTATUS']._serialized_start=1032
-  _globals['_INVOCATIONSTATUS']._serialized_end=1180
+  _globals['_INVOCATIONSTATUS']._serialized_start=1031
+  _globals['_INVOCATIONSTATUS']._serialized_end=1179
   _globals['_GETINVOCATIONREQUEST']._serialized_start=55
   _globals['_GETINVOCATIONREQUEST']._serialized_end=231
   _globals['_GETINVOCATIONRESPONSE']._serialized_start=233
   _globals['_GETINVOCATIONRESPONSE']._serialized_end=321
   _globals['_INVOCATION']._serialized_start=324
-  _globals['_INVOCATION']._serialized_end=914
-  _globals['_INVOCATION_ID']._serialized_start=887
-  _globals['_INVOCATION_ID']._serialized_end=914
-  _globals['_INVOCATIONMETADATA']._serialized_start=916
-  _globals['_INVOCATIONMETADATA']._serialized_end=964
-  _globals['_INVOCATIONSELECTOR']._serialized_start=966
-  _globals['_INVOCATIONSELECTOR']._serialized_end=1029
+  _globals['_INVOCATION']._serialized_end=913
+  _globals['_INVOCATION_ID']._serialized_start=886
+  _globals['_INVOCATION_ID']._serialized_end=913
+  _globals['_INVOCATIONMETADATA']._serialized_start=915
+  _globals['_INVOCATIONMETADATA']._serialized_end=963
+  _globals['_INVOCATIONSELECTOR']._serialized_start=965
+  _globals['_INVOCATIONSELECTOR']._serialized_end=1028
 # @@protoc_insertion_point(module_scope)

@@ -144,8 +144,8 @@ class Invocation(_message.Message):
     WORKSPACE_STATUS_FIELD_NUMBER: _builtins.int
     BAZEL_EXIT_CODE_FIELD_NUMBER: _builtins.int
     ARTIFACTS_FIELD_NUMBER: _builtins.int
+    INVOCATIONSTATUS_FIELD_NUMBER: _builtins.int
     CHILD_INVOCATIONS_FIELD_NUMBER: _builtins.int
-    INVOCATION_STATUS_FIELD_NUMBER: _builtins.int
     success: _builtins.bool
     user: _builtins.str
     duration_usec: _builtins.int
@@ -165,7 +165,8 @@ class Invocation(_message.Message):
     """Bazel exit code name, e.g. "SUCCESS", "BUILD_FAILURE", "INTERRUPTED".
     (An older revision named this field exit_code_name.)
     """
-    invocation_status: Global___InvocationStatus.ValueType
+    invocationStatus: Global___InvocationStatus.ValueType
+    """Upstream spells this field in camelCase in the .proto itself, so its JSON name is the same."""
     @_builtins.property
     def id(self) -> Global___Invocation.Id: ...
     @_builtins.property
@@ -173,11 +174,7 @@ class Invocation(_message.Message):
     @_builtins.property
     def workspace_status(self) -> _containers.RepeatedCompositeFieldContainer[Global___InvocationMetadata]: ...
     @_builtins.property
-    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[_file_pb2.File]:
-        """NOTE: the field numbers below were not found in any stored copy of the
-        upstream file; they are placeholders chosen from unused numbers.
-        """
-
+    def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[_file_pb2.File]: ...
     @_builtins.property
     def child_invocations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Invocation.Id]: ...
     def __init__(
@@ -201,12 +198,12 @@ class Invocation(_message.Message):
         workspace_status: _abc.Iterable[Global___InvocationMetadata] | None = ...,
         bazel_exit_code: _builtins.str = ...,
         artifacts: _abc.Iterable[_file_pb2.File] | None = ...,
+        invocationStatus: Global___InvocationStatus.ValueType = ...,
         child_invocations: _abc.Iterable[Global___Invocation.Id] | None = ...,
-        invocation_status: Global___InvocationStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_count", b"action_count", "artifacts", b"artifacts", "bazel_exit_code", b"bazel_exit_code", "branch_name", b"branch_name", "build_metadata", b"build_metadata", "child_invocations", b"child_invocations", "command", b"command", "commit_sha", b"commit_sha", "created_at_usec", b"created_at_usec", "duration_usec", b"duration_usec", "host", b"host", "id", b"id", "invocation_status", b"invocation_status", "pattern", b"pattern", "repo_url", b"repo_url", "role", b"role", "success", b"success", "updated_at_usec", b"updated_at_usec", "user", b"user", "workspace_status", b"workspace_status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_count", b"action_count", "artifacts", b"artifacts", "bazel_exit_code", b"bazel_exit_code", "branch_name", b"branch_name", "build_metadata", b"build_metadata", "child_invocations", b"child_invocations", "command", b"command", "commit_sha", b"commit_sha", "created_at_usec", b"created_at_usec", "duration_usec", b"duration_usec", "host", b"host", "id", b"id", "invocationStatus", b"invocationStatus", "pattern", b"pattern", "repo_url", b"repo_url", "role", b"role", "success", b"success", "updated_at_usec", b"updated_at_usec", "user", b"user", "workspace_status", b"workspace_status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pi/v1/remote_runner.proto\x12\x06\x61pi.v1\"\xc8\x03\n\nRunRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x12\n\ncommit_sha\x18\x03 \x01(\t\x12\x0f\n\x07patches\x18\x0b \x03(\x0c\x12\x1b\n\x05steps\x18\x04 \x03(\x0b\x32\x0c.api.v1.Step\x12(\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1b.api.v1.RunRequest.EnvEntry\x12G\n\x13platform_properties\x18\x06 \x03(\x0b\x32*.api.v1.RunRequest.PlatformPropertiesEntry\x12\x16\n\x0eremote_headers\x18\n \x03(\t\x12\x0f\n\x07timeout\x18\x07 \x01(\t\x12\r\n\x05\x61sync\x18\x08 \x01(\x08\x12\"\n\x1ause_system_git_credentials\x18\t \x01(\x08\x12$\n\x1cskip_automatic_configuration\x18\x0c \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x39\n\x17PlatformPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x04Step\x12\x0b\n\x03run\x18\x01 \x01(\t\"$\n\x0bRunResponse\x12\x15\n\rinvocation_id\x18\x01 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x61pi/v1/remote_runner.proto\x12\x06\x61pi.v1\"\xe9\x03\n\nRunRequest\x12\x0c\n\x04repo\x18\x01 \x01(\t\x12\x0e\n\x06\x62ranch\x18\x02 \x01(\t\x12\x12\n\ncommit_sha\x18\x03 \x01(\t\x12\x0f\n\x07patches\x18\x0b \x03(\x0c\x12\x1b\n\x05steps\x18\x04 \x03(\x0b\x32\x0c.api.v1.Step\x12(\n\x03\x65nv\x18\x05 \x03(\x0b\x32\x1b.api.v1.RunRequest.EnvEntry\x12G\n\x13platform_properties\x18\x06 \x03(\x0b\x32*.api.v1.RunRequest.PlatformPropertiesEntry\x12\x16\n\x0eremote_headers\x18\n \x03(\t\x12\x0f\n\x07timeout\x18\x07 \x01(\t\x12\r\n\x05\x61sync\x18\x08 \x01(\x08\x12\"\n\x1ause_system_git_credentials\x18\t \x01(\x08\x12\x1a\n\x12skip_auto_checkout\x18\x0c \x01(\x08\x12)\n\nwait_until\x18\r \x01(\x0e\x32\x15.api.v1.WaitCondition\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x39\n\x17PlatformPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x04Step\x12\x0b\n\x03run\x18\x01 \x01(\t\"$\n\x0bRunResponse\x12\x15\n\rinvocation_id\x18\x01 \x01(\t*N\n\rWaitCondition\x12\x15\n\x11UNKNOWN_CONDITION\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07STARTED\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +36,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RUNREQUEST_ENVENTRY']._serialized_options = b'8\001'
   _globals['_RUNREQUEST_PLATFORMPROPERTIESENTRY']._loaded_options = None
   _globals['_RUNREQUEST_PLATFORMPROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_WAITCONDITION']._serialized_start=589
+  _globals['_WAITCONDITION']._serialized_end=667
   _globals['_RUNREQUEST']._serialized_start=39
-  _globals['_RUNREQUEST']._serialized_end=495
-  _globals['_RUNREQUEST_ENVENTRY']._serialized_start=394
-  _globals['_RUNREQUEST_ENVENTRY']._serialized_end=436
-  _globals['_RUNREQUEST_PLATFORMPROPERTIESENTRY']._serialized_start=438
-  _globals['_RUNREQUEST_PLATFORMPROPERTIESENTRY']._serialized_end=495
-  _globals['_STEP']._serialized_start=497
-  _globals['_STEP']._serialized_end=516
-  _globals['_RUNRESPONSE']._serialized_start=518
-  _globals['_RUNRESPONSE']._serialized_end=554
+  _globals['_RUNREQUEST']._serialized_end=528
+  _globals['_RUNREQUEST_ENVENTRY']._serialized_start=427
+  _globals['_RUNREQUEST_ENVENTRY']._serialized_end=469
+  _globals['_RUNREQUEST_PLATFORMPROPERTIESENTRY']._serialized_start=471
+  _globals['_RUNREQUEST_PLATFORMPROPERTIESENTRY']._serialized_end=528
+  _globals['_STEP']._serialized_start=530
+  _globals['_STEP']._serialized_end=549
+  _globals['_RUNRESPONSE']._serialized_start=551
+  _globals['_RUNRESPONSE']._serialized_end=587
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from services.gen.google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61pi/v1/workflow.proto\x12\x06\x61pi.v1\x1a\x17google/rpc/status.proto\"\xe1\x01\n\x16\x45xecuteWorkflowRequest\x12\x10\n\x08repo_url\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tion_names\x18\x03 \x03(\t\x12\r\n\x05\x63lean\x18\x04 \x01(\x08\x12\x12\n\nvisibility\x18\x05 \x01(\t\x12\r\n\x05\x61sync\x18\x06 \x01(\x08\x12\x34\n\x03\x65nv\x18\x07 \x03(\x0b\x32\'.api.v1.ExecuteWorkflowRequest.EnvEntry\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc0\x01\n\x17\x45xecuteWorkflowResponse\x12\x45\n\x0f\x61\x63tion_statuses\x18\x01 \x03(\x0b\x32,.api.v1.ExecuteWorkflowResponse.ActionStatus\x1a^\n\x0c\x41\x63tionStatus\x12\x13\n\x0b\x61\x63tion_name\x18\x01 \x01(\t\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Statusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x61pi/v1/workflow.proto\x12\x06\x61pi.v1\x1a\x17google/rpc/status.proto\"\x93\x02\n\x16\x45xecuteWorkflowRequest\x12\x10\n\x08repo_url\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63tion_names\x18\x03 \x03(\t\x12\x12\n\nvisibility\x18\x05 \x01(\t\x12\r\n\x05\x61sync\x18\x06 \x01(\x08\x12\x34\n\x03\x65nv\x18\x07 \x03(\x0b\x32\'.api.v1.ExecuteWorkflowRequest.EnvEntry\x12\x0e\n\x06\x62ranch\x18\x08 \x01(\t\x12\x12\n\ncommit_sha\x18\t \x01(\t\x12\x15\n\rdisable_retry\x18\n \x01(\x08\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01J\x04\x08\x04\x10\x05\"\xc0\x01\n\x17\x45xecuteWorkflowResponse\x12\x45\n\x0f\x61\x63tion_statuses\x18\x01 \x03(\x0b\x32,.api.v1.ExecuteWorkflowResponse.ActionStatus\x1a^\n\x0c\x41\x63tionStatus\x12\x13\n\x0b\x61\x63tion_name\x18\x01 \x01(\t\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\"\n\x06status\x18\x03 \x01(\x0b\x32\x12.google.rpc.Statusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,11 +36,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EXECUTEWORKFLOWREQUEST_ENVENTRY']._loaded_options = None
   _globals['_EXECUTEWORKFLOWREQUEST_ENVENTRY']._serialized_options = b'8\001'
   _globals['_EXECUTEWORKFLOWREQUEST']._serialized_start=59
-  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=284
-  _globals['_EXECUTEWORKFLOWREQUEST_ENVENTRY']._serialized_start=242
-  _globals['_EXECUTEWORKFLOWREQUEST_ENVENTRY']._serialized_end=284
-  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=287
-  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_end=479
-  _globals['_EXECUTEWORKFLOWRESPONSE_ACTIONSTATUS']._serialized_start=385
-  _globals['_EXECUTEWORKFLOWRESPONSE_ACTIONSTATUS']._serialized_end=479
+  _globals['_EXECUTEWORKFLOWREQUEST']._serialized_end=334
+  _globals['_EXECUTEWORKFLOWREQUEST_ENVENTRY']._serialized_start=286
+  _globals['_EXECUTEWORKFLOWREQUEST_ENVENTRY']._serialized_end=328
+  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_start=337
+  _globals['_EXECUTEWORKFLOWRESPONSE']._serialized_end=529
+  _globals['_EXECUTEWORKFLOWRESPONSE_ACTIONSTATUS']._serialized_start=435
+  _globals['_EXECUTEWORKFLOWRESPONSE_ACTIONSTATUS']._serialized_end=529
 # @@protoc_insertion_point(module_scope)
