@@ -69,6 +69,6 @@ async def start(settings: ServeSettings) -> Stack:
                                 cas_ready=lambda: serving(cas_channel, 2))
     edge = await gateway.start(GatewaySettings(
         **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
-        key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),
+        key_cache_seconds=settings.key_cache_seconds, **settings.bes_settings()),
         backends)
     return Stack(meta, log_service, shard, edge, admin_key)
