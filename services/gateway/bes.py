@@ -95,6 +95,7 @@ class _Backend:
     pack: Callable[[list[_Item]], Any]
     finishing: Any
     outage: Outage
+    admitted: asyncio.Event  # set once this backend accepted the stream; the others wait for the first one's
     durable: int = 0
     sent: int = 0
     in_flight: collections.deque[int] = field(default_factory=collections.deque)  # last sequence per batch
@@ -237,10 +238,16 @@ class BesStream:
 
     def _backend(self, name: str, connect: Callable[[], grpc.aio.StreamStreamCall], opening: Any,
                  pack: Callable[[list[_Item]], Any], finishing: Any) -> _Backend:
-        return _Backend(name, connect, opening, pack, finishing, Outage(name, self.options.retry_seconds))
+        return _Backend(name, connect, opening, pack, finishing, Outage(name, self.options.retry_seconds),
+                        asyncio.Event())
 
     async def _ship(self, backend: _Backend) -> None:
-        """Keep one backend in step with the stream until it has stored all of it, riding out outages."""
+        """Keep one backend in step with the stream until it has stored all of it, riding out outages.
+
+        The metadata service decides whether the stream may write to the invocation at all (same build,
+        not complete); the others open only after it said yes, so a refused stream writes nothing anywhere."""
+        if backend is not self.backends[0]:
+            await self.backends[0].admitted.wait()
         while True:
             try:
                 await self._session(backend)
@@ -258,6 +265,7 @@ class BesStream:
             if opened is grpc.aio.EOF:
                 raise ApiError(f"the {backend.name} service closed the stream at open")
             backend.outage.recovered()
+            backend.admitted.set()
             async with self.changed:
                 backend.sent = max(opened.last_sequence, self.base)
                 backend.in_flight.clear()
