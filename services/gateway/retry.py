@@ -31,6 +31,12 @@ def unreachable(err: BaseException) -> bool:
     return isinstance(err, ApiError) and err.code in RETRYABLE
 
 
+def _reason(err: BaseException) -> str:
+    if isinstance(err, grpc.aio.AioRpcError):
+        return f"{err.code().name} {err.details()}"
+    return str(err)
+
+
 @dataclass
 class Outage:
     """The retry budget of one backend: `seconds` from the first failure since it last answered."""
@@ -50,7 +56,7 @@ class Outage:
             self.started = now
         if not unreachable(err) or now - self.started >= self.seconds:
             raise err
-        log.warning("%s unreachable for %.1fs, retrying: %s", self.what, now - self.started, err)
+        log.warning("%s unreachable for %.1fs, retrying: %s", self.what, now - self.started, _reason(err))
         await asyncio.sleep(min(self.delay, self.started + self.seconds - now))
         self.delay = min(self.delay * 2, MAX_DELAY)
 

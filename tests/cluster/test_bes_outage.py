@@ -57,7 +57,7 @@ def status(cluster: ClusterProcess, key: str, invocation_id: str) -> int:
     stub, md = api(cluster.grpc_target, key)
     found = stub.GetInvocation(invocation_pb2.GetInvocationRequest(
         selector=invocation_pb2.InvocationSelector(invocation_id=invocation_id)), metadata=md).invocation
-    return found[0].invocation_status
+    return int(found[0].invocation_status)
 
 
 @pytest.mark.parametrize("victim", ["metadata-0", "logs-0"])
