@@ -223,7 +223,8 @@ class BesStream:
                 self._acknowledge_nowait()
             else:
                 self.items.append(_Item(ordered.sequence_number, payload, text, time.perf_counter()))
-            self.changed.notify_all()
+            if any(self.received - b.sent in (1, BATCH_EVENTS) for b in self.backends):
+                self.changed.notify_all()  # a batch to start or a full one; a lingering shipper has its deadline
 
     async def _read(self, requests: Requests, held: list[pbe_pb2.OrderedBuildEvent]) -> None:
         for ordered in held:
