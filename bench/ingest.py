@@ -1,42 +1,48 @@
-"""Build-event ingestion through the real gRPC port: a synthetic 10,000-target build.
+"""Build-event ingestion through the real gRPC port: a synthetic 10,000-target build, or a recorded real one.
 
     python bench/ingest.py [--targets 10000] [--log-mib 50] [--database postgresql://...] [--readers N]
+    python bench/ingest.py --bep RECORDED.bep [--rate 400] [--runs 3]   (record one: bench/record_bep.py)
 
-Starts `bbapi serve`, streams one invocation the way Bazel does (configured, completed and
+Synthetic: starts `bbapi serve`, streams one invocation the way Bazel does (configured, completed and
 test-result events for every target, named sets, ~50 MB of console output in Progress events),
 waits for every acknowledgement (each means "stored durably") and prints events/s, log MB/s and
 the server's peak RSS (VmHWM) before and after, which shows memory does not grow with the build.
 With --readers N, N clients call GetInvocation on the build in a loop while it streams (what a
 dashboard polling a running build does) and their latency percentiles are printed too.
+
+Recorded (--bep): replays a real build's `--build_event_binary_file` to `bbapi serve` and, in the same
+run, to a bare grpcio server that acknowledges at once and stores nothing (bench/bes_sink.py, the
+floor), as fast as they take it and paced at --rate events/s (a build's own pace: Bazel sends events as
+they happen and waits for acks only at the end). Prints events/s, MB/s, the ack latency p50/p99 (from
+sending an event to its ack) and the server's CPU seconds per replay (what it takes from the build).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
+from services.cluster.supervisor import free_port
 from services.gen.api.v1 import invocation_pb2
 from services.gen.api.v1 import service_pb2_grpc as api_grpc
 from services.gen.build_event_stream import build_event_stream_pb2 as bep
-from tests.support.bes import Publisher, progress
+from services.gen.google.devtools.build.v1 import publish_build_event_pb2 as pbe_pb2
+from services.gen.google.devtools.build.v1 import publish_build_event_pb2_grpc as pbe_grpc
+from tests.support.bes import Publisher, progress, read_bep, request
 from tests.support.servers import ServeProcess
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def poll_invocation(target: str, key: str, invocation_id: str, stop: threading.Event,
@@ -105,13 +111,86 @@ def synthetic_build_and_log_bytes(invocation_id: str, targets: int, log_bytes: i
     return [e.SerializeToString() for e in events], written
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def replay(target: str, key: str | None, events: list[bytes], rate: float) -> tuple[float, list[float]]:
+    """Stream `events` as a new invocation (paced at `rate` events/s, or at once); (seconds, ack latencies)."""
+    invocation_id, sent = str(uuid.uuid4()), {}
+
+    def requests() -> Iterator[pbe_pb2.PublishBuildToolEventStreamRequest]:
+        start = time.perf_counter()
+        for sequence in range(1, len(events) + 2):
+            if rate:
+                time.sleep(max(0.0, start + sequence / rate - time.perf_counter()))
+            sent[sequence] = time.perf_counter()
+            yield request(invocation_id, sequence, events[sequence - 1] if sequence <= len(events) else None)
+
+    latencies = []
+    start = time.perf_counter()
+    with grpc.insecure_channel(target) as channel:
+        for response in pbe_grpc.PublishBuildEventStub(channel).PublishBuildToolEventStream(
+                requests(), metadata=[("x-buildbuddy-api-key", key)] if key else []):
+            latencies.append(time.perf_counter() - sent[response.sequence_number])
+    assert len(latencies) == len(events) + 1, "every event must be acknowledged"
+    return time.perf_counter() - start, latencies
+
+
+def recorded(args: argparse.Namespace) -> None:
+    events = read_bep(args.bep)
+    megabytes = sum(map(len, events)) / 1e6
+    env = {"BBAPI_DATABASE": args.database} if args.database else {}
+    sink_port = free_port()
+    sink = subprocess.Popen([sys.executable, str(Path(__file__).with_name("bes_sink.py")), str(sink_port)],
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout is not None and sink.stdout.readline().strip() == "serving"
+    rows = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        serve = ServeProcess(Path(data_dir), extra=["--log-level", "warning"], env=env).start()
+        try:
+            assert serve.proc is not None
+            key = serve.admin_key or serve.new_key("bench")
+            peers = [("bbapi serve", serve.grpc_target, key, serve.proc.pid),
+                     ("grpcio sink (floor)", f"127.0.0.1:{sink_port}", None, sink.pid)]
+            for rate in (0.0, args.rate):
+                for name, target, peer_key, pid in peers:
+                    runs = []
+                    for _ in range(args.runs):
+                        cpu = cpu_seconds(pid)
+                        seconds, latencies = replay(target, peer_key, events, rate)
+                        runs.append((seconds, latencies, cpu_seconds(pid) - cpu))
+                    rows.append((name, rate, runs))
+        finally:
+            serve.stop()
+            sink.terminate()
+            sink.wait()
+    print(f"\nReplay of {args.bep.name}: {len(events)} events, {megabytes:.1f} MB, {args.runs} runs each "
+          f"({'PostgreSQL' if args.database else 'SQLite'}); medians, latencies over all runs\n")
+    print(f"{'server':<22}{'pace':>10}{'seconds':>9}{'events/s':>10}{'MB/s':>8}{'ack p50 ms':>12}"
+          f"{'ack p99 ms':>12}{'CPU s':>8}")
+    for name, rate, runs in rows:
+        seconds = statistics.median(r[0] for r in runs)
+        cuts = statistics.quantiles([latency for r in runs for latency in r[1]], n=100)
+        pace = f"{rate:.0f}/s" if rate else "at once"
+        print(f"{name:<22}{pace:>10}{seconds:>9.2f}{len(events) / seconds:>10.0f}{megabytes / seconds:>8.1f}"
+              f"{cuts[49] * 1e3:>12.1f}{cuts[98] * 1e3:>12.1f}{statistics.median(r[2] for r in runs):>8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=int, default=10_000)
     parser.add_argument("--log-mib", type=int, default=50)
     parser.add_argument("--database", default="", help="database URL for bbapi serve (default: SQLite)")
     parser.add_argument("--readers", type=int, default=0, help="clients polling GetInvocation meanwhile")
+    parser.add_argument("--bep", type=Path, help="replay this recorded --build_event_binary_file instead")
+    parser.add_argument("--rate", type=float, default=400.0, help="events/s of the paced replay (--bep)")
+    parser.add_argument("--runs", type=int, default=3, help="replays per server and pace (--bep)")
     args = parser.parse_args()
+    if args.bep:
+        recorded(args)
+        return
     invocation_id = str(uuid.uuid4())
     events, log_bytes = synthetic_build_and_log_bytes(invocation_id, args.targets, args.log_mib * 1024 * 1024)
     env = {"BBAPI_DATABASE": args.database} if args.database else {}
@@ -119,7 +198,7 @@ def main() -> None:
         serve = ServeProcess(Path(data_dir), extra=["--log-level", "warning"], env=env).start()
         try:
             assert serve.proc is not None
-            idle_rss = peak_rss_mib(serve.proc.pid)
+            idle_rss = serve.peak_rss_mib()
             key = serve.admin_key or serve.new_key("bench")  # a used database printed no admin key
             publisher = Publisher(serve.grpc_target, key)
             stop, latencies = threading.Event(), []
@@ -134,7 +213,7 @@ def main() -> None:
             stop.set()
             for reader in readers:
                 reader.join()
-            peak = peak_rss_mib(serve.proc.pid)
+            peak = serve.peak_rss_mib()
         finally:
             serve.stop()
     assert acked == list(range(1, len(events) + 2)), "every event must be acknowledged, in order"

@@ -6,6 +6,7 @@ from pydantic import ByteSize, Field, SecretStr
 
 from services.common.db import sqlite_url
 from services.common.settings import CommonSettings
+from services.gateway.settings import BesSettings
 
 
 class EmbeddedDatabase(CommonSettings):
@@ -20,7 +21,7 @@ class EmbeddedDatabase(CommonSettings):
         return sqlite_url(self.data_dir / f"{name}.db")
 
 
-class ServeSettings(EmbeddedDatabase):
+class ServeSettings(EmbeddedDatabase, BesSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
     http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
@@ -29,5 +30,3 @@ class ServeSettings(EmbeddedDatabase):
     bootstrap_api_key: SecretStr | None = Field(
         None, description="an admin key for tenant 'default' to create at start if absent")
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
-    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
-                                                            "(stored under tenant 'anonymous')")

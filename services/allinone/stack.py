@@ -62,6 +62,6 @@ async def start(settings: ServeSettings) -> Stack:
                                 logs=insecure_channel(log_service.server.target))
     edge = await gateway.start(GatewaySettings(
         **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
-        key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),
+        key_cache_seconds=settings.key_cache_seconds, **settings.bes_settings()),
         backends)
     return Stack(meta, log_service, edge, admin_key)

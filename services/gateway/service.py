@@ -97,7 +97,7 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     front.add(bytestream_pb2.DESCRIPTOR.services_by_name["ByteStream"], ByteStreamServicer(blobs),
               codecs=bytestream.CODECS)
     front.add(pbe_pb2.DESCRIPTOR.services_by_name["PublishBuildEvent"],
-              BuildEventServicer(backends.metadata, backends.logs, resolver, settings.allow_anonymous_builds))
+              BuildEventServicer(backends.metadata, backends.logs, resolver, settings.bes_options()))
     api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)

@@ -1,13 +1,34 @@
 """Settings of the gateway process (`bbapi gateway`)."""
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from services.common.settings import CommonSettings
+from services.gateway.bes_options import BesOptions
 
 
-class GatewaySettings(CommonSettings):
+class BesSettings(CommonSettings):
+    """How the Build Event Service treats Bazel's streams (the gateway's, and `bbapi serve`'s)."""
+
+    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
+                                                            "(stored under tenant 'anonymous')")
+    bes_linger_seconds: float = Field(0.05, ge=0, description="how long a build event may wait for others to be "
+                                                              "stored with it in one transaction (group commit)")
+    bes_backend_retry_seconds: float = Field(60.0, ge=0, description="how long a build's stream is held open while "
+                                                                     "the metadata or logs service is unreachable")
+
+    def bes_options(self) -> BesOptions:
+        return BesOptions(self.bes_linger_seconds, self.bes_backend_retry_seconds, self.allow_anonymous_builds)
+
+    def bes_settings(self) -> dict[str, Any]:
+        """These fields, to configure a gateway the same way."""
+        return {name: getattr(self, name) for name in BesSettings.model_fields
+                if name not in CommonSettings.model_fields}
+
+
+class GatewaySettings(BesSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
     http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
@@ -16,5 +37,3 @@ class GatewaySettings(CommonSettings):
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
                                   description="CAS membership JSON (members, replication); re-read when it changes")
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
-    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
-                                                            "(stored under tenant 'anonymous')")

@@ -57,6 +57,8 @@ class LogWriter:
             if not fresh:
                 self.last_sequence = stream.last_sequence
                 return self.last_sequence
+            if stream.finished:
+                raise FailedPrecondition(f"log of {self.invocation_id} is complete: nothing can be added")
             if fresh[0][0] != stream.last_sequence + 1:
                 raise FailedPrecondition(f"log of {self.invocation_id}: expected sequence "
                                          f"{stream.last_sequence + 1}, got {fresh[0][0]}")

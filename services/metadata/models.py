@@ -70,12 +70,15 @@ class Invocation(Base):
         Index("ix_invocations_commit", "tenant", "commit_sha", "created_at_usec", "id"),
         Index("ix_invocations_parent", "tenant", "parent_invocation_id"),
         Index("ix_invocations_parent_run", "tenant", "parent_run_id"),
+        Index("ix_invocations_build", "invocation_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(63))
     invocation_id: Mapped[str] = mapped_column(String(36))
     key_id: Mapped[str] = mapped_column(String(32))
+    # SHA-256 of the BES build_id of the stream that opened it: only the same build may resume it.
+    build_id_hash: Mapped[str] = mapped_column(String(64))
     # Ingest state: the stream that may write (attempt), what is stored (last_sequence, finished).
     attempt: Mapped[int] = mapped_column(Integer)
     last_sequence: Mapped[int] = mapped_column(BigInteger)

@@ -7,15 +7,23 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from services.common.auth import Principal
 from services.common.db import Sessions
 from services.common.errors import InvalidArgument
 from services.gen.api.v1 import action_pb2, audit_log_pb2, invocation_pb2, target_pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2
 from services.metadata import audit, keys
-from services.metadata.invocations import queries
+from services.metadata.invocations import builds, queries
 from services.metadata.invocations.ingest import InvocationStore
 
 log = logging.getLogger(__name__)
+
+
+def _principal_response(principal: Principal | None) -> metadata_pb2.ResolveApiKeyResponse:
+    if principal is None:
+        return metadata_pb2.ResolveApiKeyResponse(found=False)
+    return metadata_pb2.ResolveApiKeyResponse(found=True, tenant=principal.tenant,
+                                              capability=principal.capability.value, key_id=principal.key_id)
 
 
 class MetadataServicer:
@@ -25,11 +33,12 @@ class MetadataServicer:
 
     async def ResolveApiKey(self, request: metadata_pb2.ResolveApiKeyRequest,
                             context: Any) -> metadata_pb2.ResolveApiKeyResponse:
-        principal = await keys.resolve(self.sessions, request.key_hash)
-        if principal is None:
-            return metadata_pb2.ResolveApiKeyResponse(found=False)
-        return metadata_pb2.ResolveApiKeyResponse(found=True, tenant=principal.tenant,
-                                                  capability=principal.capability.value, key_id=principal.key_id)
+        return _principal_response(await keys.resolve(self.sessions, request.key_hash))
+
+    async def ResolveBuild(self, request: metadata_pb2.ResolveBuildRequest,
+                           context: Any) -> metadata_pb2.ResolveApiKeyResponse:
+        return _principal_response(await builds.principal_of_build(self.sessions, request.invocation_id,
+                                                                   request.build_id_hash))
 
     async def Ingest(self, requests: AsyncIterator[metadata_pb2.IngestRequest],
                      context: Any) -> AsyncIterator[metadata_pb2.IngestResponse]:
@@ -42,7 +51,8 @@ class MetadataServicer:
         if first is None or first.WhichOneof("kind") != "open":
             raise InvalidArgument("the first Ingest message must open an invocation")
         opened = first.open
-        stream = await self.invocations.open(opened.tenant, opened.invocation_id, opened.key_id, list(opened.secrets))
+        stream = await self.invocations.open(opened.tenant, opened.invocation_id, opened.key_id, list(opened.secrets),
+                                             opened.build_id_hash)
         yield metadata_pb2.IngestResponse(last_sequence=stream.last_sequence)
         finished = False
         try:

@@ -12,7 +12,7 @@ import uuid
 from sqlalchemy import event
 
 from services.common.db import Sessions
-from services.gen.api.v1 import target_pb2
+from services.gen.api.v1 import action_pb2, target_pb2
 from services.metadata.invocations import queries
 from services.metadata.invocations.ingest import InvocationStore
 from services.metadata.invocations.sql import index_plans
@@ -37,8 +37,9 @@ async def load(maker: Sessions, targets: int) -> str:
     return invocation_id
 
 
-async def page_plan(maker: Sessions, request: target_pb2.GetTargetRequest) -> str:
-    """The database's plan for the statement that reads a page of targets."""
+async def page_plan(maker: Sessions, request: target_pb2.GetTargetRequest | action_pb2.GetActionRequest,
+                    tenant: str = "acme") -> str:
+    """The database's plan for the statement that reads a page of targets (or of actions)."""
     statements: list[tuple[str, object]] = []
 
     def grab(_conn: object, _cursor: object, statement: str, parameters: object, *_rest: object) -> None:
@@ -47,10 +48,14 @@ async def page_plan(maker: Sessions, request: target_pb2.GetTargetRequest) -> st
     engine = maker.kw["bind"].sync_engine
     event.listen(engine, "before_cursor_execute", grab)
     try:
-        await queries.get_targets(maker, "acme", request, page_size=100)
+        if isinstance(request, target_pb2.GetTargetRequest):
+            await queries.get_targets(maker, tenant, request, page_size=100)
+        else:
+            await queries.get_actions(maker, tenant, request, page_size=100)
     finally:
         event.remove(engine, "before_cursor_execute", grab)
-    statement, parameters = next((s, p) for s, p in statements if "invocation_target" in s and "LIMIT" in s)
+    table = "invocation_target" if isinstance(request, target_pb2.GetTargetRequest) else "invocation_actions"
+    statement, parameters = next((s, p) for s, p in statements if table in s and "LIMIT" in s)
     async with maker.begin() as session:
         await index_plans(session)  # the same planner settings get_targets runs under
         connection = await session.connection()

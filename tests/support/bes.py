@@ -40,9 +40,11 @@ def progress(stderr: str = "", stdout: str = "", count: int = 0) -> bytes:
     return event.SerializeToString()
 
 
-def request(invocation_id: str, sequence: int, event: bytes | None) -> pbe_pb2.PublishBuildToolEventStreamRequest:
+def request(invocation_id: str, sequence: int, event: bytes | None,
+            build_id: str | None = None) -> pbe_pb2.PublishBuildToolEventStreamRequest:
+    """One OrderedBuildEvent; the build_id is Bazel's per-command id, the same in every retry of its stream."""
     ordered = pbe_pb2.OrderedBuildEvent(
-        stream_id=be_pb2.StreamId(build_id="build-" + invocation_id, invocation_id=invocation_id,
+        stream_id=be_pb2.StreamId(build_id=build_id or "build-" + invocation_id, invocation_id=invocation_id,
                                   component=be_pb2.StreamId.BuildComponent.TOOL),
         sequence_number=sequence)
     if event is None:
@@ -59,6 +61,7 @@ class Publisher:
 
     target: str
     key: str | None = None
+    build_id: str | None = None  # default: derived from the invocation id, so every Publisher is one build
     channel: grpc.Channel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -83,9 +86,9 @@ class Publisher:
         """Send events[start-1:] numbered from `start` (plus the final marker); returns acked numbers."""
         def requests() -> Iterator[pbe_pb2.PublishBuildToolEventStreamRequest]:
             for sequence in range(start, len(events) + 1):
-                yield request(invocation_id, sequence, events[sequence - 1])
+                yield request(invocation_id, sequence, events[sequence - 1], self.build_id)
             if finish:
-                yield request(invocation_id, len(events) + 1, None)
+                yield request(invocation_id, len(events) + 1, None, self.build_id)
 
         return [r.sequence_number for r in self.stub.PublishBuildToolEventStream(requests(), metadata=self.metadata)]
 
@@ -95,7 +98,7 @@ class Publisher:
 
         def requests() -> Iterator[pbe_pb2.PublishBuildToolEventStreamRequest]:
             for sequence, event in enumerate(events, start=1):
-                yield request(invocation_id, sequence, event)
+                yield request(invocation_id, sequence, event, self.build_id)
             stop.wait(30)
 
         call = self.stub.PublishBuildToolEventStream(requests(), metadata=self.metadata)

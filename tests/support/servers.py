@@ -150,6 +150,14 @@ class ServeProcess:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
+    def peak_rss_mib(self) -> float:
+        """The process's peak resident memory so far (VmHWM)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc status")
+
     def new_key(self, tenant: str, capability: str = "cache-write") -> str:
         """A new API key of `tenant`, made with `bbapi keys create` on this server's data dir and
         database (the environment given to the server, BBAPI_DATABASE included)."""

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import invocation_ids
 from services.common.db import Sessions, now_usec
-from services.common.errors import FailedPrecondition
+from services.common.errors import AlreadyExists, FailedPrecondition
 from services.gen.api.v1 import invocation_pb2
 from services.metadata.invocations import batch, store
 from services.metadata.invocations.derive import Fields
@@ -38,26 +38,36 @@ class InvocationStore:
     def __init__(self, sessions: Sessions) -> None:
         self.sessions = sessions
 
-    async def open(self, tenant: str, invocation_id: str, key_id: str, secrets: Collection[str]) -> IngestStream:
-        """Create the invocation or take it over from an earlier stream (a retry)."""
+    async def open(self, tenant: str, invocation_id: str, key_id: str, secrets: Collection[str],
+                   build_id_hash: str = "") -> IngestStream:
+        """Create the invocation or take it over from an earlier stream of the same build (a retry).
+
+        A stream of another build (another BES build_id) is refused before anything is acknowledged:
+        an invocation id names one build, and a second build reusing it must not be half merged into the
+        first nor acknowledged and dropped, whichever has more events."""
         invocation_id = invocation_ids.canonical(invocation_id)
         for _ in range(2):  # a concurrent first open may win the insert; then this one resumes it
             try:
                 async with self.sessions.begin() as session:
-                    row = await _claim(session, tenant, invocation_id) or await _create(session, tenant,
-                                                                                        invocation_id, key_id)
+                    row = (await _claim(session, tenant, invocation_id, build_id_hash)
+                           or await _create(session, tenant, invocation_id, key_id, build_id_hash))
                     return IngestStream(self.sessions, row, secrets)
             except IntegrityError:
                 continue
         raise FailedPrecondition(f"invocation {invocation_id} is being opened concurrently; retry")
 
 
-async def _claim(session: AsyncSession, tenant: str, invocation_id: str) -> Invocation | None:
+async def _claim(session: AsyncSession, tenant: str, invocation_id: str, build_id_hash: str) -> Invocation | None:
     claimed = await session.execute(
-        update(Invocation).where(Invocation.tenant == tenant, Invocation.invocation_id == invocation_id)
+        update(Invocation).where(Invocation.tenant == tenant, Invocation.invocation_id == invocation_id,
+                                 Invocation.build_id_hash.in_(("", build_id_hash)))
         .values(attempt=Invocation.attempt + 1)
         .execution_options(synchronize_session=False))
     if claimed.rowcount == 0:  # type: ignore[attr-defined]
+        if await session.scalar(select(Invocation.id).where(Invocation.tenant == tenant,
+                                                            Invocation.invocation_id == invocation_id)):
+            raise AlreadyExists(f"invocation {invocation_id} belongs to another build (another BES build_id): "
+                                "give each build its own --invocation_id")
         return None
     row = await session.scalar(select(Invocation).where(Invocation.tenant == tenant,
                                                         Invocation.invocation_id == invocation_id))
@@ -66,9 +76,11 @@ async def _claim(session: AsyncSession, tenant: str, invocation_id: str) -> Invo
     return row
 
 
-async def _create(session: AsyncSession, tenant: str, invocation_id: str, key_id: str) -> Invocation:
+async def _create(session: AsyncSession, tenant: str, invocation_id: str, key_id: str,
+                  build_id_hash: str) -> Invocation:
     now = now_usec()
-    row = Invocation(tenant=tenant, invocation_id=invocation_id, key_id=key_id, attempt=1, last_sequence=0,
+    row = Invocation(tenant=tenant, invocation_id=invocation_id, key_id=key_id, build_id_hash=build_id_hash,
+                     attempt=1, last_sequence=0,
                      status=PARTIAL, created_at_usec=now, updated_at_usec=now, **Fields().columns())
     session.add(row)
     await session.flush()

@@ -82,9 +82,14 @@ class IngestOpen(_message.Message):
     INVOCATION_ID_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     SECRETS_FIELD_NUMBER: _builtins.int
+    BUILD_ID_HASH_FIELD_NUMBER: _builtins.int
     tenant: _builtins.str
     invocation_id: _builtins.str
     key_id: _builtins.str
+    build_id_hash: _builtins.str
+    """SHA-256 (hex) of the BES stream's build_id. The first stream binds it to the invocation; a stream
+    with another build_id is a different build and may not write to it.
+    """
     @_builtins.property
     def secrets(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Strings to redact from everything stored (the caller's API key)."""
@@ -96,10 +101,11 @@ class IngestOpen(_message.Message):
         invocation_id: _builtins.str = ...,
         key_id: _builtins.str = ...,
         secrets: _abc.Iterable[_builtins.str] | None = ...,
+        build_id_hash: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["invocation_id", b"invocation_id", "key_id", b"key_id", "secrets", b"secrets", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id_hash", b"build_id_hash", "invocation_id", b"invocation_id", "key_id", b"key_id", "secrets", b"secrets", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -220,6 +226,33 @@ class IngestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestResponse: _TypeAlias = IngestResponse  # noqa: Y015
+
+@_typing.final
+class ResolveBuildRequest(_message.Message):
+    """Which principal opened an invocation with this build_id: a retried stream whose key was only in the
+    options text of its first attempt proves it is the same build by knowing the build_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOCATION_ID_FIELD_NUMBER: _builtins.int
+    BUILD_ID_HASH_FIELD_NUMBER: _builtins.int
+    invocation_id: _builtins.str
+    build_id_hash: _builtins.str
+    """SHA-256 (hex) of the build_id."""
+    def __init__(
+        self,
+        *,
+        invocation_id: _builtins.str = ...,
+        build_id_hash: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["build_id_hash", b"build_id_hash", "invocation_id", b"invocation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveBuildRequest: _TypeAlias = ResolveBuildRequest  # noqa: Y015
 
 @_typing.final
 class TenantGetInvocationRequest(_message.Message):

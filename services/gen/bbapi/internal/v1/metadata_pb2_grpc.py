@@ -44,6 +44,11 @@ class MetadataStub:
                 request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyRequest.SerializeToString,
                 response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.FromString,
                 _registered_method=True)
+        self.ResolveBuild = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/ResolveBuild',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveBuildRequest.SerializeToString,
+                response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.FromString,
+                _registered_method=True)
         self.Ingest = channel.stream_stream(
                 '/bbapi.internal.v1.Metadata/Ingest',
                 request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.IngestRequest.SerializeToString,
@@ -81,6 +86,13 @@ class MetadataServicer:
 
     def ResolveApiKey(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveBuild(self, request, context):
+        """found=false unless the invocation was opened with this build_id by a key that is still valid.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -127,6 +139,11 @@ def add_MetadataServicer_to_server(servicer, server):
             'ResolveApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveApiKey,
                     request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyRequest.FromString,
+                    response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.SerializeToString,
+            ),
+            'ResolveBuild': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveBuild,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveBuildRequest.FromString,
                     response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.SerializeToString,
             ),
             'Ingest': grpc.stream_stream_rpc_method_handler(
@@ -186,6 +203,33 @@ class Metadata:
             target,
             '/bbapi.internal.v1.Metadata/ResolveApiKey',
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyRequest.SerializeToString,
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveBuild(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/ResolveBuild',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveBuildRequest.SerializeToString,
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.ResolveApiKeyResponse.FromString,
             options,
             channel_credentials,

@@ -37,6 +37,8 @@ class MetadataStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> MetadataAsyncStub: ...
     ResolveApiKey: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.ResolveApiKeyRequest, _metadata_pb2.ResolveApiKeyResponse]
+    ResolveBuild: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.ResolveBuildRequest, _metadata_pb2.ResolveApiKeyResponse]
+    """found=false unless the invocation was opened with this build_id by a key that is still valid."""
     Ingest: _grpc.StreamStreamMultiCallable[_metadata_pb2.IngestRequest, _metadata_pb2.IngestResponse]
     GetInvocation: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetInvocationRequest, _invocation_pb2.GetInvocationResponse]
     GetTarget: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetTargetRequest, _target_pb2.GetTargetResponse]
@@ -48,6 +50,8 @@ class MetadataStub:
 class MetadataAsyncStub(MetadataStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     ResolveApiKey: _aio.UnaryUnaryMultiCallable[_metadata_pb2.ResolveApiKeyRequest, _metadata_pb2.ResolveApiKeyResponse]  # type: ignore[assignment]
+    ResolveBuild: _aio.UnaryUnaryMultiCallable[_metadata_pb2.ResolveBuildRequest, _metadata_pb2.ResolveApiKeyResponse]  # type: ignore[assignment]
+    """found=false unless the invocation was opened with this build_id by a key that is still valid."""
     Ingest: _aio.StreamStreamMultiCallable[_metadata_pb2.IngestRequest, _metadata_pb2.IngestResponse]  # type: ignore[assignment]
     GetInvocation: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetInvocationRequest, _invocation_pb2.GetInvocationResponse]  # type: ignore[assignment]
     GetTarget: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetTargetRequest, _target_pb2.GetTargetResponse]  # type: ignore[assignment]
@@ -62,6 +66,14 @@ class MetadataServicer(metaclass=_abc_1.ABCMeta):
         request: _metadata_pb2.ResolveApiKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_metadata_pb2.ResolveApiKeyResponse, _abc.Awaitable[_metadata_pb2.ResolveApiKeyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ResolveBuild(
+        self,
+        request: _metadata_pb2.ResolveBuildRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metadata_pb2.ResolveApiKeyResponse, _abc.Awaitable[_metadata_pb2.ResolveApiKeyResponse]]:
+        """found=false unless the invocation was opened with this build_id by a key that is still valid."""
 
     @_abc_1.abstractmethod
     def Ingest(
