@@ -30,6 +30,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.peers import buildgrid, start_cluster, start_serve
@@ -83,6 +85,7 @@ class Column:
     flags: list[str]
     workspace: Workspace
     targets: int
+    bes: ServeProcess | None = None  # the server the build events go to, if any
     cold: list[float] = field(default_factory=list)
     rebuild: list[float] = field(default_factory=list)
 
@@ -91,11 +94,15 @@ class Column:
         return any(flag.startswith("--remote_cache") for flag in self.flags)
 
     def build(self) -> tuple[float, BazelRun]:
+        invocation_id = str(uuid.uuid4())
         start = time.perf_counter()
-        run = self.workspace.bazel("build", "//...", "--symlink_prefix=/", *self.flags, timeout=1800)
+        run = self.workspace.bazel("build", "//...", "--symlink_prefix=/", f"--invocation_id={invocation_id}",
+                                  *self.flags, timeout=1800)
         elapsed = time.perf_counter() - start
         if run.returncode != 0 or "Remote Cache:" in run.output or "Build Event Protocol upload failed" in run.output:
             raise RuntimeError(f"{self.name}: bazel build did not use its servers cleanly:\n{run.output}")
+        if self.bes is not None:
+            recorded(self.bes, invocation_id)
         return elapsed, run
 
     def round(self, timed: bool) -> None:
@@ -118,6 +125,20 @@ class Column:
             raise RuntimeError(f"{self.name}: the rebuild after clean was not all remote cache hits: {processes}")
         if timed:
             self.rebuild.append(elapsed)
+
+
+def recorded(server: ServeProcess, invocation_id: str, within: float = 60) -> None:
+    """Fails unless GetInvocation shows the build, successful, within `within` seconds (untimed)."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = httpx.post(f"http://127.0.0.1:{server.http_port}/api/v1/GetInvocation",
+                            json={"selector": {"invocation_id": invocation_id}},
+                            headers={"x-buildbuddy-api-key": server.admin_key or ""}, timeout=30)
+        if answer.status_code == 200 and any(i.get("success") for i in answer.json().get("invocation", [])):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"invocation {invocation_id} not recorded as a success: {answer.text[:500]}")
+        time.sleep(0.2)
 
 
 def bbapi_flags(server: ServeProcess, bes: bool) -> list[str]:
@@ -188,7 +209,8 @@ def main() -> None:
             generate(root / f"ws-{name}", args.targets, args.outputs)
             workspace = Workspace(root / f"ws-{name}", root / f"bazel-{name}")
             stack.callback(workspace.shutdown)
-            columns.append(Column(name, flags[name], workspace, args.targets))
+            bes = servers[name.removesuffix("-bes")] if name.endswith("-bes") else None
+            columns.append(Column(name, flags[name], workspace, args.targets, bes))
 
         for run in range(args.runs + 1):  # run 0 starts and warms every Bazel server, untimed
             for column in columns[run % len(columns):] + columns[:run % len(columns)]:
