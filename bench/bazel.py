@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import random
 import shutil
 import statistics
@@ -151,6 +152,14 @@ def median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def seconds(values: list[float]) -> str:
+    """The median, and the range when there are several runs (how noisy the machine was)."""
+    if not values:
+        return "-"
+    spread = f" ({min(values):.2f}-{max(values):.2f})" if len(values) > 1 else ""
+    return f"{statistics.median(values):.2f} s{spread}"
+
+
 def table(columns: list[Column], runs: int, targets: int, outputs: int) -> str:
     """Markdown: median seconds, then each ratio a goal of issue 11 (or 12, for BES) is stated in."""
     by_name = {column.name: column for column in columns}
@@ -162,8 +171,7 @@ def table(columns: list[Column], runs: int, targets: int, outputs: int) -> str:
 
     rows: list[tuple[str, list[str], str]] = []
     for kind, label in (("cold", "cold build (every output uploaded)"), ("rebuild", "rebuild after clean (all hits)")):
-        rows.append((label, [f"{value:.2f} s" if (value := median(getattr(c, kind))) is not None else "-"
-                             for c in columns], ""))
+        rows.append((label, [seconds(getattr(c, kind)) for c in columns], ""))
         if kind == "cold":
             rows.append(("  / no cache", [ratio(kind, c, "nocache") for c in columns], "serve <= 1.5x"))
         rows.append(("  / BuildGrid", [ratio(kind, c, "buildgrid") for c in columns],
@@ -191,6 +199,7 @@ def main() -> None:
     if unknown := set(args.only.split(",")) - set(COLUMNS):
         parser.error(f"unknown columns {sorted(unknown)}; choose from {','.join(COLUMNS)}")
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bbapi-bench-bazel-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         servers: dict[str, ServeProcess] = {}
@@ -217,7 +226,8 @@ def main() -> None:
                 column.round(timed=run > 0)
             print(f"run {run}/{args.runs} done" + (" (warm-up)" if run == 0 else ""), flush=True)
 
-    print()
+    print(f"\nload average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores; "
+          "seconds are medians (min-max)\n")
     print(table(columns, args.runs, args.targets, args.outputs))
 
 

@@ -113,6 +113,7 @@ def main() -> None:
     batches = [blobs(args.batch, args.blob_kib * 1024) for _ in range(args.runs)]
     data = os.urandom(args.file_mib * 1024 * 1024)
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bbapi-bench-cas-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         proc, bare_address = bare.start()
@@ -141,7 +142,8 @@ def main() -> None:
                     results[name].setdefault(operation, []).append(value)
 
     print(f"\n{args.digests:,} digests; batches of {args.batch:,} x {args.blob_kib} KiB; GetFile {args.file_mib} MiB; "
-          f"median of {args.runs} interleaved runs, one client\n")
+          f"median of {args.runs} interleaved runs, one client; load average {load:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end, {os.cpu_count()} cores\n")
     print("| | " + " | ".join(NAMES) + " | goal (bbapi) |")
     print("|" + " --- |" * (len(NAMES) + 2))
     for operation, unit, goal in OPERATIONS:
