@@ -74,6 +74,7 @@ def main() -> None:
     targets: list[Target] = []
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         proc, bare_address = bare.start(args.size_mib)
+        stack.callback(proc.wait)
         stack.callback(proc.terminate)
         serve = start_serve(Path(tmp) / "serve")
         stack.callback(serve.stop)

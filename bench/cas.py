@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,12 +45,11 @@ def blobs(count: int, size: int) -> list[bytes]:
 
 @dataclass
 class Cache:
-    """One gRPC cache under test: its client, the blobs it holds, and its timings by operation."""
+    """One gRPC cache under test: its client and the FindMissingBlobs request it answers (`absent` missing)."""
 
     client: CacheClient
     find: re_pb2.FindMissingBlobsRequest
     absent: int
-    results: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def create(cls, address: str, key: str | None, stored: list[bytes], absent: list[bytes]) -> Cache:
@@ -117,6 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bbapi-bench-cas-") as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
         proc, bare_address = bare.start()
+        stack.callback(proc.wait)
         stack.callback(proc.terminate)
         servers: dict[str, ServeProcess] = {"bbapi serve": start_serve(root / "serve"),
                                             "bbapi cluster": start_cluster(root / "cluster")}
