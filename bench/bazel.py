@@ -198,6 +198,8 @@ def main() -> None:
     chosen = [name for name in COLUMNS if name in args.only.split(",")]
     if unknown := set(args.only.split(",")) - set(COLUMNS):
         parser.error(f"unknown columns {sorted(unknown)}; choose from {','.join(COLUMNS)}")
+    if args.runs < 1 or args.targets < 1 or args.outputs < 1:
+        parser.error("--runs, --targets and --outputs must be at least 1")
 
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bbapi-bench-bazel-") as tmp, contextlib.ExitStack() as stack:
