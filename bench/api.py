@@ -29,7 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ingest import synthetic_build
-from tests.cluster.processes import ClusterProcess
+from bench.peers import start_cluster, start_serve
 from tests.support.bes import Publisher
 from tests.support.clients import CacheClient, digest
 from tests.support.servers import ServeProcess
@@ -121,7 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     data = bytes(range(256)) * (args.file_mib * 4096)
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
-        serve = ServeProcess(Path(tmp) / "serve", extra=["--log-level", "warning"]).start()
+        serve = start_serve(Path(tmp) / "serve")
         stack.callback(serve.stop)
         assert serve.admin_key is not None
         invocations = {}
@@ -133,8 +133,7 @@ def main() -> None:
         latency = {size: target_latency(serve, serve.admin_key, invocation_id, args.runs)
                    for size, invocation_id in invocations.items()}
 
-        cluster = ClusterProcess(Path(tmp) / "cluster", extra=["--gateways", "1", "--cas-shards", "1",
-                                                               "--replication", "1", "--log-level", "warning"]).start()
+        cluster = start_cluster(Path(tmp) / "cluster")
         stack.callback(cluster.stop)
         downloads = {"nginx (sendfile)": stack.enter_context(nginx(data, Path(tmp) / "nginx")),
                      "bbapi serve": get_file(serve, data), "bbapi cluster": get_file(cluster, data)}

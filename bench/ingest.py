@@ -201,7 +201,8 @@ def main() -> None:
             idle_rss = serve.peak_rss_mib()
             key = serve.admin_key or serve.new_key("bench")  # a used database printed no admin key
             publisher = Publisher(serve.grpc_target, key)
-            stop, latencies = threading.Event(), []
+            stop = threading.Event()
+            latencies: list[float] = []
             readers = [threading.Thread(target=poll_invocation,
                                         args=(serve.grpc_target, key, invocation_id, stop, latencies))
                        for _ in range(args.readers)]

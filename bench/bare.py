@@ -1,0 +1,103 @@
+"""The ceiling the cache benches compare with: a bare grpc.aio server answering from memory.
+
+    python bench/bare.py [--size-mib 64]    # prints its port, serves until killed
+
+ByteStream reads return one random blob of SIZE; writes are counted and dropped. The CAS keeps
+batch-uploaded blobs in a dict, answers FindMissingBlobs and BatchReadBlobs from it, and checks
+nothing: no digests, no disk, no tenants. Whatever bbapi costs beyond this is bbapi's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
+from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
+from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
+from services.gen.google.rpc import status_pb2
+
+CHUNK_READ = 256 * 1024 - 1024
+OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+class ByteStream(bs_grpc.ByteStreamServicer):
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    async def Read(self, request: bs_pb2.ReadRequest, context: object) -> AsyncIterator[bs_pb2.ReadResponse]:
+        view = memoryview(self.blob)
+        for start in range(0, len(self.blob), CHUNK_READ):
+            yield bs_pb2.ReadResponse(data=bytes(view[start:start + CHUNK_READ]))
+
+    async def Write(self, requests: AsyncIterator[bs_pb2.WriteRequest], context: object) -> bs_pb2.WriteResponse:
+        received = 0
+        async for request in requests:
+            received += len(request.data)
+        return bs_pb2.WriteResponse(committed_size=received)
+
+    async def QueryWriteStatus(self, request: bs_pb2.QueryWriteStatusRequest,
+                               context: object) -> bs_pb2.QueryWriteStatusResponse:
+        return bs_pb2.QueryWriteStatusResponse()
+
+
+class Cas(re_grpc.ContentAddressableStorageServicer):
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+
+    async def FindMissingBlobs(self, request: re_pb2.FindMissingBlobsRequest,
+                               context: object) -> re_pb2.FindMissingBlobsResponse:
+        return re_pb2.FindMissingBlobsResponse(
+            missing_blob_digests=[d for d in request.blob_digests if d.hash not in self.blobs])
+
+    async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
+                               context: object) -> re_pb2.BatchUpdateBlobsResponse:
+        responses = []
+        for blob in request.requests:
+            self.blobs[blob.digest.hash] = blob.data
+            responses.append(re_pb2.BatchUpdateBlobsResponse.Response(digest=blob.digest))
+        return re_pb2.BatchUpdateBlobsResponse(responses=responses)
+
+    async def BatchReadBlobs(self, request: re_pb2.BatchReadBlobsRequest,
+                             context: object) -> re_pb2.BatchReadBlobsResponse:
+        return re_pb2.BatchReadBlobsResponse(responses=[
+            re_pb2.BatchReadBlobsResponse.Response(digest=d, data=self.blobs[d.hash]) if d.hash in self.blobs
+            else re_pb2.BatchReadBlobsResponse.Response(digest=d, status=status_pb2.Status(code=5))
+            for d in request.digests])
+
+
+async def serve(size: int) -> None:
+    server = grpc.aio.server(options=OPTIONS)
+    bs_grpc.add_ByteStreamServicer_to_server(ByteStream(os.urandom(size)), server)
+    re_grpc.add_ContentAddressableStorageServicer_to_server(Cas(), server)  # type: ignore[abstract]  # no GetTree
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    print(port, flush=True)
+    await server.wait_for_termination()
+
+
+def start(size_mib: int = 1) -> tuple[subprocess.Popen[str], str]:
+    """The bare server in its own process (as every server under test is); (process, host:port)."""
+    proc = subprocess.Popen([sys.executable, __file__, "--size-mib", str(size_mib)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, f"127.0.0.1:{int(proc.stdout.readline())}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=64)
+    asyncio.run(serve(parser.parse_args().size_mib * 1024 * 1024))
+
+
+if __name__ == "__main__":
+    main()
