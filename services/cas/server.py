@@ -8,7 +8,7 @@ from typing import Any
 from services.blobstore.access import BatchItem, BlobAccess
 from services.blobstore.remote import codec
 from services.blobstore.remote.codec import WriteMessage, key_out, scope_in
-from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, status_out
+from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, digests_in, status_out
 from services.common.errors import InvalidArgument
 from services.common.rpc import Codec, passthrough
 from services.gen.bbapi.internal.v1 import cas_pb2
@@ -25,7 +25,7 @@ class CasShardServicer:
         self.store = store
 
     async def FindMissing(self, request: cas_pb2.FindMissingRequest, context: Context) -> cas_pb2.FindMissingResponse:
-        digests = [digest_in(d) for d in request.digests]
+        digests = digests_in(request.digests)
         missing = await self.store.find_missing(scope_in(request.scope), digests)
         return cas_pb2.FindMissingResponse(missing=[digest_out(d) for d in missing])
 
@@ -53,7 +53,7 @@ class CasShardServicer:
 
     async def BatchRead(self, request: cas_pb2.BatchReadRequest, context: Context) -> cas_pb2.BatchReadResponse:
         compressor = compressor_in(request.compressor)
-        results = await self.store.batch_read(scope_in(request.scope), [digest_in(d) for d in request.digests],
+        results = await self.store.batch_read(scope_in(request.scope), digests_in(request.digests),
                                               compressor)
         return cas_pb2.BatchReadResponse(blobs=[
             cas_pb2.BlobData(digest=digest_out(r.digest), data=r.data, compressor=compressor_out(compressor),

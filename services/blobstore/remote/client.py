@@ -14,7 +14,7 @@ import grpc
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Scope
 from services.blobstore.remote import codec
 from services.blobstore.remote.codec import key_in, scope_out
-from services.common.convert import compressor_out, digest_in, digest_out, status_in
+from services.common.convert import compressor_out, digest_in, digest_out, digests_in, status_in
 from services.common.errors import ApiError, from_rpc_error, internal
 from services.common.resources import Compressor, Digest
 from services.common.rpc import insecure_channel, passthrough, serving
@@ -47,7 +47,7 @@ class RemoteBlobAccess(BlobAccess):
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         request = cas_pb2.FindMissingRequest(scope=scope_out(scope), digests=[digest_out(d) for d in digests])
         response: cas_pb2.FindMissingResponse = await internal(self.stub.FindMissing(request))
-        return [digest_in(d) for d in response.missing]
+        return digests_in(response.missing)
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
