@@ -35,7 +35,8 @@ def utcnow() -> datetime.datetime:
 
 @dataclass(frozen=True)
 class Outcome:
-    """When to look again without being told: a copy in flight or a failure; None = on change."""
+    """When to look again without being told: soon while a copy is in flight or after a failure,
+    the slow resync once settled; None = only on change (the object is gone or invalid)."""
 
     requeue_after: float | None = None
 
@@ -69,7 +70,8 @@ class Reconciler:
             return Outcome(self._settings.retry_seconds)
         self._write_status(body, report(body, components, plan, apikey.secret_ref(owner, spec),
                                         networking.endpoints(owner, spec), self._clock()))
-        return Outcome(None if plan is None or plan.settled else self._settings.poll_seconds)
+        settled = plan is None or plan.settled
+        return Outcome(self._settings.resync_seconds if settled else self._settings.poll_seconds)
 
     def _converge(self, owner: Owner, spec: Spec) -> tuple[list[ComponentState], resize.Plan | None]:
         self._ensure_api_key(owner, spec)

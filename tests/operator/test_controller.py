@@ -90,10 +90,12 @@ async def test_stop_cancels_pending_rechecks() -> None:
     assert len(fake.passes) == 1
 
 
-def test_kopf_watches_only_the_workloads_it_manages() -> None:
+def test_kopf_watches_only_the_children_it_manages() -> None:
     settings = kopf.OperatorSettings()
     configure(settings, OperatorSettings())
     managed = ["app.kubernetes.io/managed-by=bbapi-operator"]
-    assert settings.watching.label_selectors.collect(kopf.Resource("apps", "v1", "deployments")) == managed
-    assert settings.watching.label_selectors.collect(kopf.Resource("apps", "v1", "statefulsets")) == managed
-    assert settings.watching.label_selectors.collect(kopf.Resource("", "v1", "services")) == []
+    for group, plural in (("apps", "deployments"), ("apps", "statefulsets"), ("", "services"), ("", "configmaps"),
+                          ("policy", "poddisruptionbudgets"), ("autoscaling", "horizontalpodautoscalers")):
+        version = "v2" if group == "autoscaling" else "v1"
+        assert settings.watching.label_selectors.collect(kopf.Resource(group, version, plural)) == managed
+    assert settings.watching.label_selectors.collect(kopf.Resource("", "v1", "pods")) == []
