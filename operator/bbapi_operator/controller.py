@@ -82,8 +82,14 @@ class Controller:
             self._schedule((namespace, name), self._config.retry_seconds)
 
     def _schedule(self, key: Key, delay: float) -> None:
-        if key not in self._timers:  # an earlier re-check is already due
-            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
+        """Look again after `delay`, unless a re-check is already due sooner."""
+        loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()
+        self._timers[key] = loop.call_later(delay, self._fire, key)
 
     def _fire(self, key: Key) -> None:
         del self._timers[key]

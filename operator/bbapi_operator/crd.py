@@ -50,10 +50,29 @@ AUTOSCALING_ABOVE_FLOOR = Rule("gateway", "!self.autoscaling.enabled || self.aut
 REPLICATION_WITHIN_SHARDS = Rule("cas", "self.replication <= self.shards", "replication cannot exceed shards")
 DATABASE_CHOSEN = Rule("database", "self.embedded || has(self.postgres)",
                        "set database.embedded: true or database.postgres.secretRef")
+DATABASE_EXCLUSIVE = Rule("database", "!(self.embedded && has(self.postgres))",
+                          "database.embedded and database.postgres are mutually exclusive")
 DISTINCT_PORTS = Rule("service", "self.grpcPort != self.httpPort", "grpcPort and httpPort must differ")
 OTLP_ENDPOINT = Rule("tracing", "self.exporter != 'otlp' || self.endpoint != ''",
                      "tracing.endpoint is required with the otlp exporter")
-RULES = (AUTOSCALING_ABOVE_FLOOR, REPLICATION_WITHIN_SHARDS, DATABASE_CHOSEN, DISTINCT_PORTS, OTLP_ENDPOINT)
+RULES = (AUTOSCALING_ABOVE_FLOOR, REPLICATION_WITHIN_SHARDS, DATABASE_CHOSEN, DATABASE_EXCLUSIVE, DISTINCT_PORTS,
+         OTLP_ENDPOINT)
+
+# Transition rules (`oldSelf`): changes that would strand or destroy data. The operator refuses
+# the same changes by comparing the spec with what runs (guards.py), for servers without CEL.
+EMBEDDED_FIXED = Rule("database", "self.embedded == oldSelf.embedded",
+                      "database.embedded cannot change: the other mode starts on empty storage; "
+                      "create a new BuildBuddyAPI instead")
+STORAGE_CLASS_FIXED = Rule("cas", "(has(self.storageClassName) ? self.storageClassName : '') == "
+                                  "(has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
+                           "cas.storageClassName cannot change on existing volumes")
+TRANSITIONS = (EMBEDDED_FIXED, STORAGE_CLASS_FIXED)
+
+# StatefulSet names may have at most 52 characters (the controller appends a revision hash to
+# them in a 63-character label); the longest one is `<name>-server`.
+MAX_NAME_LENGTH = 52 - len("-server")
+NAME_RULE = {"rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+             "message": f"metadata.name may have at most {MAX_NAME_LENGTH} characters (child StatefulSet names)"}
 
 
 def _obj(description: str, properties: Schema, *, required: tuple[str, ...] = (),
@@ -154,13 +173,13 @@ def spec_schema() -> Schema:
                                default="50Gi", pattern=QUANTITY_PATTERN),
             "storageClassName": _str("StorageClass of the shard volumes; empty uses the cluster default"),
             "resources": _resources("250m", "512Mi", "2Gi"),
-        }, default={}, rules=(REPLICATION_WITHIN_SHARDS,)),
+        }, default={}, rules=(REPLICATION_WITHIN_SHARDS, STORAGE_CLASS_FIXED)),
         "database": _obj("where metadata and logs live", {
             "embedded": _bool("single-pod trial: one all-in-one pod with SQLite on its volume", False),
             "postgres": _obj("PostgreSQL for the distributed mode", {
                 "secretRef": _secret_ref("Secret holding a postgresql:// URL", "url"),
             }, required=("secretRef",)),
-        }, default={}, rules=(DATABASE_CHOSEN,)),
+        }, default={}, rules=(DATABASE_CHOSEN, DATABASE_EXCLUSIVE, EMBEDDED_FIXED)),
         "apiKeySecret": _secret_ref(
             "Secret with the bootstrap admin API key; if unset the operator creates <name>-api-key",
             "api-key"),
@@ -255,7 +274,8 @@ def crd() -> Schema:
                 "schema": {"openAPIV3Schema": _obj(
                     "A self-hosted BuildBuddy API, Build Event Service and remote cache",
                     {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                     "metadata": {"type": "object"}, "spec": spec_schema(), "status": status_schema()})},
+                     "metadata": {"type": "object"}, "spec": spec_schema(), "status": status_schema()})
+                    | {"x-kubernetes-validations": [NAME_RULE]}},
             }],
         },
     }

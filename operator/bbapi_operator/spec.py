@@ -125,6 +125,7 @@ CHECKS: dict[crd.Rule, Callable[[Spec], bool]] = {
                                                or spec.gateway.autoscaling.max_replicas >= spec.gateway.replicas),
     crd.REPLICATION_WITHIN_SHARDS: lambda spec: spec.cas.replication <= spec.cas.shards,
     crd.DATABASE_CHOSEN: lambda spec: spec.embedded or spec.postgres is not None,
+    crd.DATABASE_EXCLUSIVE: lambda spec: not (spec.embedded and spec.postgres is not None),
     crd.DISTINCT_PORTS: lambda spec: spec.service.grpc_port != spec.service.http_port,
     crd.OTLP_ENDPOINT: lambda spec: spec.tracing_exporter != "otlp" or spec.tracing_endpoint != "",
 }
@@ -135,3 +136,9 @@ def _check(spec: Spec) -> None:
     for rule in crd.RULES:
         if not CHECKS[rule](spec):
             raise InvalidSpec(f"spec.{rule.field}: {rule.message}")
+
+
+def check_name(name: str) -> None:
+    """The CRD's name rule: every child name must stay within Kubernetes' limits."""
+    if len(name) > crd.MAX_NAME_LENGTH:
+        raise InvalidSpec(crd.NAME_RULE["message"])

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
-
-from kubernetes.utils import parse_quantity
 
 from bbapi_operator import apikey, membership
 from bbapi_operator.meta import Owner
@@ -27,15 +24,9 @@ from bbapi_operator.pods import (
     template,
 )
 from bbapi_operator.spec import Component, Spec
+from bbapi_operator.volumes import DATA_VOLUME
 
-CACHE_SHARE = Decimal("0.8")  # of the volume; the rest is headroom for temp files and eviction lag
 SLOW_START = 360  # x 5 s: a shard rebuilds its index from disk at start, which can take minutes
-DATA_VOLUME = "data"
-
-
-def cache_budget(volume_size: str) -> int:
-    """BBAPI_MAX_SIZE_BYTES for a shard whose volume has this size."""
-    return int(parse_quantity(volume_size) * CACHE_SHARE)  # type: ignore[no-untyped-call]
 
 
 def _deployment(owner: Owner, component: str, pod: dict[str, Any], replicas: int | None) -> dict[str, Any]:
@@ -114,12 +105,13 @@ def database_backed(owner: Owner, spec: Spec, component: str) -> dict[str, Any]:
     return _deployment(owner, component, pod, settings.replicas)
 
 
-def cas(owner: Owner, spec: Spec, replicas: int) -> dict[str, Any]:
-    """CAS shards; `replicas` comes from the membership plan, not straight from spec."""
+def cas(owner: Owner, spec: Spec, replicas: int, cache_bytes: int) -> dict[str, Any]:
+    """CAS shards; `replicas` comes from the membership plan and `cache_bytes` from the real
+    volumes (volumes.cache_budget), not straight from spec."""
     container = Container(
         name="cas", args=["cas"], resources=spec.cas.resources,
         env=[env("PORT", CAS_PORT), env("DATA_DIR", DATA_DIR),
-             env("MAX_SIZE_BYTES", cache_budget(spec.cas.volume_size)), env_pod_name("SHARD_ID"),
+             env("MAX_SIZE_BYTES", cache_bytes), env_pod_name("SHARD_ID"),
              env("METRICS_PORT", METRICS_PORT)],
         ports=[port("grpc", CAS_PORT), port("metrics", METRICS_PORT)],
         liveness=grpc_probe(CAS_PORT, 10), readiness=grpc_probe(CAS_PORT, 5),

@@ -101,6 +101,7 @@ def test_rbac_grants_exactly_what_the_operator_uses() -> None:
     assert verbs(rendered, crd.GROUP, f"{crd.PLURAL}/status") == {"get", "patch"}
     assert verbs(rendered, "", "secrets") == {"create"}  # never read a Secret
     assert verbs(rendered, "", "pods") == {"list"}
+    assert verbs(rendered, "", "persistentvolumeclaims") == {"list", "patch"}  # grown, never created or deleted
     binding = rendered.one("ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bbapi-operator", "namespace": "builds"}]
 

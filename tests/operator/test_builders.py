@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from bbapi_operator import apikey, desired, membership
+from bbapi_operator import apikey, desired, membership, volumes
 from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, Owner
 from bbapi_operator.spec import Spec, parse
 
@@ -18,7 +18,8 @@ def build(raw: dict[str, Any], shards: int | None = None) -> dict[tuple[str, str
     spec = parse(raw, default_image="bbapi:1")
     plan = None if spec.embedded else membership.plan(OWNER, shards or spec.cas.shards, spec.cas.replication,
                                                        None, 0)
-    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in desired.children(OWNER, spec, plan)}
+    budget = None if plan is None else volumes.cache_budget({}, "demo-cas", plan.replicas, spec.cas.volume_size)
+    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in desired.children(OWNER, spec, plan, budget)}
 
 
 def container(obj: dict[str, Any], name: str | None = None) -> dict[str, Any]:

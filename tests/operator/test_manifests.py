@@ -29,5 +29,5 @@ def test_children_validate_strictly(raw: dict[str, Any]) -> None:
     spec = parse(raw, default_image="bbapi:1")
     moving = resize.document(spec.cas.replication, membership.members(OWNER, 4), membership.members(OWNER, 3))
     plan = None if spec.embedded else membership.plan(OWNER, 3, spec.cas.replication, moving, 4)
-    children = desired.children(OWNER, spec, plan)
+    children = desired.children(OWNER, spec, plan, None if spec.embedded else 40 * 2**30)
     assert validate_strict([*children, apikey.secret(OWNER, apikey.generate_key())]) == len(children) + 1
