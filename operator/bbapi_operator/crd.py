@@ -137,10 +137,35 @@ def _secret_ref(description: str, default_key: str) -> Schema:
     }, required=("name",))
 
 
+def _open_object(description: str) -> Schema:
+    """A Kubernetes type taken as it is (affinity, a toleration, an EnvVar): the API server
+    checks it when the pod is created, so the CRD does not repeat its schema."""
+    return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
+
+
+def _string_map(description: str) -> Schema:
+    return {"type": "object", "description": description, "additionalProperties": {"type": "string"}}
+
+
+def scheduling() -> Schema:
+    """Where a component's pods run and what they carry, as in a Pod spec."""
+    return {
+        "nodeSelector": _string_map("node labels the pods require"),
+        "tolerations": {"type": "array", "description": "taints the pods tolerate",
+                        "items": _open_object("a Pod toleration")},
+        "affinity": _open_object("Pod affinity and anti-affinity, as in a Pod spec"),
+        "priorityClassName": _str("PriorityClass of the pods"),
+        "podLabels": _string_map("extra labels on the pods (the operator's own labels win)"),
+        "podAnnotations": _string_map("extra annotations on the pods"),
+        "extraEnv": {"type": "array", "description": "extra environment variables (EnvVar) of every container",
+                     "items": _open_object("an EnvVar, e.g. {name: HTTPS_PROXY, value: ...}")},
+    }
+
+
 def _component(description: str, replicas: int, resources: Schema, extra: Schema | None = None,
                rules: tuple[Rule, ...] = ()) -> Schema:
     properties: Schema = {"replicas": _int("number of pods", default=replicas, minimum=1),
-                          "resources": resources}
+                          "resources": resources, **scheduling()}
     return _obj(description, properties | (extra or {}), default={}, rules=rules)
 
 
@@ -154,7 +179,8 @@ def spec_schema() -> Schema:
                              "items": _obj("a Secret reference", {"name": _str("Secret name")},
                                            required=("name",))},
         "gateway": _component(
-            "the public edge: HTTP API, gRPC API, BES and REAPI", 2, _resources("250m", "256Mi", "1Gi"),
+            "the public edge: HTTP API, gRPC API, BES and REAPI (in embedded mode its resources and "
+            "scheduling apply to the single pod)", 2, _resources("250m", "256Mi", "1Gi"),
             {"autoscaling": _obj("CPU-based HorizontalPodAutoscaler; replicas is its floor", {
                 "enabled": _bool("scale the gateway with an HPA", True),
                 "maxReplicas": _int("HPA ceiling", default=10, minimum=1),
@@ -173,6 +199,10 @@ def spec_schema() -> Schema:
                                default="50Gi", pattern=QUANTITY_PATTERN),
             "storageClassName": _str("StorageClass of the shard volumes; empty uses the cluster default"),
             "resources": _resources("250m", "512Mi", "2Gi"),
+            "zoneSpread": _str("spread shards over zones strictly (DoNotSchedule) or as far as possible "
+                               "(ScheduleAnyway); shards never share a node while another node can take them",
+                               default="ScheduleAnyway", enum=("ScheduleAnyway", "DoNotSchedule")),
+            **scheduling(),
         }, default={}, rules=(REPLICATION_WITHIN_SHARDS, STORAGE_CLASS_FIXED)),
         "database": _obj("where metadata and logs live", {
             "embedded": _bool("single-pod trial: one all-in-one pod with SQLite on its volume", False),

@@ -27,15 +27,36 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class Scheduling:
+    """Where a component's pods run and what they carry (crd.scheduling)."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]]
+    affinity: dict[str, Any]
+    priority_class: str
+    pod_labels: dict[str, str]
+    pod_annotations: dict[str, str]
+    extra_env: list[dict[str, Any]]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Scheduling:
+        return cls(node_selector=dict(raw.get("nodeSelector", {})), tolerations=list(raw.get("tolerations", [])),
+                   affinity=dict(raw.get("affinity", {})), priority_class=raw.get("priorityClassName", ""),
+                   pod_labels=dict(raw.get("podLabels", {})), pod_annotations=dict(raw.get("podAnnotations", {})),
+                   extra_env=list(raw.get("extraEnv", [])))
+
+
+@dataclass(frozen=True)
 class Component:
-    """A stateless Deployment: how many pods and what each may use."""
+    """A stateless Deployment: how many pods, what each may use and where they run."""
 
     replicas: int
     resources: Resources
+    scheduling: Scheduling
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Component:
-        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]))
+        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]), scheduling=Scheduling.parse(raw))
 
 
 @dataclass(frozen=True)
@@ -52,7 +73,7 @@ class Gateway(Component):
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Gateway:
         scaling = raw["autoscaling"]
-        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]),
+        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]), scheduling=Scheduling.parse(raw),
                    autoscaling=Autoscaling(enabled=scaling["enabled"], max_replicas=scaling["maxReplicas"],
                                            target_cpu_percent=scaling["targetCPUUtilizationPercentage"]))
 
@@ -64,6 +85,8 @@ class Cas:
     volume_size: str
     storage_class: str | None
     resources: Resources
+    zone_spread: str
+    scheduling: Scheduling
 
 
 @dataclass(frozen=True)
@@ -105,7 +128,8 @@ def parse(raw_spec: Mapping[str, Any] | None, default_image: str) -> Spec:
         metadata=Component.parse(raw["metadata"]),
         logs=Component.parse(raw["logs"]),
         cas=Cas(shards=cas["shards"], replication=cas["replication"], volume_size=cas["volumeSize"],
-                storage_class=cas.get("storageClassName") or None, resources=dict(cas["resources"])),
+                storage_class=cas.get("storageClassName") or None, resources=dict(cas["resources"]),
+                zone_spread=cas["zoneSpread"], scheduling=Scheduling.parse(cas)),
         embedded=database["embedded"],
         postgres=SecretRef.parse(postgres["secretRef"]) if postgres else None,
         api_key_secret=SecretRef.parse(raw.get("apiKeySecret")),

@@ -10,11 +10,13 @@ from bbapi_operator.networking import service_address
 from bbapi_operator.pods import (
     CAS_PORT,
     DATA_DIR,
+    HARD,
     LOGS_PORT,
     MEMBERSHIP_DIR,
     METADATA_PORT,
     METRICS_PORT,
     Container,
+    Placement,
     env,
     env_pod_name,
     env_secret,
@@ -27,6 +29,10 @@ from bbapi_operator.spec import Component, Spec
 from bbapi_operator.volumes import DATA_VOLUME
 
 SLOW_START = 360  # x 5 s: a shard rebuilds its index from disk at start, which can take minutes
+# A stopping gateway keeps serving this long before SIGTERM, while endpoint controllers and load
+# balancers stop sending it new connections; the grace period covers it plus the server's stop.
+PRESTOP_SECONDS = 10
+GATEWAY_GRACE_SECONDS = PRESTOP_SECONDS + 30
 
 
 def _deployment(owner: Owner, component: str, pod: dict[str, Any], replicas: int | None) -> dict[str, Any]:
@@ -77,8 +83,10 @@ def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
              env("MEMBERSHIP_FILE", f"{MEMBERSHIP_DIR}/{membership.CONFIG_KEY}")],
         ports=[port("grpc", grpc_port), port("http", http_port)],
         liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
-        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}])
-    pod = template(owner, "gateway", spec, [container], metrics_port=http_port,
+        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}],
+        lifecycle={"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}})
+    placement = Placement(spec.gateway.scheduling, grace_seconds=GATEWAY_GRACE_SECONDS)
+    pod = template(owner, "gateway", spec, [container], metrics_port=http_port, placement=placement,
                    volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}}])
     replicas = None if spec.gateway.autoscaling.enabled else spec.gateway.replicas
     return _deployment(owner, "gateway", pod, replicas)
@@ -101,7 +109,8 @@ def database_backed(owner: Owner, spec: Spec, component: str) -> dict[str, Any]:
         ports=[port("grpc", number), port("metrics", METRICS_PORT)],
         liveness=grpc_probe(number, 10), readiness=grpc_probe(number, 5))
     migrate = Container(name="migrate", args=["migrate"], resources=settings.resources, env=[database])
-    pod = template(owner, component, spec, [container], metrics_port=METRICS_PORT, init=[migrate])
+    pod = template(owner, component, spec, [container], metrics_port=METRICS_PORT,
+                   placement=Placement(settings.scheduling), init=[migrate])
     return _deployment(owner, component, pod, settings.replicas)
 
 
@@ -116,7 +125,10 @@ def cas(owner: Owner, spec: Spec, replicas: int, cache_bytes: int) -> dict[str, 
         ports=[port("grpc", CAS_PORT), port("metrics", METRICS_PORT)],
         liveness=grpc_probe(CAS_PORT, 10), readiness=grpc_probe(CAS_PORT, 5),
         startup=grpc_probe(CAS_PORT, 5, failures=SLOW_START), mounts=[_data_mount()])
-    pod = template(owner, "cas", spec, [container], metrics_port=METRICS_PORT)
+    # Replicas of a blob sit on distinct shards; shards on distinct nodes (strictly: spreading
+    # by one at most still lets more shards than nodes run) and zones (as configured).
+    placement = Placement(spec.cas.scheduling, node_spread=HARD, zone_spread=spec.cas.zone_spread)
+    pod = template(owner, "cas", spec, [container], metrics_port=METRICS_PORT, placement=placement)
     return _statefulset(owner, "cas", spec, pod, replicas, service=owner.child("cas"))
 
 
@@ -133,5 +145,6 @@ def server(owner: Owner, spec: Spec) -> dict[str, Any]:
         ports=[port("grpc", grpc_port), port("http", http_port)],
         liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
         startup=http_probe("/healthz", "http", 5, failures=SLOW_START), mounts=[_data_mount()])
-    pod = template(owner, "server", spec, [container], metrics_port=http_port)
+    pod = template(owner, "server", spec, [container], metrics_port=http_port,
+                   placement=Placement(spec.gateway.scheduling))
     return _statefulset(owner, "server", spec, pod, 1, service=owner.child("gateway"))

@@ -149,3 +149,21 @@ def test_versions_agree() -> None:
     assert meta["apiVersion"] == "v2" and meta["appVersion"] == project
     assert f"ghcr.io/bbapi/bbapi:{project}" == settings.DEFAULT_IMAGE
     assert yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"] == "ghcr.io/bbapi/bbapi"
+
+
+def test_instance_and_notes_go_where_the_operator_watches() -> None:
+    rendered = render(VALUES["scheduled-values.yaml"], namespace="platform")
+    assert rendered.one(crd.KIND)["metadata"]["namespace"] == "builds"
+    assert rendered.one("Deployment")["metadata"]["namespace"] == "platform"
+    assert "kubectl -n builds wait buildbuddyapi/bbapi" in rendered.notes
+    assert "kubectl -n platform" not in rendered.notes
+    nothing = render({"operator": {"watchNamespace": "builds"}}, namespace="platform").notes
+    assert "kubectl -n builds apply -f -" in nothing
+    own = render({"instance": {"enabled": True}}, namespace="platform")
+    assert own.one(crd.KIND)["metadata"]["namespace"] == "platform"
+
+
+def test_a_long_release_name_still_gives_a_valid_instance_name() -> None:
+    release = "a-very-long-release-name-for-the-build-infrastructure"
+    name = render({"instance": {"enabled": True}}, release=release).one(crd.KIND)["metadata"]["name"]
+    assert len(name) <= crd.MAX_NAME_LENGTH and release.startswith(name) and not name.endswith("-")

@@ -200,3 +200,68 @@ def test_generated_api_key() -> None:
 def test_api_key_reference() -> None:
     spec: Spec = parse({"database": {"embedded": True}}, default_image="x")
     assert apikey.secret_ref(OWNER, spec).name == "demo-api-key"
+
+
+KNOBS: dict[str, Any] = {
+    "nodeSelector": {"pool": "builds"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "bbapi", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}},
+    "priorityClassName": "build-critical",
+    "podLabels": {"team": "ci", "app.kubernetes.io/component": "mine"},
+    "podAnnotations": {"sidecar.istio.io/inject": "false"},
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+}
+EVERY_KNOB: dict[str, Any] = POSTGRES | {component: KNOBS for component in ("gateway", "metadata", "logs", "cas")}
+
+
+def test_scheduling_knobs_reach_each_components_pods() -> None:
+    objects = build(EVERY_KNOB | {"logs": {}})  # logs left at the defaults
+    for workload in workloads(objects):
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        template = workload["spec"]["template"]
+        pod = template["spec"]
+        if component == "logs":
+            assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & pod.keys()
+            assert "team" not in template["metadata"]["labels"]
+            continue
+        assert pod["nodeSelector"] == KNOBS["nodeSelector"] and pod["tolerations"] == KNOBS["tolerations"]
+        assert pod["affinity"] == KNOBS["affinity"] and pod["priorityClassName"] == "build-critical"
+        assert template["metadata"]["labels"]["team"] == "ci"
+        assert template["metadata"]["labels"]["app.kubernetes.io/component"] == component  # ours win
+        assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert env(c)["HTTPS_PROXY"] == "http://proxy:3128"
+    embedded = build({"database": {"embedded": True}, "gateway": KNOBS})[("StatefulSet", "demo-server")]
+    assert embedded["spec"]["template"]["spec"]["nodeSelector"] == KNOBS["nodeSelector"]
+
+
+def spread(workload: dict[str, Any]) -> dict[str, str]:
+    return {c["topologyKey"]: c["whenUnsatisfiable"] for c in workload["spec"]["template"]["spec"]
+            ["topologySpreadConstraints"]}
+
+
+def test_cas_shards_spread_over_nodes_strictly_and_zones_as_asked() -> None:
+    objects = build(POSTGRES)
+    assert spread(objects[("StatefulSet", "demo-cas")]) == {
+        "kubernetes.io/hostname": "DoNotSchedule", "topology.kubernetes.io/zone": "ScheduleAnyway"}
+    strict = build(POSTGRES | {"cas": {"zoneSpread": "DoNotSchedule"}})[("StatefulSet", "demo-cas")]
+    assert set(spread(strict).values()) == {"DoNotSchedule"}
+    for name in ("demo-gateway", "demo-metadata", "demo-logs"):  # stateless: best effort, never stuck
+        assert set(spread(objects[("Deployment", name)]).values()) == {"ScheduleAnyway"}
+    for workload in workloads(objects):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert all(c["labelSelector"]["matchLabels"] == selector
+                   for c in workload["spec"]["template"]["spec"]["topologySpreadConstraints"])
+
+
+def test_gateway_leaves_rotation_before_it_stops_and_scales_down_slowly() -> None:
+    objects = build(POSTGRES)
+    pod = objects[("Deployment", "demo-gateway")]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    sleep = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert sleep[0] == "sleep" and pod["terminationGracePeriodSeconds"] > int(sleep[1]) + 5
+    behaviour = objects[("HorizontalPodAutoscaler", "demo-gateway")]["spec"]["behavior"]["scaleDown"]
+    assert behaviour["stabilizationWindowSeconds"] >= 300
+    assert behaviour["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
