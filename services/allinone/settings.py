@@ -6,6 +6,7 @@ from pydantic import ByteSize, Field, SecretStr
 
 from services.common.db import sqlite_url
 from services.common.settings import CommonSettings
+from services.gateway.tls import TlsSettings
 
 
 class EmbeddedDatabase(CommonSettings):
@@ -20,7 +21,7 @@ class EmbeddedDatabase(CommonSettings):
         return sqlite_url(self.data_dir / f"{name}.db")
 
 
-class ServeSettings(EmbeddedDatabase):
+class ServeSettings(EmbeddedDatabase, TlsSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
     http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")

@@ -15,7 +15,7 @@ from fastapi import APIRouter
 
 from services.blobstore.stack import Stack
 from services.common.rpc import serving
-from services.gateway import api, bytestream, http_api
+from services.gateway import api, bytestream, http_api, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
@@ -101,17 +101,20 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
-    grpc_port = await front.start(settings.host, settings.grpc_port)
+    certificate = tls.certificate(settings)
+    grpc_port = await front.start(settings.host, settings.grpc_port,
+                                  None if certificate is None else certificate.grpc_credentials())
 
     sock = _listen(settings.host, settings.http_port)
     app = create_app(backends.readiness)
     for router in backends.routers:
         app.include_router(router)
     http_api.add_routes(app, api_servicer, resolver.authenticate)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off",
-                            access_log=False, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5,
+                            ssl_context_factory=None if certificate is None
+                            else lambda _config, _default: certificate.ssl_context())
     http = _HttpServer(config)
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
-    log.info("gateway: gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host,
-             sock.getsockname()[1])
+    log.info("gateway: gRPC on %s:%d, HTTP on %s:%d%s", settings.host, grpc_port, settings.host,
+             sock.getsockname()[1], "" if certificate is None else f" (TLS, {certificate.cert})")
     return GatewayService(front, grpc_port, http, sock.getsockname()[1], http_task, backends)

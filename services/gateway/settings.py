@@ -4,10 +4,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from services.common.settings import CommonSettings
+from services.gateway.tls import TlsSettings
 
 
-class GatewaySettings(CommonSettings):
+class GatewaySettings(TlsSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
     http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
