@@ -25,6 +25,8 @@ class ServeSettings(EmbeddedDatabase, TlsSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
     http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
+    admin_port: int | None = Field(None, description="plaintext port for /metrics and probes, kept off the "
+                                                     "public port; unset serves them there")
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="CAS budget on disk, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     bootstrap_api_key: SecretStr | None = Field(

@@ -62,7 +62,7 @@ async def start(settings: ServeSettings) -> Stack:
                                 logs=insecure_channel(log_service.server.target))
     edge = await gateway.start(GatewaySettings(
         **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
-        tls_cert=settings.tls_cert, tls_key=settings.tls_key,
+        tls_cert=settings.tls_cert, tls_key=settings.tls_key, admin_port=settings.admin_port,
         key_cache_seconds=settings.key_cache_seconds, allow_anonymous_builds=settings.allow_anonymous_builds),
         backends)
     return Stack(meta, log_service, edge, admin_key)

@@ -1,33 +1,66 @@
-"""The public HTTP side of the gateway (FastAPI): health, readiness and Prometheus metrics."""
+"""The gateway's HTTP apps (FastAPI): the public one, and the admin one for operators.
+
+Health and readiness are on both (kubelet probes either). Prometheus metrics and the extra
+operational routes (e.g. /status/membership, which shows internal addresses) go on the admin
+app when the gateway has an admin port, else on the public one as before.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-Readiness = Callable[[], Awaitable[dict[str, bool]]]
+
+class Readiness:
+    """What /readyz reports: every check, and which of them decide whether this pod takes traffic."""
+
+    def __init__(self, checks: Callable[[], Awaitable[dict[str, bool]]], required: Sequence[str]) -> None:
+        self.checks = checks
+        self.required = tuple(required)
+
+    async def __call__(self) -> tuple[bool, dict[str, bool]]:
+        checks = await self.checks()
+        return all(checks[name] for name in self.required), checks
 
 
-def create_app(readiness: Readiness) -> FastAPI:
-    app = FastAPI(title="bbapi", summary="BuildBuddy Enterprise API, self-hosted",
-                  description="BuildBuddy's documented API at `POST /api/v1/<Method>`, authenticated by the "
-                              "`x-buildbuddy-api-key` header.")
-
+def _health(app: FastAPI, readiness: Readiness) -> None:
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        checks = await readiness()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        ready, checks = await readiness()
+        return JSONResponse({"ready": ready, "checks": checks, "required": list(readiness.required)},
+                            status_code=200 if ready else 503)
 
+
+def _operations(app: FastAPI, routers: Sequence[APIRouter]) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    for router in routers:
+        app.include_router(router)
+
+
+def create_app(readiness: Readiness, operations: Sequence[APIRouter] | None = ()) -> FastAPI:
+    """The public app; `operations=None` leaves /metrics and the operational routes to `admin_app`."""
+    app = FastAPI(title="bbapi", summary="BuildBuddy Enterprise API, self-hosted",
+                  description="BuildBuddy's documented API at `POST /api/v1/<Method>`, authenticated by the "
+                              "`x-buildbuddy-api-key` header.")
+    _health(app, readiness)
+    if operations is not None:
+        _operations(app, operations)
+    return app
+
+
+def admin_app(readiness: Readiness, operations: Sequence[APIRouter]) -> FastAPI:
+    """Plaintext, unauthenticated, for the cluster only: probes, Prometheus, the operator."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    _health(app, readiness)
+    _operations(app, operations)
     return app

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Iterator, Sequence
+import ssl
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from services.blobstore.stack import Stack
 from services.common.rpc import serving
@@ -22,7 +23,7 @@ from services.gateway.bes import BuildEventServicer
 from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
 from services.gateway.front import Front
-from services.gateway.http import create_app
+from services.gateway.http import Readiness, admin_app, create_app
 from services.gateway.settings import GatewaySettings
 from services.gen.bbapi.internal.v1 import logs_pb2_grpc, metadata_pb2_grpc
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
@@ -41,10 +42,16 @@ class Backends:
     logs: grpc.aio.Channel
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
 
-    async def readiness(self) -> dict[str, bool]:
+    async def checks(self) -> dict[str, bool]:
         metadata, logs, cas = await asyncio.gather(serving(self.metadata, 2), serving(self.logs, 2),
                                                    self.blobs.cluster.ready())
         return {"metadata": metadata, "logs": logs, "cas": cas}
+
+    def readiness(self) -> Readiness:
+        """Ready when the pod can serve what it serves itself: the cache. A metadata or logs
+        restart must not take every gateway out of rotation (cache traffic would stop too);
+        build event streams ride it out with their own retries, and known keys stay cached."""
+        return Readiness(self.checks, required=("cas",))
 
     async def close(self) -> None:
         await self.blobs.close()
@@ -53,18 +60,41 @@ class Backends:
 
 
 @dataclass
+class HttpServer:
+    """One uvicorn server on a socket of its own, run as a task."""
+
+    server: uvicorn.Server
+    port: int
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(cls, config: uvicorn.Config, host: str, port: int) -> HttpServer:
+        sock = _listen(host, port)
+        server = _HttpServer(config)
+        return cls(server, sock.getsockname()[1], asyncio.create_task(server.serve(sockets=[sock])))
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+@dataclass
 class GatewayService:
     front: Front
     grpc_port: int
-    http: uvicorn.Server
-    http_port: int
-    http_task: asyncio.Task[None]
+    http: HttpServer
+    admin: HttpServer | None
     backends: Backends
 
+    @property
+    def http_port(self) -> int:
+        return self.http.port
+
     async def stop(self, grace: float = 5.0) -> None:
-        self.http.should_exit = True
         await self.front.stop(grace)
-        await self.http_task
+        for server in (self.http, self.admin):
+            if server is not None:
+                await server.stop()
         await self.backends.close()
 
 
@@ -105,16 +135,20 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     grpc_port = await front.start(settings.host, settings.grpc_port,
                                   None if certificate is None else certificate.grpc_credentials())
 
-    sock = _listen(settings.host, settings.http_port)
-    app = create_app(backends.readiness)
-    for router in backends.routers:
-        app.include_router(router)
+    readiness = backends.readiness()
+    app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
     http_api.add_routes(app, api_servicer, resolver.authenticate)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5,
-                            ssl_context_factory=None if certificate is None
-                            else lambda _config, _default: certificate.ssl_context())
-    http = _HttpServer(config)
-    http_task = asyncio.create_task(http.serve(sockets=[sock]))
+    http = HttpServer.start(_config(app, None if certificate is None else certificate.ssl_context),
+                            settings.host, settings.http_port)
+    admin = None
+    if settings.admin_port is not None:
+        admin = HttpServer.start(_config(admin_app(readiness, backends.routers)), settings.host, settings.admin_port)
+        log.info("gateway: admin HTTP (metrics, status) on %s:%d", settings.host, admin.port)
     log.info("gateway: gRPC on %s:%d, HTTP on %s:%d%s", settings.host, grpc_port, settings.host,
-             sock.getsockname()[1], "" if certificate is None else f" (TLS, {certificate.cert})")
-    return GatewayService(front, grpc_port, http, sock.getsockname()[1], http_task, backends)
+             http.port, "" if certificate is None else f" (TLS, {certificate.cert})")
+    return GatewayService(front, grpc_port, http, admin, backends)
+
+
+def _config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
+    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5,
+                          ssl_context_factory=None if tls is None else lambda _config, _default: tls())

@@ -10,7 +10,10 @@ from services.gateway.tls import TlsSettings
 class GatewaySettings(TlsSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
-    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
+    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /healthz, /readyz (and /metrics "
+                                             "unless there is an admin port)")
+    admin_port: int | None = Field(None, description="plaintext port for /metrics, /status/membership and "
+                                                     "probes, kept off the public port; unset serves them there")
     metadata_target: str = Field("127.0.0.1:7002", description="host:port of the metadata service")
     logs_target: str = Field("127.0.0.1:7003", description="host:port of the logs service")
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
