@@ -27,6 +27,7 @@ Schema = dict[str, Any]
 QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
                     r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 @dataclass(frozen=True)
@@ -213,10 +214,16 @@ def spec_schema() -> Schema:
         "apiKeySecret": _secret_ref(
             "Secret with the bootstrap admin API key; if unset the operator creates <name>-api-key",
             "api-key"),
+        "tls": _obj("TLS on the gateway's public gRPC and HTTP ports (plaintext when unset)", {
+            "secretName": _str("a kubernetes.io/tls Secret (tls.crt, tls.key) in the same namespace, e.g. one "
+                               "cert-manager issues; a renewed certificate is served without a restart",
+                               pattern=DNS_SUBDOMAIN_PATTERN),
+        }, required=("secretName",)),
         "service": _obj("the gateway Service", {
             "type": _str("Service type", default="ClusterIP", enum=("ClusterIP", "NodePort", "LoadBalancer")),
             "grpcPort": _int("port for REAPI, BES and the gRPC API", default=1985, minimum=1, maximum=65535),
-            "httpPort": _int("port for /api/v1, health and metrics", default=8080, minimum=1, maximum=65535),
+            "httpPort": _int("port for /api/v1 and health (metrics are on the pods' admin port, 9090)",
+                             default=8080, minimum=1, maximum=65535),
             "annotations": {"type": "object", "description": "annotations of the gateway Service",
                             "additionalProperties": {"type": "string"}},
         }, default={}, rules=(DISTINCT_PORTS,)),
@@ -264,8 +271,8 @@ def status_schema() -> Schema:
         }),
         "apiKeySecret": _obj("where the bootstrap API key is", {"name": _str("Secret"), "key": _str("key")}),
         "endpoints": _obj("in-cluster addresses of the gateway", {
-            "grpc": _str("grpc:// address for Bazel's --remote_cache and --bes_backend"),
-            "http": _str("http:// address of the REST API"),
+            "grpc": _str("grpc:// (grpcs:// with TLS) address for Bazel's --remote_cache and --bes_backend"),
+            "http": _str("http:// (https:// with TLS) address of the REST API"),
         }),
     })
 

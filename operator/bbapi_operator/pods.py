@@ -11,6 +11,8 @@ from bbapi_operator.spec import Resources, Scheduling, SecretRef, Spec
 
 RUN_AS = 10001
 METRICS_PORT = 9090
+ADMIN_PORT = METRICS_PORT  # the gateway's plaintext admin port: metrics, probes, /status/membership
+TLS_DIR = "/etc/bbapi/tls"
 CAS_PORT = 7001
 METADATA_PORT = 7002
 LOGS_PORT = 7003

@@ -19,6 +19,7 @@ from bbapi_operator import apikey, crd, desired, guards, membership, networking,
 from bbapi_operator.apply import Key, apply, contains, key, live_children, prune
 from bbapi_operator.kube import KINDS, KubeApi
 from bbapi_operator.meta import Owner
+from bbapi_operator.pods import ADMIN_PORT
 from bbapi_operator.probe import GatewayProbe
 from bbapi_operator.settings import OperatorSettings
 from bbapi_operator.spec import InvalidSpec, Spec, check_name, parse
@@ -152,7 +153,7 @@ class Reconciler:
         text = (configmap.get("data") or {}).get(membership.CONFIG_KEY)
         shards = live.get(("StatefulSet", owner.child("cas"))) or {}
         ready = (shards.get("status") or {}).get("readyReplicas", 0)
-        reports = self._probe(owner, spec.service.http_port) if resize.in_flight(text) else []
+        reports = self._probe(owner, ADMIN_PORT) if resize.in_flight(text) else []
         plan = membership.plan(owner, spec.cas.shards, spec.cas.replication, text, ready, reports)
         if plan.text != text:
             log.info("%s/%s: CAS membership -> %d shards (%s)", owner.namespace, owner.name, plan.shards,

@@ -109,6 +109,7 @@ class Spec:
     embedded: bool
     postgres: SecretRef | None
     api_key_secret: SecretRef | None
+    tls_secret: str | None  # kubernetes.io/tls Secret of the public ports; None = plaintext
     service: Service
     metrics: bool
     tracing_exporter: str
@@ -133,6 +134,7 @@ def parse(raw_spec: Mapping[str, Any] | None, default_image: str) -> Spec:
         embedded=database["embedded"],
         postgres=SecretRef.parse(postgres["secretRef"]) if postgres else None,
         api_key_secret=SecretRef.parse(raw.get("apiKeySecret")),
+        tls_secret=(raw.get("tls") or {}).get("secretName"),
         service=Service(type=service["type"], grpc_port=service["grpcPort"], http_port=service["httpPort"],
                         annotations=dict(service.get("annotations", {}))),
         metrics=raw["metrics"]["enabled"],

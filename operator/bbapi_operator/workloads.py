@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bbapi_operator import apikey, membership
 from bbapi_operator.meta import Owner
 from bbapi_operator.networking import service_address
 from bbapi_operator.pods import (
+    ADMIN_PORT,
     CAS_PORT,
     DATA_DIR,
     HARD,
@@ -15,7 +17,9 @@ from bbapi_operator.pods import (
     MEMBERSHIP_DIR,
     METADATA_PORT,
     METRICS_PORT,
+    TLS_DIR,
     Container,
+    Env,
     Placement,
     env,
     env_pod_name,
@@ -72,22 +76,47 @@ def _data_mount() -> dict[str, Any]:
     return {"name": DATA_VOLUME, "mountPath": DATA_DIR}
 
 
+@dataclass(frozen=True)
+class Edge:
+    """What both public-facing processes (gateway, all-in-one) share: the public ports, the
+    plaintext admin port the probes and Prometheus use, and TLS from a mounted Secret (a
+    directory mount, not subPath, so a renewed certificate reaches the running pod)."""
+
+    env: list[Env]
+    ports: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, spec: Spec) -> Edge:
+        grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+        edge = cls(env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port), env("ADMIN_PORT", ADMIN_PORT)],
+                   ports=[port("grpc", grpc_port), port("http", http_port), port("admin", ADMIN_PORT)],
+                   mounts=[], volumes=[])
+        if spec.tls_secret:
+            edge.env.extend([env("TLS_CERT", f"{TLS_DIR}/tls.crt"), env("TLS_KEY", f"{TLS_DIR}/tls.key")])
+            edge.mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+            edge.volumes.append({"name": "tls", "secret": {"secretName": spec.tls_secret}})
+        return edge
+
+
 def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
     """The stateless edge; reads the CAS membership from a mounted ConfigMap it watches."""
-    grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+    edge = Edge.of(spec)
     container = Container(
         name="gateway", args=["gateway"], resources=spec.gateway.resources,
-        env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port),
+        env=[*edge.env,
              env("METADATA_TARGET", service_address(owner, "metadata", METADATA_PORT)),
              env("LOGS_TARGET", service_address(owner, "logs", LOGS_PORT)),
              env("MEMBERSHIP_FILE", f"{MEMBERSHIP_DIR}/{membership.CONFIG_KEY}")],
-        ports=[port("grpc", grpc_port), port("http", http_port)],
-        liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
-        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}],
+        ports=edge.ports,
+        liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
+        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}, *edge.mounts],
         lifecycle={"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}})
     placement = Placement(spec.gateway.scheduling, grace_seconds=GATEWAY_GRACE_SECONDS)
-    pod = template(owner, "gateway", spec, [container], metrics_port=http_port, placement=placement,
-                   volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}}])
+    pod = template(owner, "gateway", spec, [container], metrics_port=ADMIN_PORT, placement=placement,
+                   volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}},
+                            *edge.volumes])
     replicas = None if spec.gateway.autoscaling.enabled else spec.gateway.replicas
     return _deployment(owner, "gateway", pod, replicas)
 
@@ -137,14 +166,13 @@ def server(owner: Owner, spec: Spec) -> dict[str, Any]:
 
     It uses the gateway's resources and the CAS volume settings.
     """
-    grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+    edge = Edge.of(spec)
     container = Container(
         name="server", args=["serve"], resources=spec.gateway.resources,
-        env=[env("DATA_DIR", DATA_DIR), env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port),
-             env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
-        ports=[port("grpc", grpc_port), port("http", http_port)],
-        liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
-        startup=http_probe("/healthz", "http", 5, failures=SLOW_START), mounts=[_data_mount()])
-    pod = template(owner, "server", spec, [container], metrics_port=http_port,
-                   placement=Placement(spec.gateway.scheduling))
+        env=[env("DATA_DIR", DATA_DIR), *edge.env, env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
+        ports=edge.ports,
+        liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
+        startup=http_probe("/healthz", "admin", 5, failures=SLOW_START), mounts=[_data_mount(), *edge.mounts])
+    pod = template(owner, "server", spec, [container], metrics_port=ADMIN_PORT,
+                   placement=Placement(spec.gateway.scheduling), volumes=edge.volumes)
     return _statefulset(owner, "server", spec, pod, 1, service=owner.child("gateway"))

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from bbapi_operator import apikey, desired, membership, volumes
+from bbapi_operator import apikey, desired, membership, networking, volumes
 from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, Owner
 from bbapi_operator.spec import Spec, parse
 
@@ -81,15 +81,40 @@ def test_gateway_follows_the_contract() -> None:
         "BBAPI_METADATA_TARGET": "demo-metadata.builds.svc:7002",
         "BBAPI_LOGS_TARGET": "demo-logs.builds.svc:7003",
         "BBAPI_MEMBERSHIP_FILE": "/etc/bbapi/membership.json"}
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Probes and Prometheus use the plaintext admin port, which the public Service does not expose.
+    assert env(c)["BBAPI_ADMIN_PORT"] == "9090" and {"name": "admin", "containerPort": 9090,
+                                                      "protocol": "TCP"} in c["ports"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert "BBAPI_TLS_CERT" not in env(c)
     # Mounted as a directory, never subPath: a subPath mount would not see ConfigMap updates.
     assert c["volumeMounts"] == [{"name": "membership", "mountPath": "/etc/bbapi", "readOnly": True}]
     assert gateway["spec"]["template"]["spec"]["volumes"] == [
         {"name": "membership", "configMap": {"name": "demo-cas-membership"}}]
     annotations = gateway["spec"]["template"]["metadata"]["annotations"]
-    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9090",
                            "prometheus.io/path": "/metrics"}
+    service = build(POSTGRES)[("Service", "demo-gateway")]
+    assert [(p["name"], p["appProtocol"]) for p in service["spec"]["ports"]] == [
+        ("grpc", "kubernetes.io/h2c"), ("http", "http")]
+
+
+@pytest.mark.parametrize("mode", [POSTGRES, {"database": {"embedded": True}}], ids=["gateway", "embedded"])
+def test_tls_from_a_secret(mode: dict[str, Any]) -> None:
+    objects = build(mode | {"tls": {"secretName": "bbapi-tls"}})
+    (workload,) = [w for w in workloads(objects) if w["metadata"]["name"] in ("demo-gateway", "demo-server")]
+    c = container(workload)
+    assert (env(c)["BBAPI_TLS_CERT"], env(c)["BBAPI_TLS_KEY"]) == ("/etc/bbapi/tls/tls.crt", "/etc/bbapi/tls/tls.key")
+    # A directory mount (never subPath), so cert-manager's renewals reach the running process.
+    assert {"name": "tls", "mountPath": "/etc/bbapi/tls", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "tls", "secret": {"secretName": "bbapi-tls"}} in workload["spec"]["template"]["spec"]["volumes"]
+    assert c["readinessProbe"]["httpGet"]["port"] == "admin"  # the kubelet needs no certificate
+    service = objects[("Service", "demo-gateway")]
+    assert {p["appProtocol"] for p in service["spec"]["ports"]} == {"https"}
+    assert 9090 not in {p["port"] for p in service["spec"]["ports"]}
+    spec = parse(mode | {"tls": {"secretName": "bbapi-tls"}}, default_image="bbapi:1")
+    assert networking.endpoints(OWNER, spec) == {"grpc": "grpcs://demo-gateway.builds.svc:1985",
+                                                 "http": "https://demo-gateway.builds.svc:8080"}
 
 
 def test_autoscaling_owns_gateway_replicas() -> None:

@@ -22,7 +22,8 @@ SPECS = {
     "fixed-replicas-no-metrics": POSTGRES | {"gateway": {"autoscaling": {"enabled": False}},
                                              "metrics": {"enabled": False}, "service": {"type": "NodePort"}},
     "every-scheduling-knob": EVERY_KNOB | {"cas": KNOBS | {"zoneSpread": "DoNotSchedule"}},
-    "embedded-with-knobs": {"database": {"embedded": True}, "gateway": KNOBS},
+    "embedded-with-knobs-and-tls": {"database": {"embedded": True}, "gateway": KNOBS, "tls": {"secretName": "t"}},
+    "tls": POSTGRES | {"tls": {"secretName": "bbapi-tls"}},
     **{path.stem: yaml.safe_load(path.read_text())["spec"] for path in sorted((REPO / "examples").glob("*.yaml"))},
 }
 
