@@ -182,7 +182,10 @@ def spec_schema() -> Schema:
         "gateway": _component(
             "the public edge: HTTP API, gRPC API, BES and REAPI (in embedded mode its resources and "
             "scheduling apply to the single pod)", 2, _resources("250m", "256Mi", "1Gi"),
-            {"autoscaling": _obj("CPU-based HorizontalPodAutoscaler; replicas is its floor", {
+            {"drainSeconds": _int("on a rollout or scale-down, how long a stopping gateway lets running builds' "
+                                  "streams and transfers finish before cancelling them", default=300, minimum=0,
+                                  maximum=3600),
+             "autoscaling": _obj("CPU-based HorizontalPodAutoscaler; replicas is its floor", {
                 "enabled": _bool("scale the gateway with an HPA", True),
                 "maxReplicas": _int("HPA ceiling", default=10, minimum=1),
                 "targetCPUUtilizationPercentage": _int("average CPU use the HPA aims for", default=70,

@@ -69,13 +69,15 @@ class Autoscaling:
 @dataclass(frozen=True)
 class Gateway(Component):
     autoscaling: Autoscaling
+    drain_seconds: int
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Gateway:
         scaling = raw["autoscaling"]
+        autoscaling = Autoscaling(enabled=scaling["enabled"], max_replicas=scaling["maxReplicas"],
+                                  target_cpu_percent=scaling["targetCPUUtilizationPercentage"])
         return cls(replicas=raw["replicas"], resources=dict(raw["resources"]), scheduling=Scheduling.parse(raw),
-                   autoscaling=Autoscaling(enabled=scaling["enabled"], max_replicas=scaling["maxReplicas"],
-                                           target_cpu_percent=scaling["targetCPUUtilizationPercentage"]))
+                   drain_seconds=raw["drainSeconds"], autoscaling=autoscaling)
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ from bbapi_operator.volumes import DATA_VOLUME
 
 SLOW_START = 360  # x 5 s: a shard rebuilds its index from disk at start, which can take minutes
 # A stopping gateway keeps serving this long before SIGTERM, while endpoint controllers and load
-# balancers stop sending it new connections; the grace period covers it plus the server's stop.
+# balancers stop sending it new connections; then it drains (gateway.drainSeconds). The grace
+# period covers both plus a margin for closing down.
 PRESTOP_SECONDS = 10
-GATEWAY_GRACE_SECONDS = PRESTOP_SECONDS + 30
+STOP_MARGIN_SECONDS = 15
 
 
 def _deployment(owner: Owner, component: str, pod: dict[str, Any], replicas: int | None) -> dict[str, Any]:
@@ -90,7 +91,8 @@ class Edge:
     @classmethod
     def of(cls, spec: Spec) -> Edge:
         grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
-        edge = cls(env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port), env("ADMIN_PORT", ADMIN_PORT)],
+        edge = cls(env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port), env("ADMIN_PORT", ADMIN_PORT),
+                        env("DRAIN_SECONDS", spec.gateway.drain_seconds)],
                    ports=[port("grpc", grpc_port), port("http", http_port), port("admin", ADMIN_PORT)],
                    mounts=[], volumes=[])
         if spec.tls_secret:
@@ -113,7 +115,8 @@ def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
         liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
         mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}, *edge.mounts],
         lifecycle={"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}})
-    placement = Placement(spec.gateway.scheduling, grace_seconds=GATEWAY_GRACE_SECONDS)
+    placement = Placement(spec.gateway.scheduling,
+                          grace_seconds=PRESTOP_SECONDS + spec.gateway.drain_seconds + STOP_MARGIN_SECONDS)
     pod = template(owner, "gateway", spec, [container], metrics_port=ADMIN_PORT, placement=placement,
                    volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}},
                             *edge.volumes])
@@ -174,5 +177,7 @@ def server(owner: Owner, spec: Spec) -> dict[str, Any]:
         liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
         startup=http_probe("/healthz", "admin", 5, failures=SLOW_START), mounts=[_data_mount(), *edge.mounts])
     pod = template(owner, "server", spec, [container], metrics_port=ADMIN_PORT,
-                   placement=Placement(spec.gateway.scheduling), volumes=edge.volumes)
+                   placement=Placement(spec.gateway.scheduling,
+                                       grace_seconds=spec.gateway.drain_seconds + STOP_MARGIN_SECONDS),
+                   volumes=edge.volumes)
     return _statefulset(owner, "server", spec, pod, 1, service=owner.child("gateway"))

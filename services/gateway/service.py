@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Callable, Iterator, Sequence
@@ -41,17 +42,19 @@ class Backends:
     metadata: grpc.aio.Channel
     logs: grpc.aio.Channel
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
+    draining: bool = False  # stopping: finish what runs, take nothing new
 
     async def checks(self) -> dict[str, bool]:
         metadata, logs, cas = await asyncio.gather(serving(self.metadata, 2), serving(self.logs, 2),
                                                    self.blobs.cluster.ready())
-        return {"metadata": metadata, "logs": logs, "cas": cas}
+        return {"metadata": metadata, "logs": logs, "cas": cas, "accepting": not self.draining}
 
     def readiness(self) -> Readiness:
-        """Ready when the pod can serve what it serves itself: the cache. A metadata or logs
-        restart must not take every gateway out of rotation (cache traffic would stop too);
-        build event streams ride it out with their own retries, and known keys stay cached."""
-        return Readiness(self.checks, required=("cas",))
+        """Ready when the pod can serve what it serves itself: the cache, and not stopping. A
+        metadata or logs restart must not take every gateway out of rotation (cache traffic
+        would stop too); build event streams ride it out with their own retries, and known keys
+        stay cached."""
+        return Readiness(self.checks, required=("cas", "accepting"))
 
     async def close(self) -> None:
         await self.blobs.close()
@@ -85,16 +88,20 @@ class GatewayService:
     http: HttpServer
     admin: HttpServer | None
     backends: Backends
+    drain_seconds: float
 
     @property
     def http_port(self) -> int:
         return self.http.port
 
-    async def stop(self, grace: float = 5.0) -> None:
-        await self.front.stop(grace)
-        for server in (self.http, self.admin):
-            if server is not None:
-                await server.stop()
+    async def stop(self) -> None:
+        """Drain, then stop: readiness fails at once, new calls are refused (gRPC sends GOAWAY,
+        HTTP stops accepting), and calls and streams already running get `drain_seconds` to
+        finish before they are cancelled. The admin port answers (not ready) until the end."""
+        self.backends.draining = True
+        await asyncio.gather(self.front.stop(self.drain_seconds), self.http.stop())
+        if self.admin is not None:
+            await self.admin.stop()
         await self.backends.close()
 
 
@@ -138,17 +145,17 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     readiness = backends.readiness()
     app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
     http_api.add_routes(app, api_servicer, resolver.authenticate)
-    http = HttpServer.start(_config(app, None if certificate is None else certificate.ssl_context),
+    def config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
+        return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                              timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
+                              ssl_context_factory=None if tls is None else lambda _config, _default: tls())
+
+    http = HttpServer.start(config(app, None if certificate is None else certificate.ssl_context),
                             settings.host, settings.http_port)
     admin = None
     if settings.admin_port is not None:
-        admin = HttpServer.start(_config(admin_app(readiness, backends.routers)), settings.host, settings.admin_port)
+        admin = HttpServer.start(config(admin_app(readiness, backends.routers)), settings.host, settings.admin_port)
         log.info("gateway: admin HTTP (metrics, status) on %s:%d", settings.host, admin.port)
     log.info("gateway: gRPC on %s:%d, HTTP on %s:%d%s", settings.host, grpc_port, settings.host,
              http.port, "" if certificate is None else f" (TLS, {certificate.cert})")
-    return GatewayService(front, grpc_port, http, admin, backends)
-
-
-def _config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5,
-                          ssl_context_factory=None if tls is None else lambda _config, _default: tls())
+    return GatewayService(front, grpc_port, http, admin, backends, settings.drain_seconds)

@@ -7,17 +7,24 @@ from pydantic import Field
 from services.gateway.tls import TlsSettings
 
 
-class GatewaySettings(TlsSettings):
+class EdgeSettings(TlsSettings):
+    """How the public edge listens and stops; shared by `bbapi gateway` and `bbapi serve`."""
+
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
     http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /healthz, /readyz (and /metrics "
                                              "unless there is an admin port)")
     admin_port: int | None = Field(None, description="plaintext port for /metrics, /status/membership and "
                                                      "probes, kept off the public port; unset serves them there")
+    drain_seconds: float = Field(300.0, ge=0, description="on stop, how long running calls and streams (BES, "
+                                                          "transfers) may finish before they are cancelled")
+    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
+    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
+                                                            "(stored under tenant 'anonymous')")
+
+
+class GatewaySettings(EdgeSettings):
     metadata_target: str = Field("127.0.0.1:7002", description="host:port of the metadata service")
     logs_target: str = Field("127.0.0.1:7003", description="host:port of the logs service")
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
                                   description="CAS membership JSON (members, replication); re-read when it changes")
-    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
-    allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
-                                                            "(stored under tenant 'anonymous')")

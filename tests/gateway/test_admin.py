@@ -56,6 +56,6 @@ def test_a_metadata_outage_leaves_the_gateway_ready_and_the_cache_flowing(server
         server.call(lambda stack: stack.metadata.stop())
         readiness = httpx.get(f"{admin_url(server)}/readyz")
         assert readiness.status_code == 200, readiness.text
-        assert readiness.json()["checks"]["metadata"] is False and readiness.json()["required"] == ["cas"]
+        assert readiness.json()["checks"]["metadata"] is False and readiness.json()["required"] == ["cas", "accepting"]
         missing = cas.FindMissingBlobs(request, metadata=[("x-buildbuddy-api-key", key)], timeout=10)
         assert [d.hash for d in missing.missing_blob_digests] == ["a" * 64]

@@ -281,12 +281,16 @@ def test_cas_shards_spread_over_nodes_strictly_and_zones_as_asked() -> None:
                    for c in workload["spec"]["template"]["spec"]["topologySpreadConstraints"])
 
 
-def test_gateway_leaves_rotation_before_it_stops_and_scales_down_slowly() -> None:
+def test_gateway_leaves_rotation_drains_and_scales_down_slowly() -> None:
     objects = build(POSTGRES)
     pod = objects[("Deployment", "demo-gateway")]["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     sleep = c["lifecycle"]["preStop"]["exec"]["command"]
-    assert sleep[0] == "sleep" and pod["terminationGracePeriodSeconds"] > int(sleep[1]) + 5
+    assert env(c)["BBAPI_DRAIN_SECONDS"] == "300"  # several minutes for running builds by default
+    assert sleep[0] == "sleep" and pod["terminationGracePeriodSeconds"] > int(sleep[1]) + 300
+    short = build(POSTGRES | {"gateway": {"drainSeconds": 30}})[("Deployment", "demo-gateway")]["spec"]["template"]
+    assert short["spec"]["terminationGracePeriodSeconds"] > int(sleep[1]) + 30
+    assert env(short["spec"]["containers"][0])["BBAPI_DRAIN_SECONDS"] == "30"
     behaviour = objects[("HorizontalPodAutoscaler", "demo-gateway")]["spec"]["behavior"]["scaleDown"]
     assert behaviour["stabilizationWindowSeconds"] >= 300
     assert behaviour["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]
