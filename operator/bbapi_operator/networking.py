@@ -39,9 +39,16 @@ def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
                     type=spec.service.type, annotations=spec.service.annotations)
 
 
+def balanced_address(owner: Owner, component: str, number: int) -> str:
+    """A `dns:///` target for a headless Service: gRPC resolves every ready pod and spreads
+    calls over them (round robin), instead of pinning each gateway to one pod per connection."""
+    return f"dns:///{service_address(owner, component, number)}"
+
+
 def internal(owner: Owner, component: str, number: int) -> dict[str, Any]:
-    """metadata or logs, reached by the gateways over gRPC."""
-    return _service(owner, component, component, [_port("grpc", number, H2C)], type="ClusterIP")
+    """metadata or logs, reached by the gateways over gRPC: headless, so each gateway sees (and
+    balances over) every ready replica."""
+    return _service(owner, component, component, [_port("grpc", number, H2C)], clusterIP="None")
 
 
 def cas_headless(owner: Owner) -> dict[str, Any]:

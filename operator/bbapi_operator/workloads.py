@@ -7,7 +7,7 @@ from typing import Any
 
 from bbapi_operator import apikey, membership
 from bbapi_operator.meta import Owner
-from bbapi_operator.networking import service_address
+from bbapi_operator.networking import balanced_address
 from bbapi_operator.pods import (
     ADMIN_PORT,
     CAS_PORT,
@@ -108,8 +108,8 @@ def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
     container = Container(
         name="gateway", args=["gateway"], resources=spec.gateway.resources,
         env=[*edge.env,
-             env("METADATA_TARGET", service_address(owner, "metadata", METADATA_PORT)),
-             env("LOGS_TARGET", service_address(owner, "logs", LOGS_PORT)),
+             env("METADATA_TARGET", balanced_address(owner, "metadata", METADATA_PORT)),
+             env("LOGS_TARGET", balanced_address(owner, "logs", LOGS_PORT)),
              env("MEMBERSHIP_FILE", f"{MEMBERSHIP_DIR}/{membership.CONFIG_KEY}")],
         ports=edge.ports,
         liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),

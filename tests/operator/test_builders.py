@@ -78,8 +78,8 @@ def test_gateway_follows_the_contract() -> None:
     assert {k: env(c)[k] for k in ("BBAPI_GRPC_PORT", "BBAPI_HTTP_PORT", "BBAPI_METADATA_TARGET",
                                    "BBAPI_LOGS_TARGET", "BBAPI_MEMBERSHIP_FILE")} == {
         "BBAPI_GRPC_PORT": "1985", "BBAPI_HTTP_PORT": "8080",
-        "BBAPI_METADATA_TARGET": "demo-metadata.builds.svc:7002",
-        "BBAPI_LOGS_TARGET": "demo-logs.builds.svc:7003",
+        "BBAPI_METADATA_TARGET": "dns:///demo-metadata.builds.svc:7002",
+        "BBAPI_LOGS_TARGET": "dns:///demo-logs.builds.svc:7003",
         "BBAPI_MEMBERSHIP_FILE": "/etc/bbapi/membership.json"}
     # Probes and Prometheus use the plaintext admin port, which the public Service does not expose.
     assert env(c)["BBAPI_ADMIN_PORT"] == "9090" and {"name": "admin", "containerPort": 9090,
@@ -149,6 +149,15 @@ def test_cas_shards() -> None:
                              "storageClassName": "ssd"}
     headless = objects[("Service", "demo-cas")]["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+
+
+def test_gateways_balance_over_every_metadata_and_logs_pod() -> None:
+    objects = build(POSTGRES)
+    for component, port in (("metadata", 7002), ("logs", 7003)):
+        service = objects[("Service", f"demo-{component}")]["spec"]
+        assert service["clusterIP"] == "None" and "publishNotReadyAddresses" not in service  # ready pods only
+        target = env(container(objects[("Deployment", "demo-gateway")]))[f"BBAPI_{component.upper()}_TARGET"]
+        assert target == f"dns:///demo-{component}.builds.svc:{port}"  # round robin over the resolved pods
 
 
 def test_cas_replicas_come_from_the_membership_plan() -> None:
