@@ -25,6 +25,9 @@ IMMUTABLE: dict[str, tuple[tuple[str, str], ...]] = {
     "StatefulSet": (("spec", "volumeClaimTemplates"), ("spec", "serviceName"),
                     ("spec", "podManagementPolicy"), ("spec", "selector")),
     "Deployment": (("spec", "selector"),),
+    # Services made before metadata and logs became headless keep their ClusterIP (the address
+    # cannot change); balancing then needs the Service recreated.
+    "Service": (("spec", "clusterIP"),),
 }
 # Kept when they vanish from the desired state: a Deployment without replicas belongs to its HPA,
 # and nulling the field would reset it to one pod.

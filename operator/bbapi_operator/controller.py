@@ -1,10 +1,11 @@
 """kopf wiring: what triggers a reconcile, how passes are serialised, and kopf's settings.
 
-A reconcile runs when the BuildBuddyAPI is created, changed or found at start-up, when one of
-its Deployments or StatefulSets changes (so status follows the pods), and on a timer while a
-CAS membership copy is in flight or after a failure. There are no kopf timers or daemons and
-no delete handler: those would put a finalizer on every object, and owner references already
-let the garbage collector delete the children, even while the operator is down.
+A reconcile runs when the BuildBuddyAPI is created, changed or found at start-up, when any child
+it owns is changed or deleted (so status follows the pods, and drift is repaired within
+seconds), and on a timer: while a CAS membership copy is in flight, after a failure, and a slow
+resync for anything a watch missed. There are no kopf timers or daemons and no delete handler:
+those would put a finalizer on every object, and owner references already let the garbage
+collector delete the children, even while the operator is down.
 """
 
 from __future__ import annotations
@@ -18,17 +19,19 @@ from typing import Any
 import kopf
 
 from bbapi_operator import crd
+from bbapi_operator.apply import PRUNABLE
 from bbapi_operator.kube import KINDS, KubeApi, connect
 from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, label_selector
 from bbapi_operator.probe import GatewayProbe, PodProbe
 from bbapi_operator.reconcile import Reconciler
 from bbapi_operator.settings import OperatorSettings
-from bbapi_operator.status import WORKLOAD_KINDS
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 ProbeFactory = Callable[[KubeApi, float], GatewayProbe]
-CHILD_KINDS = tuple(KINDS[name] for name in WORKLOAD_KINDS)  # watched: status follows their pods
+# Watched: every kind the operator prunes, so a deleted or edited child is put back at once.
+# (The generated API key Secret is not: the operator may create Secrets but never read them.)
+CHILD_KINDS = tuple(KINDS[name] for name in PRUNABLE)
 
 
 class Controller:
@@ -79,8 +82,14 @@ class Controller:
             self._schedule((namespace, name), self._config.retry_seconds)
 
     def _schedule(self, key: Key, delay: float) -> None:
-        if key not in self._timers:  # an earlier re-check is already due
-            self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
+        """Look again after `delay`, unless a re-check is already due sooner."""
+        loop = asyncio.get_running_loop()
+        pending = self._timers.get(key)
+        if pending is not None:
+            if pending.when() <= loop.time() + delay:
+                return
+            pending.cancel()
+        self._timers[key] = loop.call_later(delay, self._fire, key)
 
     def _fire(self, key: Key) -> None:
         del self._timers[key]

@@ -27,6 +27,7 @@ Schema = dict[str, Any]
 QUANTITY_PATTERN = (r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
                     r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,29 @@ AUTOSCALING_ABOVE_FLOOR = Rule("gateway", "!self.autoscaling.enabled || self.aut
 REPLICATION_WITHIN_SHARDS = Rule("cas", "self.replication <= self.shards", "replication cannot exceed shards")
 DATABASE_CHOSEN = Rule("database", "self.embedded || has(self.postgres)",
                        "set database.embedded: true or database.postgres.secretRef")
+DATABASE_EXCLUSIVE = Rule("database", "!(self.embedded && has(self.postgres))",
+                          "database.embedded and database.postgres are mutually exclusive")
 DISTINCT_PORTS = Rule("service", "self.grpcPort != self.httpPort", "grpcPort and httpPort must differ")
 OTLP_ENDPOINT = Rule("tracing", "self.exporter != 'otlp' || self.endpoint != ''",
                      "tracing.endpoint is required with the otlp exporter")
-RULES = (AUTOSCALING_ABOVE_FLOOR, REPLICATION_WITHIN_SHARDS, DATABASE_CHOSEN, DISTINCT_PORTS, OTLP_ENDPOINT)
+RULES = (AUTOSCALING_ABOVE_FLOOR, REPLICATION_WITHIN_SHARDS, DATABASE_CHOSEN, DATABASE_EXCLUSIVE, DISTINCT_PORTS,
+         OTLP_ENDPOINT)
+
+# Transition rules (`oldSelf`): changes that would strand or destroy data. The operator refuses
+# the same changes by comparing the spec with what runs (guards.py), for servers without CEL.
+EMBEDDED_FIXED = Rule("database", "self.embedded == oldSelf.embedded",
+                      "database.embedded cannot change: the other mode starts on empty storage; "
+                      "create a new BuildBuddyAPI instead")
+STORAGE_CLASS_FIXED = Rule("cas", "(has(self.storageClassName) ? self.storageClassName : '') == "
+                                  "(has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
+                           "cas.storageClassName cannot change on existing volumes")
+TRANSITIONS = (EMBEDDED_FIXED, STORAGE_CLASS_FIXED)
+
+# StatefulSet names may have at most 52 characters (the controller appends a revision hash to
+# them in a 63-character label); the longest one is `<name>-server`.
+MAX_NAME_LENGTH = 52 - len("-server")
+NAME_RULE = {"rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+             "message": f"metadata.name may have at most {MAX_NAME_LENGTH} characters (child StatefulSet names)"}
 
 
 def _obj(description: str, properties: Schema, *, required: tuple[str, ...] = (),
@@ -118,10 +138,35 @@ def _secret_ref(description: str, default_key: str) -> Schema:
     }, required=("name",))
 
 
+def _open_object(description: str) -> Schema:
+    """A Kubernetes type taken as it is (affinity, a toleration, an EnvVar): the API server
+    checks it when the pod is created, so the CRD does not repeat its schema."""
+    return {"type": "object", "description": description, "x-kubernetes-preserve-unknown-fields": True}
+
+
+def _string_map(description: str) -> Schema:
+    return {"type": "object", "description": description, "additionalProperties": {"type": "string"}}
+
+
+def scheduling() -> Schema:
+    """Where a component's pods run and what they carry, as in a Pod spec."""
+    return {
+        "nodeSelector": _string_map("node labels the pods require"),
+        "tolerations": {"type": "array", "description": "taints the pods tolerate",
+                        "items": _open_object("a Pod toleration")},
+        "affinity": _open_object("Pod affinity and anti-affinity, as in a Pod spec"),
+        "priorityClassName": _str("PriorityClass of the pods"),
+        "podLabels": _string_map("extra labels on the pods (the operator's own labels win)"),
+        "podAnnotations": _string_map("extra annotations on the pods"),
+        "extraEnv": {"type": "array", "description": "extra environment variables (EnvVar) of every container",
+                     "items": _open_object("an EnvVar, e.g. {name: HTTPS_PROXY, value: ...}")},
+    }
+
+
 def _component(description: str, replicas: int, resources: Schema, extra: Schema | None = None,
                rules: tuple[Rule, ...] = ()) -> Schema:
     properties: Schema = {"replicas": _int("number of pods", default=replicas, minimum=1),
-                          "resources": resources}
+                          "resources": resources, **scheduling()}
     return _obj(description, properties | (extra or {}), default={}, rules=rules)
 
 
@@ -135,8 +180,12 @@ def spec_schema() -> Schema:
                              "items": _obj("a Secret reference", {"name": _str("Secret name")},
                                            required=("name",))},
         "gateway": _component(
-            "the public edge: HTTP API, gRPC API, BES and REAPI", 2, _resources("250m", "256Mi", "1Gi"),
-            {"autoscaling": _obj("CPU-based HorizontalPodAutoscaler; replicas is its floor", {
+            "the public edge: HTTP API, gRPC API, BES and REAPI (in embedded mode its resources and "
+            "scheduling apply to the single pod)", 2, _resources("250m", "256Mi", "1Gi"),
+            {"drainSeconds": _int("on a rollout or scale-down, how long a stopping gateway lets running builds' "
+                                  "streams and transfers finish before cancelling them", default=300, minimum=0,
+                                  maximum=3600),
+             "autoscaling": _obj("CPU-based HorizontalPodAutoscaler; replicas is its floor", {
                 "enabled": _bool("scale the gateway with an HPA", True),
                 "maxReplicas": _int("HPA ceiling", default=10, minimum=1),
                 "targetCPUUtilizationPercentage": _int("average CPU use the HPA aims for", default=70,
@@ -154,20 +203,30 @@ def spec_schema() -> Schema:
                                default="50Gi", pattern=QUANTITY_PATTERN),
             "storageClassName": _str("StorageClass of the shard volumes; empty uses the cluster default"),
             "resources": _resources("250m", "512Mi", "2Gi"),
-        }, default={}, rules=(REPLICATION_WITHIN_SHARDS,)),
+            "zoneSpread": _str("spread shards over zones strictly (DoNotSchedule) or as far as possible "
+                               "(ScheduleAnyway); shards never share a node while another node can take them",
+                               default="ScheduleAnyway", enum=("ScheduleAnyway", "DoNotSchedule")),
+            **scheduling(),
+        }, default={}, rules=(REPLICATION_WITHIN_SHARDS, STORAGE_CLASS_FIXED)),
         "database": _obj("where metadata and logs live", {
             "embedded": _bool("single-pod trial: one all-in-one pod with SQLite on its volume", False),
             "postgres": _obj("PostgreSQL for the distributed mode", {
                 "secretRef": _secret_ref("Secret holding a postgresql:// URL", "url"),
             }, required=("secretRef",)),
-        }, default={}, rules=(DATABASE_CHOSEN,)),
+        }, default={}, rules=(DATABASE_CHOSEN, DATABASE_EXCLUSIVE, EMBEDDED_FIXED)),
         "apiKeySecret": _secret_ref(
             "Secret with the bootstrap admin API key; if unset the operator creates <name>-api-key",
             "api-key"),
+        "tls": _obj("TLS on the gateway's public gRPC and HTTP ports (plaintext when unset)", {
+            "secretName": _str("a kubernetes.io/tls Secret (tls.crt, tls.key) in the same namespace, e.g. one "
+                               "cert-manager issues; a renewed certificate is served without a restart",
+                               pattern=DNS_SUBDOMAIN_PATTERN),
+        }, required=("secretName",)),
         "service": _obj("the gateway Service", {
             "type": _str("Service type", default="ClusterIP", enum=("ClusterIP", "NodePort", "LoadBalancer")),
             "grpcPort": _int("port for REAPI, BES and the gRPC API", default=1985, minimum=1, maximum=65535),
-            "httpPort": _int("port for /api/v1, health and metrics", default=8080, minimum=1, maximum=65535),
+            "httpPort": _int("port for /api/v1 and health (metrics are on the pods' admin port, 9090)",
+                             default=8080, minimum=1, maximum=65535),
             "annotations": {"type": "object", "description": "annotations of the gateway Service",
                             "additionalProperties": {"type": "string"}},
         }, default={}, rules=(DISTINCT_PORTS,)),
@@ -215,8 +274,8 @@ def status_schema() -> Schema:
         }),
         "apiKeySecret": _obj("where the bootstrap API key is", {"name": _str("Secret"), "key": _str("key")}),
         "endpoints": _obj("in-cluster addresses of the gateway", {
-            "grpc": _str("grpc:// address for Bazel's --remote_cache and --bes_backend"),
-            "http": _str("http:// address of the REST API"),
+            "grpc": _str("grpc:// (grpcs:// with TLS) address for Bazel's --remote_cache and --bes_backend"),
+            "http": _str("http:// (https:// with TLS) address of the REST API"),
         }),
     })
 
@@ -255,7 +314,8 @@ def crd() -> Schema:
                 "schema": {"openAPIV3Schema": _obj(
                     "A self-hosted BuildBuddy API, Build Event Service and remote cache",
                     {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
-                     "metadata": {"type": "object"}, "spec": spec_schema(), "status": status_schema()})},
+                     "metadata": {"type": "object"}, "spec": spec_schema(), "status": status_schema()})
+                    | {"x-kubernetes-validations": [NAME_RULE]}},
             }],
         },
     }

@@ -13,17 +13,17 @@ from services.blobstore.cluster import resize
 STATELESS = ("gateway", "metadata", "logs")
 
 
-def children(owner: Owner, spec: Spec, plan: resize.Plan | None) -> list[dict[str, Any]]:
+def children(owner: Owner, spec: Spec, plan: resize.Plan | None, cache_bytes: int | None) -> list[dict[str, Any]]:
     """Every child object. The membership ConfigMap comes before the CAS StatefulSet, so a
     shrink lowers the pod count only after the document without the old shards is stored.
-    `plan` is required outside embedded mode."""
+    `plan` and the shards' `cache_bytes` are required outside embedded mode."""
     if spec.embedded:
         return [workloads.server(owner, spec), networking.gateway(owner, spec)]
-    assert plan is not None
+    assert plan is not None and cache_bytes is not None
     objects = [
         membership.configmap(owner, plan.text),
         networking.cas_headless(owner),
-        workloads.cas(owner, spec, plan.replicas),
+        workloads.cas(owner, spec, plan.replicas, cache_bytes),
         networking.internal(owner, "metadata", METADATA_PORT),
         workloads.database_backed(owner, spec, "metadata"),
         networking.internal(owner, "logs", LOGS_PORT),

@@ -45,6 +45,7 @@ KINDS = {kind.kind: kind for kind in (
     Kind("v1", "Secret", "secrets"),
     Kind("v1", "Service", "services"),
     Kind("v1", "Pod", "pods"),
+    Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("apps/v1", "StatefulSet", "statefulsets"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),

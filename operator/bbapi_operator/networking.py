@@ -25,25 +25,39 @@ def _service(owner: Owner, component: str, selects: str, ports: list[dict[str, A
             "spec": {"selector": owner.selector(selects), "ports": ports, **spec_fields}}
 
 
+# Plaintext gRPC is HTTP/2 without TLS (h2c); with TLS both ports speak HTTPS (gRPC over h2).
+H2C = "kubernetes.io/h2c"
+
+
 def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
-    """The one public Service; in embedded mode it fronts the all-in-one pod instead."""
+    """The one public Service; in embedded mode it fronts the all-in-one pod instead. The
+    admin port (metrics, status) is deliberately not on it."""
     selects = "server" if spec.embedded else "gateway"
+    grpc, http = ("https", "https") if spec.tls_secret else (H2C, "http")
     return _service(owner, "gateway", selects,
-                    [_port("grpc", spec.service.grpc_port, "grpc"), _port("http", spec.service.http_port, "http")],
+                    [_port("grpc", spec.service.grpc_port, grpc), _port("http", spec.service.http_port, http)],
                     type=spec.service.type, annotations=spec.service.annotations)
 
 
+def balanced_address(owner: Owner, component: str, number: int) -> str:
+    """A `dns:///` target for a headless Service: gRPC resolves every ready pod and spreads
+    calls over them (round robin), instead of pinning each gateway to one pod per connection."""
+    return f"dns:///{service_address(owner, component, number)}"
+
+
 def internal(owner: Owner, component: str, number: int) -> dict[str, Any]:
-    """metadata or logs, reached by the gateways over gRPC."""
-    return _service(owner, component, component, [_port("grpc", number, "grpc")], type="ClusterIP")
+    """metadata or logs, reached by the gateways over gRPC: headless, so each gateway sees (and
+    balances over) every ready replica."""
+    return _service(owner, component, component, [_port("grpc", number, H2C)], clusterIP="None")
 
 
 def cas_headless(owner: Owner) -> dict[str, Any]:
     """Gives each shard a stable DNS name; published before ready so membership always resolves."""
-    return _service(owner, "cas", "cas", [_port("grpc", CAS_PORT, "grpc")],
+    return _service(owner, "cas", "cas", [_port("grpc", CAS_PORT, H2C)],
                     clusterIP="None", publishNotReadyAddresses=True)
 
 
 def endpoints(owner: Owner, spec: Spec) -> dict[str, str]:
-    return {"grpc": f"grpc://{service_address(owner, 'gateway', spec.service.grpc_port)}",
-            "http": f"http://{service_address(owner, 'gateway', spec.service.http_port)}"}
+    grpc, http = ("grpcs", "https") if spec.tls_secret else ("grpc", "http")
+    return {"grpc": f"{grpc}://{service_address(owner, 'gateway', spec.service.grpc_port)}",
+            "http": f"{http}://{service_address(owner, 'gateway', spec.service.http_port)}"}

@@ -18,7 +18,8 @@ def disruption_budget(owner: Owner, component: str) -> dict[str, Any]:
 
 
 def gateway_autoscaler(owner: Owner, spec: Spec) -> dict[str, Any]:
-    """CPU-based HPA; `gateway.replicas` is its floor."""
+    """CPU-based HPA; `gateway.replicas` is its floor. It scales up at once but down slowly (one
+    pod per two minutes, after ten quiet minutes), so builds are not cut by every CPU dip."""
     scaling = spec.gateway.autoscaling
     return {
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": owner.metadata("gateway"),
@@ -28,5 +29,7 @@ def gateway_autoscaler(owner: Owner, spec: Spec) -> dict[str, Any]:
             "maxReplicas": scaling.max_replicas,
             "metrics": [{"type": "Resource", "resource": {
                 "name": "cpu", "target": {"type": "Utilization", "averageUtilization": scaling.target_cpu_percent}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 600,
+                                       "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]}},
         },
     }

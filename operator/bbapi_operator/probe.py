@@ -21,8 +21,9 @@ STATUS_PATH = "/status/membership"
 
 
 class GatewayProbe(Protocol):
-    def __call__(self, owner: Owner, http_port: int) -> list[Progress]:
-        """One report per gateway that should be copying; an unreachable one reads as busy."""
+    def __call__(self, owner: Owner, port: int) -> list[Progress]:
+        """One report per gateway that should be copying (asked on its admin `port`); an
+        unreachable one reads as busy."""
         ...
 
 
@@ -39,15 +40,15 @@ class PodProbe:
         self._api = api
         self._timeout = timeout
 
-    def __call__(self, owner: Owner, http_port: int) -> list[Progress]:
+    def __call__(self, owner: Owner, port: int) -> list[Progress]:
         listed = self._api.list(KINDS["Pod"], owner.namespace, label_selector(owner.selector("gateway")))
         pods = [pod for pod in listed if _ready(pod)]
-        return [self._ask(pod["status"]["podIP"], http_port) for pod in pods]
+        return [self._ask(pod["status"]["podIP"], port) for pod in pods]
 
-    def _ask(self, ip: str, http_port: int) -> Progress:
+    def _ask(self, ip: str, port: int) -> Progress:
         host = f"[{ip}]" if ":" in ip else ip
         try:
-            response = httpx.get(f"http://{host}:{http_port}{STATUS_PATH}", timeout=self._timeout)
+            response = httpx.get(f"http://{host}:{port}{STATUS_PATH}", timeout=self._timeout)
             response.raise_for_status()
             return Progress.parse(response.json())
         except (httpx.HTTPError, ValueError, KeyError) as error:

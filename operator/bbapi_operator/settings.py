@@ -22,6 +22,8 @@ class OperatorSettings(BaseSettings):
         "the chart passes the operator's own image so one image runs everything")
     poll_seconds: float = Field(
         5.0, gt=0, description="how often to re-check a CAS membership change in flight")
+    resync_seconds: float = Field(
+        300.0, gt=0, description="how often a settled object is reconciled anyway, in case a watch missed a change")
     retry_seconds: float = Field(
         15.0, gt=0, description="delay before retrying a reconcile that failed")
     request_timeout_seconds: float = Field(

@@ -27,15 +27,36 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class Scheduling:
+    """Where a component's pods run and what they carry (crd.scheduling)."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]]
+    affinity: dict[str, Any]
+    priority_class: str
+    pod_labels: dict[str, str]
+    pod_annotations: dict[str, str]
+    extra_env: list[dict[str, Any]]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Scheduling:
+        return cls(node_selector=dict(raw.get("nodeSelector", {})), tolerations=list(raw.get("tolerations", [])),
+                   affinity=dict(raw.get("affinity", {})), priority_class=raw.get("priorityClassName", ""),
+                   pod_labels=dict(raw.get("podLabels", {})), pod_annotations=dict(raw.get("podAnnotations", {})),
+                   extra_env=list(raw.get("extraEnv", [])))
+
+
+@dataclass(frozen=True)
 class Component:
-    """A stateless Deployment: how many pods and what each may use."""
+    """A stateless Deployment: how many pods, what each may use and where they run."""
 
     replicas: int
     resources: Resources
+    scheduling: Scheduling
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Component:
-        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]))
+        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]), scheduling=Scheduling.parse(raw))
 
 
 @dataclass(frozen=True)
@@ -48,13 +69,15 @@ class Autoscaling:
 @dataclass(frozen=True)
 class Gateway(Component):
     autoscaling: Autoscaling
+    drain_seconds: int
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Gateway:
         scaling = raw["autoscaling"]
-        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]),
-                   autoscaling=Autoscaling(enabled=scaling["enabled"], max_replicas=scaling["maxReplicas"],
-                                           target_cpu_percent=scaling["targetCPUUtilizationPercentage"]))
+        autoscaling = Autoscaling(enabled=scaling["enabled"], max_replicas=scaling["maxReplicas"],
+                                  target_cpu_percent=scaling["targetCPUUtilizationPercentage"])
+        return cls(replicas=raw["replicas"], resources=dict(raw["resources"]), scheduling=Scheduling.parse(raw),
+                   drain_seconds=raw["drainSeconds"], autoscaling=autoscaling)
 
 
 @dataclass(frozen=True)
@@ -64,6 +87,8 @@ class Cas:
     volume_size: str
     storage_class: str | None
     resources: Resources
+    zone_spread: str
+    scheduling: Scheduling
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,7 @@ class Spec:
     embedded: bool
     postgres: SecretRef | None
     api_key_secret: SecretRef | None
+    tls_secret: str | None  # kubernetes.io/tls Secret of the public ports; None = plaintext
     service: Service
     metrics: bool
     tracing_exporter: str
@@ -105,10 +131,12 @@ def parse(raw_spec: Mapping[str, Any] | None, default_image: str) -> Spec:
         metadata=Component.parse(raw["metadata"]),
         logs=Component.parse(raw["logs"]),
         cas=Cas(shards=cas["shards"], replication=cas["replication"], volume_size=cas["volumeSize"],
-                storage_class=cas.get("storageClassName") or None, resources=dict(cas["resources"])),
+                storage_class=cas.get("storageClassName") or None, resources=dict(cas["resources"]),
+                zone_spread=cas["zoneSpread"], scheduling=Scheduling.parse(cas)),
         embedded=database["embedded"],
         postgres=SecretRef.parse(postgres["secretRef"]) if postgres else None,
         api_key_secret=SecretRef.parse(raw.get("apiKeySecret")),
+        tls_secret=(raw.get("tls") or {}).get("secretName"),
         service=Service(type=service["type"], grpc_port=service["grpcPort"], http_port=service["httpPort"],
                         annotations=dict(service.get("annotations", {}))),
         metrics=raw["metrics"]["enabled"],
@@ -125,6 +153,7 @@ CHECKS: dict[crd.Rule, Callable[[Spec], bool]] = {
                                                or spec.gateway.autoscaling.max_replicas >= spec.gateway.replicas),
     crd.REPLICATION_WITHIN_SHARDS: lambda spec: spec.cas.replication <= spec.cas.shards,
     crd.DATABASE_CHOSEN: lambda spec: spec.embedded or spec.postgres is not None,
+    crd.DATABASE_EXCLUSIVE: lambda spec: not (spec.embedded and spec.postgres is not None),
     crd.DISTINCT_PORTS: lambda spec: spec.service.grpc_port != spec.service.http_port,
     crd.OTLP_ENDPOINT: lambda spec: spec.tracing_exporter != "otlp" or spec.tracing_endpoint != "",
 }
@@ -135,3 +164,9 @@ def _check(spec: Spec) -> None:
     for rule in crd.RULES:
         if not CHECKS[rule](spec):
             raise InvalidSpec(f"spec.{rule.field}: {rule.message}")
+
+
+def check_name(name: str) -> None:
+    """The CRD's name rule: every child name must stay within Kubernetes' limits."""
+    if len(name) > crd.MAX_NAME_LENGTH:
+        raise InvalidSpec(crd.NAME_RULE["message"])

@@ -49,7 +49,7 @@ class ComponentState:
 class Problem:
     """Something the operator itself could not do; it makes the object Degraded."""
 
-    reason: str  # InvalidSpec or ReconcileFailed
+    reason: str  # e.g. InvalidSpec, ReconcileFailed, ModeChangeRefused, VolumeExpansionRefused
     message: str
 
 
@@ -67,9 +67,11 @@ def _condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, Any]
     return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message}
 
 
-def conditions(components: Sequence[ComponentState], plan: Plan | None) -> list[dict[str, Any]]:
+def conditions(components: Sequence[ComponentState], plan: Plan | None,
+               problems: Sequence[Problem] = ()) -> list[dict[str, Any]]:
     """Ready: every component has its pods. Progressing: a rollout or a shard change is under way.
-    Degraded: a rollout is stuck. (When the operator itself cannot act, see `failure`.)"""
+    Degraded: a rollout is stuck, or part of the spec could not be applied (`problems`, e.g. a
+    volume the StorageClass cannot expand). (When the operator cannot act at all, see `failure`.)"""
     waiting = [c for c in components if not (c.available and c.rolled_out)]
     if waiting or not components:
         ready = _condition("Ready", False, "ComponentsNotReady", ", ".join(c.summary() for c in waiting))
@@ -87,6 +89,8 @@ def conditions(components: Sequence[ComponentState], plan: Plan | None) -> list[
     stuck = [f"{c.name}: {c.stuck}" for c in components if c.stuck]
     if stuck:
         degraded = _condition("Degraded", True, "RolloutStuck", "; ".join(stuck))
+    elif problems:
+        degraded = _condition("Degraded", True, problems[0].reason, "; ".join(p.message for p in problems))
     else:
         degraded = _condition("Degraded", False, "AsExpected", "")
     return [ready, progressing, degraded]
@@ -106,7 +110,8 @@ def stamp(fresh: list[dict[str, Any]], previous: Sequence[Mapping[str, Any]], ge
 
 
 def report(body: Mapping[str, Any], components: Sequence[ComponentState], plan: Plan | None,
-           api_key: SecretRef, endpoints: dict[str, str], now: datetime.datetime) -> dict[str, Any]:
+           api_key: SecretRef, endpoints: dict[str, str], now: datetime.datetime,
+           problems: Sequence[Problem] = ()) -> dict[str, Any]:
     """The whole `status`. Absent parts are explicit nulls so a merge-patch clears stale values."""
     generation = body["metadata"].get("generation", 0)
     previous = (body.get("status") or {}).get("conditions") or []
@@ -114,7 +119,7 @@ def report(body: Mapping[str, Any], components: Sequence[ComponentState], plan: 
                                      "phase": plan.phase.value, "copied": plan.copied, "scanned": plan.scanned}
     return {
         "observedGeneration": generation,
-        "conditions": stamp(conditions(components, plan), previous, generation, now),
+        "conditions": stamp(conditions(components, plan, problems), previous, generation, now),
         "components": [{"name": c.name, "desired": c.desired, "ready": c.ready, "updated": c.updated}
                        for c in components],
         "cas": cas,

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
-
-from kubernetes.utils import parse_quantity
 
 from bbapi_operator import apikey, membership
 from bbapi_operator.meta import Owner
-from bbapi_operator.networking import service_address
+from bbapi_operator.networking import balanced_address
 from bbapi_operator.pods import (
+    ADMIN_PORT,
     CAS_PORT,
     DATA_DIR,
+    HARD,
     LOGS_PORT,
     MEMBERSHIP_DIR,
     METADATA_PORT,
     METRICS_PORT,
+    TLS_DIR,
     Container,
+    Env,
+    Placement,
     env,
     env_pod_name,
     env_secret,
@@ -27,15 +30,14 @@ from bbapi_operator.pods import (
     template,
 )
 from bbapi_operator.spec import Component, Spec
+from bbapi_operator.volumes import DATA_VOLUME
 
-CACHE_SHARE = Decimal("0.8")  # of the volume; the rest is headroom for temp files and eviction lag
 SLOW_START = 360  # x 5 s: a shard rebuilds its index from disk at start, which can take minutes
-DATA_VOLUME = "data"
-
-
-def cache_budget(volume_size: str) -> int:
-    """BBAPI_MAX_SIZE_BYTES for a shard whose volume has this size."""
-    return int(parse_quantity(volume_size) * CACHE_SHARE)  # type: ignore[no-untyped-call]
+# A stopping gateway keeps serving this long before SIGTERM, while endpoint controllers and load
+# balancers stop sending it new connections; then it drains (gateway.drainSeconds). The grace
+# period covers both plus a margin for closing down.
+PRESTOP_SECONDS = 10
+STOP_MARGIN_SECONDS = 15
 
 
 def _deployment(owner: Owner, component: str, pod: dict[str, Any], replicas: int | None) -> dict[str, Any]:
@@ -75,20 +77,49 @@ def _data_mount() -> dict[str, Any]:
     return {"name": DATA_VOLUME, "mountPath": DATA_DIR}
 
 
+@dataclass(frozen=True)
+class Edge:
+    """What both public-facing processes (gateway, all-in-one) share: the public ports, the
+    plaintext admin port the probes and Prometheus use, and TLS from a mounted Secret (a
+    directory mount, not subPath, so a renewed certificate reaches the running pod)."""
+
+    env: list[Env]
+    ports: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, spec: Spec) -> Edge:
+        grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+        edge = cls(env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port), env("ADMIN_PORT", ADMIN_PORT),
+                        env("DRAIN_SECONDS", spec.gateway.drain_seconds)],
+                   ports=[port("grpc", grpc_port), port("http", http_port), port("admin", ADMIN_PORT)],
+                   mounts=[], volumes=[])
+        if spec.tls_secret:
+            edge.env.extend([env("TLS_CERT", f"{TLS_DIR}/tls.crt"), env("TLS_KEY", f"{TLS_DIR}/tls.key")])
+            edge.mounts.append({"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+            edge.volumes.append({"name": "tls", "secret": {"secretName": spec.tls_secret}})
+        return edge
+
+
 def gateway(owner: Owner, spec: Spec) -> dict[str, Any]:
     """The stateless edge; reads the CAS membership from a mounted ConfigMap it watches."""
-    grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+    edge = Edge.of(spec)
     container = Container(
         name="gateway", args=["gateway"], resources=spec.gateway.resources,
-        env=[env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port),
-             env("METADATA_TARGET", service_address(owner, "metadata", METADATA_PORT)),
-             env("LOGS_TARGET", service_address(owner, "logs", LOGS_PORT)),
+        env=[*edge.env,
+             env("METADATA_TARGET", balanced_address(owner, "metadata", METADATA_PORT)),
+             env("LOGS_TARGET", balanced_address(owner, "logs", LOGS_PORT)),
              env("MEMBERSHIP_FILE", f"{MEMBERSHIP_DIR}/{membership.CONFIG_KEY}")],
-        ports=[port("grpc", grpc_port), port("http", http_port)],
-        liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
-        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}])
-    pod = template(owner, "gateway", spec, [container], metrics_port=http_port,
-                   volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}}])
+        ports=edge.ports,
+        liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
+        mounts=[{"name": "membership", "mountPath": MEMBERSHIP_DIR, "readOnly": True}, *edge.mounts],
+        lifecycle={"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}})
+    placement = Placement(spec.gateway.scheduling,
+                          grace_seconds=PRESTOP_SECONDS + spec.gateway.drain_seconds + STOP_MARGIN_SECONDS)
+    pod = template(owner, "gateway", spec, [container], metrics_port=ADMIN_PORT, placement=placement,
+                   volumes=[{"name": "membership", "configMap": {"name": membership.configmap_name(owner)}},
+                            *edge.volumes])
     replicas = None if spec.gateway.autoscaling.enabled else spec.gateway.replicas
     return _deployment(owner, "gateway", pod, replicas)
 
@@ -110,21 +141,26 @@ def database_backed(owner: Owner, spec: Spec, component: str) -> dict[str, Any]:
         ports=[port("grpc", number), port("metrics", METRICS_PORT)],
         liveness=grpc_probe(number, 10), readiness=grpc_probe(number, 5))
     migrate = Container(name="migrate", args=["migrate"], resources=settings.resources, env=[database])
-    pod = template(owner, component, spec, [container], metrics_port=METRICS_PORT, init=[migrate])
+    pod = template(owner, component, spec, [container], metrics_port=METRICS_PORT,
+                   placement=Placement(settings.scheduling), init=[migrate])
     return _deployment(owner, component, pod, settings.replicas)
 
 
-def cas(owner: Owner, spec: Spec, replicas: int) -> dict[str, Any]:
-    """CAS shards; `replicas` comes from the membership plan, not straight from spec."""
+def cas(owner: Owner, spec: Spec, replicas: int, cache_bytes: int) -> dict[str, Any]:
+    """CAS shards; `replicas` comes from the membership plan and `cache_bytes` from the real
+    volumes (volumes.cache_budget), not straight from spec."""
     container = Container(
         name="cas", args=["cas"], resources=spec.cas.resources,
         env=[env("PORT", CAS_PORT), env("DATA_DIR", DATA_DIR),
-             env("MAX_SIZE_BYTES", cache_budget(spec.cas.volume_size)), env_pod_name("SHARD_ID"),
+             env("MAX_SIZE_BYTES", cache_bytes), env_pod_name("SHARD_ID"),
              env("METRICS_PORT", METRICS_PORT)],
         ports=[port("grpc", CAS_PORT), port("metrics", METRICS_PORT)],
         liveness=grpc_probe(CAS_PORT, 10), readiness=grpc_probe(CAS_PORT, 5),
         startup=grpc_probe(CAS_PORT, 5, failures=SLOW_START), mounts=[_data_mount()])
-    pod = template(owner, "cas", spec, [container], metrics_port=METRICS_PORT)
+    # Replicas of a blob sit on distinct shards; shards on distinct nodes (strictly: spreading
+    # by one at most still lets more shards than nodes run) and zones (as configured).
+    placement = Placement(spec.cas.scheduling, node_spread=HARD, zone_spread=spec.cas.zone_spread)
+    pod = template(owner, "cas", spec, [container], metrics_port=METRICS_PORT, placement=placement)
     return _statefulset(owner, "cas", spec, pod, replicas, service=owner.child("cas"))
 
 
@@ -133,13 +169,15 @@ def server(owner: Owner, spec: Spec) -> dict[str, Any]:
 
     It uses the gateway's resources and the CAS volume settings.
     """
-    grpc_port, http_port = spec.service.grpc_port, spec.service.http_port
+    edge = Edge.of(spec)
     container = Container(
         name="server", args=["serve"], resources=spec.gateway.resources,
-        env=[env("DATA_DIR", DATA_DIR), env("GRPC_PORT", grpc_port), env("HTTP_PORT", http_port),
-             env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
-        ports=[port("grpc", grpc_port), port("http", http_port)],
-        liveness=http_probe("/healthz", "http", 10), readiness=http_probe("/readyz", "http", 5),
-        startup=http_probe("/healthz", "http", 5, failures=SLOW_START), mounts=[_data_mount()])
-    pod = template(owner, "server", spec, [container], metrics_port=http_port)
+        env=[env("DATA_DIR", DATA_DIR), *edge.env, env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
+        ports=edge.ports,
+        liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
+        startup=http_probe("/healthz", "admin", 5, failures=SLOW_START), mounts=[_data_mount(), *edge.mounts])
+    pod = template(owner, "server", spec, [container], metrics_port=ADMIN_PORT,
+                   placement=Placement(spec.gateway.scheduling,
+                                       grace_seconds=spec.gateway.drain_seconds + STOP_MARGIN_SECONDS),
+                   volumes=edge.volumes)
     return _statefulset(owner, "server", spec, pod, 1, service=owner.child("gateway"))

@@ -6,7 +6,7 @@ from pydantic import ByteSize, Field, SecretStr
 
 from services.common.db import sqlite_url
 from services.common.settings import CommonSettings
-from services.gateway.settings import BesSettings
+from services.gateway.settings import EdgeSettings
 
 
 class EmbeddedDatabase(CommonSettings):
@@ -21,12 +21,8 @@ class EmbeddedDatabase(CommonSettings):
         return sqlite_url(self.data_dir / f"{name}.db")
 
 
-class ServeSettings(EmbeddedDatabase, BesSettings):
-    host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
-    grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
-    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
+class ServeSettings(EmbeddedDatabase, EdgeSettings):
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="CAS budget on disk, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     bootstrap_api_key: SecretStr | None = Field(
         None, description="an admin key for tenant 'default' to create at start if absent")
-    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")

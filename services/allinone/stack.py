@@ -14,7 +14,7 @@ from services.blobstore import stack as blobstore
 from services.common.auth import Capability
 from services.common.rpc import insecure_channel
 from services.gateway import service as gateway
-from services.gateway.settings import GatewaySettings
+from services.gateway.settings import EdgeSettings, GatewaySettings
 from services.logs import service as logs
 from services.logs.settings import LogsSettings
 from services.metadata import keys
@@ -60,8 +60,6 @@ async def start(settings: ServeSettings) -> Stack:
                                                               min_age_seconds=settings.min_age_seconds))
     backends = gateway.Backends(blobs=blobs, metadata=insecure_channel(meta.server.target),
                                 logs=insecure_channel(log_service.server.target))
-    edge = await gateway.start(GatewaySettings(
-        **common, host=settings.host, grpc_port=settings.grpc_port, http_port=settings.http_port,
-        key_cache_seconds=settings.key_cache_seconds, **settings.bes_settings()),
-        backends)
+    edge = await gateway.start(GatewaySettings(**settings.model_dump(include=set(EdgeSettings.model_fields))),
+                               backends)
     return Stack(meta, log_service, edge, admin_key)

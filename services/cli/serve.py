@@ -24,13 +24,14 @@ def run(args: argparse.Namespace) -> int:
     async def start() -> Callable[[], Awaitable[None]]:
         running = await stack.start(settings)
         host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+        grpc, http = ("grpcs", "https") if settings.tls_cert else ("grpc", "http")
         print(f"bbapi serving (data in {settings.data_dir.resolve()})")
-        print(f"  gRPC  grpc://{host}:{running.grpc_port}   (remote cache, Build Event Service, api.v1)")
-        print(f"  HTTP  http://{host}:{running.http_port}   (/api/v1/<Method>, /metrics, /docs)")
+        print(f"  gRPC  {grpc}://{host}:{running.grpc_port}   (remote cache, Build Event Service, api.v1)")
+        print(f"  HTTP  {http}://{host}:{running.http_port}   (/api/v1/<Method>, /metrics, /docs)")
         if running.admin_key:
             print("Admin API key for tenant 'default' (shown only now, keep it):")
             print(f"  {running.admin_key}")
-            print(f"  bazel build --remote_cache=grpc://{host}:{running.grpc_port} "
+            print(f"  bazel build --remote_cache={grpc}://{host}:{running.grpc_port} "
                   f"--remote_header=x-buildbuddy-api-key={running.admin_key} //...")
         print("Press Ctrl-C to stop.", flush=True)
         return running.stop

@@ -135,9 +135,10 @@ def method_handlers(service: ServiceDescriptor, servicer: object, wrap: Wrap,
 
 
 def insecure_channel(target: str, extra_options: list[tuple[str, Any]] | None = None) -> grpc.aio.Channel:
-    """A channel to an internal service; a comma-separated target balances over its replicas."""
+    """A channel to an internal service. A comma-separated target, or a `dns:///` name (e.g. a
+    headless Service with one address per pod), balances calls over its replicas."""
     options = [*CHANNEL_OPTIONS, *(extra_options or [])]
-    if "," in target:
+    if "," in target or target.startswith("dns:///"):
         options.append(("grpc.lb_policy_name", "round_robin"))
     return grpc.aio.insecure_channel(target, options=options, interceptors=telemetry.client_interceptors())
 

@@ -85,10 +85,13 @@ class Front:
         for name in (service.full_name, *aliases):
             self._handlers.append(grpc.method_handlers_generic_handler(name, handlers))
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:
+        """Listen on `host:port`, over TLS when given `credentials`."""
         server = new_server(share_port=True)
         server.add_generic_rpc_handlers(tuple(self._handlers))
-        bound: int = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        bound: int = (server.add_insecure_port(address) if credentials is None
+                      else server.add_secure_port(address, credentials))
         if bound == 0:
             raise OSError(f"cannot listen for gRPC on {host}:{port}")
         # a private port for the :authority self-test: the public one may be shared (SO_REUSEPORT)

@@ -1,17 +1,21 @@
-"""The public HTTP side of the gateway (FastAPI): health, readiness, Prometheus metrics, API docs.
+"""The gateway's HTTP apps (FastAPI): the public one, and the admin one for operators.
 
-Every error, including the router's own (unknown paths), is the API's `{code, message}` body
-with the gRPC code its status stands for. `/docs` is Swagger UI served from the assets the
-swagger-ui-py package ships, so it works without internet access.
+Health and readiness are on both (kubelet probes either). Prometheus metrics and the extra
+operational routes (e.g. /status/membership, which shows internal addresses) go on the admin
+app when the gateway has an admin port, else on the public one as before.
+
+On the public app every error, including the router's own (unknown paths), is the API's
+`{code, message}` body with the gRPC code its status stands for. `/docs` is Swagger UI served
+from the assets the swagger-ui-py package ships, so it works without internet access.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib.resources import files
 
 import grpc
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -20,7 +24,6 @@ from starlette.exceptions import HTTPException
 
 from services.common.errors import grpc_code, http_status
 
-Readiness = Callable[[], Awaitable[dict[str, bool]]]
 SWAGGER_ASSETS = str(files("swagger_ui") / "static")
 
 
@@ -30,7 +33,41 @@ def error_response(code: grpc.StatusCode, message: str, status: int | None = Non
                         headers=headers)
 
 
-def create_app(readiness: Readiness) -> FastAPI:
+class Readiness:
+    """What /readyz reports: every check, and which of them decide whether this pod takes traffic."""
+
+    def __init__(self, checks: Callable[[], Awaitable[dict[str, bool]]], required: Sequence[str]) -> None:
+        self.checks = checks
+        self.required = tuple(required)
+
+    async def __call__(self) -> tuple[bool, dict[str, bool]]:
+        checks = await self.checks()
+        return all(checks[name] for name in self.required), checks
+
+
+def _health(app: FastAPI, readiness: Readiness) -> None:
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ready, checks = await readiness()
+        return JSONResponse({"ready": ready, "checks": checks, "required": list(readiness.required)},
+                            status_code=200 if ready else 503)
+
+
+def _operations(app: FastAPI, routers: Sequence[APIRouter]) -> None:
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+
+
+def create_app(readiness: Readiness, operations: Sequence[APIRouter] | None = ()) -> FastAPI:
+    """The public app; `operations=None` leaves /metrics and the operational routes to `admin_app`."""
     app = FastAPI(title="bbapi", summary="BuildBuddy Enterprise API, self-hosted", docs_url=None, redoc_url=None,
                   description="BuildBuddy's documented API at `POST /api/v1/<Method>`, authenticated by the "
                               "`x-buildbuddy-api-key` header or `Authorization: Bearer KEY`.")
@@ -48,18 +85,15 @@ def create_app(readiness: Readiness) -> FastAPI:
         return error_response(grpc_code(err.status_code), f"{request.method} {request.url.path}: {err.detail}",
                               err.status_code, err.headers)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    _health(app, readiness)
+    if operations is not None:
+        _operations(app, operations)
+    return app
 
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        checks = await readiness()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
+def admin_app(readiness: Readiness, operations: Sequence[APIRouter]) -> FastAPI:
+    """Plaintext, unauthenticated, for the cluster only: probes, Prometheus, the operator."""
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    _health(app, readiness)
+    _operations(app, operations)
     return app

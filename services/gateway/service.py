@@ -5,24 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
-from collections.abc import Iterator, Sequence
+import ssl
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 import uvicorn
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from services.blobstore.stack import Stack
 from services.common.rpc import serving
-from services.gateway import api, bytestream, http_api
+from services.gateway import api, bytestream, http_api, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
 from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
 from services.gateway.front import Front
-from services.gateway.http import create_app
+from services.gateway.http import Readiness, admin_app, create_app
 from services.gateway.settings import GatewaySettings
 from services.gen.bbapi.internal.v1 import logs_pb2_grpc, metadata_pb2_grpc
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
@@ -40,11 +42,19 @@ class Backends:
     metadata: grpc.aio.Channel
     logs: grpc.aio.Channel
     routers: Sequence[APIRouter] = field(default_factory=list)  # extra HTTP routes, e.g. /status/membership
+    draining: bool = False  # stopping: finish what runs, take nothing new
 
-    async def readiness(self) -> dict[str, bool]:
+    async def checks(self) -> dict[str, bool]:
         metadata, logs, cas = await asyncio.gather(serving(self.metadata, 2), serving(self.logs, 2),
                                                    self.blobs.cluster.ready())
-        return {"metadata": metadata, "logs": logs, "cas": cas}
+        return {"metadata": metadata, "logs": logs, "cas": cas, "accepting": not self.draining}
+
+    def readiness(self) -> Readiness:
+        """Ready when the pod can serve what it serves itself: the cache, and not stopping. A
+        metadata or logs restart must not take every gateway out of rotation (cache traffic
+        would stop too); build event streams ride it out with their own retries, and known keys
+        stay cached."""
+        return Readiness(self.checks, required=("cas", "accepting"))
 
     async def close(self) -> None:
         await self.blobs.close()
@@ -53,18 +63,45 @@ class Backends:
 
 
 @dataclass
+class HttpServer:
+    """One uvicorn server on a socket of its own, run as a task."""
+
+    server: uvicorn.Server
+    port: int
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(cls, config: uvicorn.Config, host: str, port: int) -> HttpServer:
+        sock = _listen(host, port)
+        server = _HttpServer(config)
+        return cls(server, sock.getsockname()[1], asyncio.create_task(server.serve(sockets=[sock])))
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+@dataclass
 class GatewayService:
     front: Front
     grpc_port: int
-    http: uvicorn.Server
-    http_port: int
-    http_task: asyncio.Task[None]
+    http: HttpServer
+    admin: HttpServer | None
     backends: Backends
+    drain_seconds: float
 
-    async def stop(self, grace: float = 5.0) -> None:
-        self.http.should_exit = True
-        await self.front.stop(grace)
-        await self.http_task
+    @property
+    def http_port(self) -> int:
+        return self.http.port
+
+    async def stop(self) -> None:
+        """Drain, then stop: readiness fails at once, new calls are refused (gRPC sends GOAWAY,
+        HTTP stops accepting), and calls and streams already running get `drain_seconds` to
+        finish before they are cancelled. The admin port answers (not ready) until the end."""
+        self.backends.draining = True
+        await asyncio.gather(self.front.stop(self.drain_seconds), self.http.stop())
+        if self.admin is not None:
+            await self.admin.stop()
         await self.backends.close()
 
 
@@ -101,17 +138,24 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
-    grpc_port = await front.start(settings.host, settings.grpc_port)
+    certificate = tls.certificate(settings)
+    grpc_port = await front.start(settings.host, settings.grpc_port,
+                                  None if certificate is None else certificate.grpc_credentials())
 
-    sock = _listen(settings.host, settings.http_port)
-    app = create_app(backends.readiness)
-    for router in backends.routers:
-        app.include_router(router)
+    readiness = backends.readiness()
+    app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
     http_api.add_routes(app, api_servicer, resolver.authenticate)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off",
-                            access_log=False, timeout_graceful_shutdown=5)
-    http = _HttpServer(config)
-    http_task = asyncio.create_task(http.serve(sockets=[sock]))
-    log.info("gateway: gRPC on %s:%d, HTTP on %s:%d", settings.host, grpc_port, settings.host,
-             sock.getsockname()[1])
-    return GatewayService(front, grpc_port, http, sock.getsockname()[1], http_task, backends)
+    def config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
+        return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                              timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
+                              ssl_context_factory=None if tls is None else lambda _config, _default: tls())
+
+    http = HttpServer.start(config(app, None if certificate is None else certificate.ssl_context),
+                            settings.host, settings.http_port)
+    admin = None
+    if settings.admin_port is not None:
+        admin = HttpServer.start(config(admin_app(readiness, backends.routers)), settings.host, settings.admin_port)
+        log.info("gateway: admin HTTP (metrics, status) on %s:%d", settings.host, admin.port)
+    log.info("gateway: gRPC on %s:%d, HTTP on %s:%d%s", settings.host, grpc_port, settings.host,
+             http.port, "" if certificate is None else f" (TLS, {certificate.cert})")
+    return GatewayService(front, grpc_port, http, admin, backends, settings.drain_seconds)

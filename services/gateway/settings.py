@@ -1,12 +1,12 @@
 """Settings of the gateway process (`bbapi gateway`)."""
 
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
 from services.common.settings import CommonSettings
 from services.gateway.bes_options import BesOptions
+from services.gateway.tls import TlsSettings
 
 
 class BesSettings(CommonSettings):
@@ -22,18 +22,23 @@ class BesSettings(CommonSettings):
     def bes_options(self) -> BesOptions:
         return BesOptions(self.bes_linger_seconds, self.bes_backend_retry_seconds, self.allow_anonymous_builds)
 
-    def bes_settings(self) -> dict[str, Any]:
-        """These fields, to configure a gateway the same way."""
-        return {name: getattr(self, name) for name in BesSettings.model_fields
-                if name not in CommonSettings.model_fields}
 
+class EdgeSettings(TlsSettings, BesSettings):
+    """How the public edge listens, stops and takes build events; shared by `bbapi gateway` and `bbapi serve`."""
 
-class GatewaySettings(BesSettings):
     host: str = Field("0.0.0.0", description="address the public gRPC and HTTP servers bind")
     grpc_port: int = Field(1985, description="public gRPC port: REAPI cache, Build Event Service, api.v1")
-    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /metrics, /healthz, /readyz")
+    http_port: int = Field(8080, description="public HTTP port: /api/v1/*, /healthz, /readyz (and /metrics "
+                                             "unless there is an admin port)")
+    admin_port: int | None = Field(None, description="plaintext port for /metrics, /status/membership and "
+                                                     "probes, kept off the public port; unset serves them there")
+    drain_seconds: float = Field(300.0, ge=0, description="on stop, how long running calls and streams (BES, "
+                                                          "transfers) may finish before they are cancelled")
+    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
+
+
+class GatewaySettings(EdgeSettings):
     metadata_target: str = Field("127.0.0.1:7002", description="host:port of the metadata service")
     logs_target: str = Field("127.0.0.1:7003", description="host:port of the logs service")
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
                                   description="CAS membership JSON (members, replication); re-read when it changes")
-    key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")

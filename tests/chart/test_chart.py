@@ -101,6 +101,7 @@ def test_rbac_grants_exactly_what_the_operator_uses() -> None:
     assert verbs(rendered, crd.GROUP, f"{crd.PLURAL}/status") == {"get", "patch"}
     assert verbs(rendered, "", "secrets") == {"create"}  # never read a Secret
     assert verbs(rendered, "", "pods") == {"list"}
+    assert verbs(rendered, "", "persistentvolumeclaims") == {"list", "patch"}  # grown, never created or deleted
     binding = rendered.one("ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bbapi-operator", "namespace": "builds"}]
 
@@ -148,3 +149,52 @@ def test_versions_agree() -> None:
     assert meta["apiVersion"] == "v2" and meta["appVersion"] == project
     assert f"ghcr.io/bbapi/bbapi:{project}" == settings.DEFAULT_IMAGE
     assert yaml.safe_load((CHART / "values.yaml").read_text())["image"]["repository"] == "ghcr.io/bbapi/bbapi"
+
+
+def test_instance_and_notes_go_where_the_operator_watches() -> None:
+    rendered = render(VALUES["scheduled-values.yaml"], namespace="platform")
+    assert rendered.one(crd.KIND)["metadata"]["namespace"] == "builds"
+    assert rendered.one("Deployment")["metadata"]["namespace"] == "platform"
+    assert "kubectl -n builds wait buildbuddyapi/bbapi" in rendered.notes
+    assert "kubectl -n platform" not in rendered.notes
+    nothing = render({"operator": {"watchNamespace": "builds"}}, namespace="platform").notes
+    assert "kubectl -n builds apply -f -" in nothing
+    own = render({"instance": {"enabled": True}}, namespace="platform")
+    assert own.one(crd.KIND)["metadata"]["namespace"] == "platform"
+
+
+def test_a_long_release_name_still_gives_a_valid_instance_name() -> None:
+    release = "a-very-long-release-name-for-the-build-infrastructure"
+    name = render({"instance": {"enabled": True}}, release=release).one(crd.KIND)["metadata"]["name"]
+    assert len(name) <= crd.MAX_NAME_LENGTH and release.startswith(name) and not name.endswith("-")
+
+
+def test_tls_publishing_through_ingress_and_gateway_api() -> None:
+    rendered = render(VALUES["tls-values.yaml"])
+    grpc, http = rendered.find("Ingress", "bbapi-grpc"), rendered.find("Ingress", "bbapi-http")
+    assert len(grpc) == len(http) == 1
+    annotations = grpc[0]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPCS"  # re-encrypt to the gateway
+    assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    assert http[0]["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert grpc[0]["spec"]["tls"] == [{"hosts": ["cache.example.com"], "secretName": "bbapi-ingress-tls"}]
+    backend = grpc[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "bbapi-gateway", "port": {"name": "grpc"}}
+    route = rendered.one("GRPCRoute")["spec"]
+    assert route["parentRefs"] == [{"name": "public", "namespace": "gateways"}]
+    assert route["rules"] == [{"backendRefs": [{"name": "bbapi-gateway", "port": 1985}]}]
+    assert rendered.one("HTTPRoute")["spec"]["rules"][0]["backendRefs"][0]["port"] == 8080
+    assert rendered.one(crd.KIND)["spec"]["tls"] == {"secretName": "bbapi-gateway-tls"}
+    assert "--remote_cache=grpcs://localhost:1985" in rendered.notes
+
+    plain = render({"instance": {"enabled": True}, "ingress": {"enabled": True, "grpcHost": "cache.example.com"}})
+    (ingress,) = plain.find("Ingress")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert "tls" not in ingress["spec"] and not plain.find("GRPCRoute")
+    assert not render(VALUES["embedded-values.yaml"]).find("Ingress")  # off by default
+
+
+def test_publishing_needs_a_host_or_a_gateway() -> None:
+    for bad in ({"ingress": {"enabled": True}}, {"gatewayAPI": {"enabled": True}}):
+        with pytest.raises(helm_python.HelmValuesError):
+            render(bad)

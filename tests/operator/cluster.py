@@ -32,7 +32,7 @@ class FakeProbe:
         self.reports: list[Progress] = []
         self.calls = 0
 
-    def __call__(self, owner: Owner, http_port: int) -> list[Progress]:
+    def __call__(self, owner: Owner, port: int) -> list[Progress]:
         self.calls += 1
         return list(self.reports)
 

@@ -4,8 +4,10 @@ kmock 0.8 stores objects as given. This subclass adds what the operator and kopf
 uid, creationTimestamp and generation on create; a new resourceVersion on every write;
 generation bumps on spec changes; and the garbage collector's cascade through owner
 references, so deleting a BuildBuddyAPI really removes its children (and a child created for
-an owner that is already gone is removed too, as the real collector does); and equality-based
-`labelSelector`s on LIST and WATCH, so callers get only the objects they asked for.
+an owner that is already gone is removed too, as the real collector does); equality-based
+`labelSelector`s on LIST and WATCH, so callers get only the objects they asked for; and the
+PersistentVolumeClaimResize admission check: a claim grows only if its StorageClass has
+`allowVolumeExpansion: true`, else 403 as kube-apiserver answers.
 """
 
 from __future__ import annotations
@@ -51,6 +53,12 @@ class ApiServer(KubernetesEmulator):
     _versions = itertools.count(1)
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self._resize_refused(request):
+            return aiohttp.web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                              "reason": "Forbidden", "code": 403,
+                                              "message": "only dynamically provisioned pvc can be resized and "
+                                                         "the storageclass that provisions the pvc must support "
+                                                         "resize"}, status=403)
         version = str(next(self._versions))
         if request.resource is not None and request.action == enums.action.CREATE:
             self._stamp_new(request.data, version)
@@ -60,6 +68,23 @@ class ApiServer(KubernetesEmulator):
         if request.resource is not None and request.action in WRITES:
             await self._collect_garbage()
         return response
+
+    def _resize_refused(self, request: rendering.Request) -> bool:
+        resource = request.resource
+        if (resource is None or resource.plural != "persistentvolumeclaims" or request.action != enums.action.UPDATE
+                or request.subresource is not None or request.name is None or not isinstance(request.data, dict)):
+            return False
+        wanted = ((request.data.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+        try:
+            claim = self.objects[resource, request.namespace, request.name].last.raw
+        except KeyError:
+            return False
+        if wanted is None or wanted == claim["spec"]["resources"]["requests"]["storage"]:
+            return False
+        classes = [obj.raw for (res, _, name), obj in self.objects.items()
+                   if res.plural == "storageclasses" and name == claim["spec"].get("storageClassName")
+                   and not obj.deleted]
+        return not (classes and classes[0].get("allowVolumeExpansion"))
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         listed = await super()._serve_list(request)

@@ -6,7 +6,7 @@ import base64
 from typing import Any
 
 import pytest
-from bbapi_operator import apikey, desired, membership
+from bbapi_operator import apikey, desired, membership, networking, volumes
 from bbapi_operator.meta import LABEL_MANAGED_BY, MANAGED_BY, Owner
 from bbapi_operator.spec import Spec, parse
 
@@ -18,7 +18,8 @@ def build(raw: dict[str, Any], shards: int | None = None) -> dict[tuple[str, str
     spec = parse(raw, default_image="bbapi:1")
     plan = None if spec.embedded else membership.plan(OWNER, shards or spec.cas.shards, spec.cas.replication,
                                                        None, 0)
-    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in desired.children(OWNER, spec, plan)}
+    budget = None if plan is None else volumes.cache_budget({}, "demo-cas", plan.replicas, spec.cas.volume_size)
+    return {(obj["kind"], obj["metadata"]["name"]): obj for obj in desired.children(OWNER, spec, plan, budget)}
 
 
 def container(obj: dict[str, Any], name: str | None = None) -> dict[str, Any]:
@@ -77,18 +78,43 @@ def test_gateway_follows_the_contract() -> None:
     assert {k: env(c)[k] for k in ("BBAPI_GRPC_PORT", "BBAPI_HTTP_PORT", "BBAPI_METADATA_TARGET",
                                    "BBAPI_LOGS_TARGET", "BBAPI_MEMBERSHIP_FILE")} == {
         "BBAPI_GRPC_PORT": "1985", "BBAPI_HTTP_PORT": "8080",
-        "BBAPI_METADATA_TARGET": "demo-metadata.builds.svc:7002",
-        "BBAPI_LOGS_TARGET": "demo-logs.builds.svc:7003",
+        "BBAPI_METADATA_TARGET": "dns:///demo-metadata.builds.svc:7002",
+        "BBAPI_LOGS_TARGET": "dns:///demo-logs.builds.svc:7003",
         "BBAPI_MEMBERSHIP_FILE": "/etc/bbapi/membership.json"}
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # Probes and Prometheus use the plaintext admin port, which the public Service does not expose.
+    assert env(c)["BBAPI_ADMIN_PORT"] == "9090" and {"name": "admin", "containerPort": 9090,
+                                                      "protocol": "TCP"} in c["ports"]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert "BBAPI_TLS_CERT" not in env(c)
     # Mounted as a directory, never subPath: a subPath mount would not see ConfigMap updates.
     assert c["volumeMounts"] == [{"name": "membership", "mountPath": "/etc/bbapi", "readOnly": True}]
     assert gateway["spec"]["template"]["spec"]["volumes"] == [
         {"name": "membership", "configMap": {"name": "demo-cas-membership"}}]
     annotations = gateway["spec"]["template"]["metadata"]["annotations"]
-    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "8080",
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9090",
                            "prometheus.io/path": "/metrics"}
+    service = build(POSTGRES)[("Service", "demo-gateway")]
+    assert [(p["name"], p["appProtocol"]) for p in service["spec"]["ports"]] == [
+        ("grpc", "kubernetes.io/h2c"), ("http", "http")]
+
+
+@pytest.mark.parametrize("mode", [POSTGRES, {"database": {"embedded": True}}], ids=["gateway", "embedded"])
+def test_tls_from_a_secret(mode: dict[str, Any]) -> None:
+    objects = build(mode | {"tls": {"secretName": "bbapi-tls"}})
+    (workload,) = [w for w in workloads(objects) if w["metadata"]["name"] in ("demo-gateway", "demo-server")]
+    c = container(workload)
+    assert (env(c)["BBAPI_TLS_CERT"], env(c)["BBAPI_TLS_KEY"]) == ("/etc/bbapi/tls/tls.crt", "/etc/bbapi/tls/tls.key")
+    # A directory mount (never subPath), so cert-manager's renewals reach the running process.
+    assert {"name": "tls", "mountPath": "/etc/bbapi/tls", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "tls", "secret": {"secretName": "bbapi-tls"}} in workload["spec"]["template"]["spec"]["volumes"]
+    assert c["readinessProbe"]["httpGet"]["port"] == "admin"  # the kubelet needs no certificate
+    service = objects[("Service", "demo-gateway")]
+    assert {p["appProtocol"] for p in service["spec"]["ports"]} == {"https"}
+    assert 9090 not in {p["port"] for p in service["spec"]["ports"]}
+    spec = parse(mode | {"tls": {"secretName": "bbapi-tls"}}, default_image="bbapi:1")
+    assert networking.endpoints(OWNER, spec) == {"grpc": "grpcs://demo-gateway.builds.svc:1985",
+                                                 "http": "https://demo-gateway.builds.svc:8080"}
 
 
 def test_autoscaling_owns_gateway_replicas() -> None:
@@ -123,6 +149,15 @@ def test_cas_shards() -> None:
                              "storageClassName": "ssd"}
     headless = objects[("Service", "demo-cas")]["spec"]
     assert headless["clusterIP"] == "None" and headless["publishNotReadyAddresses"] is True
+
+
+def test_gateways_balance_over_every_metadata_and_logs_pod() -> None:
+    objects = build(POSTGRES)
+    for component, port in (("metadata", 7002), ("logs", 7003)):
+        service = objects[("Service", f"demo-{component}")]["spec"]
+        assert service["clusterIP"] == "None" and "publishNotReadyAddresses" not in service  # ready pods only
+        target = env(container(objects[("Deployment", "demo-gateway")]))[f"BBAPI_{component.upper()}_TARGET"]
+        assert target == f"dns:///demo-{component}.builds.svc:{port}"  # round robin over the resolved pods
 
 
 def test_cas_replicas_come_from_the_membership_plan() -> None:
@@ -199,3 +234,72 @@ def test_generated_api_key() -> None:
 def test_api_key_reference() -> None:
     spec: Spec = parse({"database": {"embedded": True}}, default_image="x")
     assert apikey.secret_ref(OWNER, spec).name == "demo-api-key"
+
+
+KNOBS: dict[str, Any] = {
+    "nodeSelector": {"pool": "builds"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "bbapi", "effect": "NoSchedule"}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}},
+    "priorityClassName": "build-critical",
+    "podLabels": {"team": "ci", "app.kubernetes.io/component": "mine"},
+    "podAnnotations": {"sidecar.istio.io/inject": "false"},
+    "extraEnv": [{"name": "HTTPS_PROXY", "value": "http://proxy:3128"}],
+}
+EVERY_KNOB: dict[str, Any] = POSTGRES | {component: KNOBS for component in ("gateway", "metadata", "logs", "cas")}
+
+
+def test_scheduling_knobs_reach_each_components_pods() -> None:
+    objects = build(EVERY_KNOB | {"logs": {}})  # logs left at the defaults
+    for workload in workloads(objects):
+        component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+        template = workload["spec"]["template"]
+        pod = template["spec"]
+        if component == "logs":
+            assert not {"nodeSelector", "tolerations", "affinity", "priorityClassName"} & pod.keys()
+            assert "team" not in template["metadata"]["labels"]
+            continue
+        assert pod["nodeSelector"] == KNOBS["nodeSelector"] and pod["tolerations"] == KNOBS["tolerations"]
+        assert pod["affinity"] == KNOBS["affinity"] and pod["priorityClassName"] == "build-critical"
+        assert template["metadata"]["labels"]["team"] == "ci"
+        assert template["metadata"]["labels"]["app.kubernetes.io/component"] == component  # ours win
+        assert template["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false"
+        assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert env(c)["HTTPS_PROXY"] == "http://proxy:3128"
+    embedded = build({"database": {"embedded": True}, "gateway": KNOBS})[("StatefulSet", "demo-server")]
+    assert embedded["spec"]["template"]["spec"]["nodeSelector"] == KNOBS["nodeSelector"]
+
+
+def spread(workload: dict[str, Any]) -> dict[str, str]:
+    return {c["topologyKey"]: c["whenUnsatisfiable"] for c in workload["spec"]["template"]["spec"]
+            ["topologySpreadConstraints"]}
+
+
+def test_cas_shards_spread_over_nodes_strictly_and_zones_as_asked() -> None:
+    objects = build(POSTGRES)
+    assert spread(objects[("StatefulSet", "demo-cas")]) == {
+        "kubernetes.io/hostname": "DoNotSchedule", "topology.kubernetes.io/zone": "ScheduleAnyway"}
+    strict = build(POSTGRES | {"cas": {"zoneSpread": "DoNotSchedule"}})[("StatefulSet", "demo-cas")]
+    assert set(spread(strict).values()) == {"DoNotSchedule"}
+    for name in ("demo-gateway", "demo-metadata", "demo-logs"):  # stateless: best effort, never stuck
+        assert set(spread(objects[("Deployment", name)]).values()) == {"ScheduleAnyway"}
+    for workload in workloads(objects):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert all(c["labelSelector"]["matchLabels"] == selector
+                   for c in workload["spec"]["template"]["spec"]["topologySpreadConstraints"])
+
+
+def test_gateway_leaves_rotation_drains_and_scales_down_slowly() -> None:
+    objects = build(POSTGRES)
+    pod = objects[("Deployment", "demo-gateway")]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    sleep = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert env(c)["BBAPI_DRAIN_SECONDS"] == "300"  # several minutes for running builds by default
+    assert sleep[0] == "sleep" and pod["terminationGracePeriodSeconds"] > int(sleep[1]) + 300
+    short = build(POSTGRES | {"gateway": {"drainSeconds": 30}})[("Deployment", "demo-gateway")]["spec"]["template"]
+    assert short["spec"]["terminationGracePeriodSeconds"] > int(sleep[1]) + 30
+    assert env(short["spec"]["containers"][0])["BBAPI_DRAIN_SECONDS"] == "30"
+    behaviour = objects[("HorizontalPodAutoscaler", "demo-gateway")]["spec"]["behavior"]["scaleDown"]
+    assert behaviour["stabilizationWindowSeconds"] >= 300
+    assert behaviour["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 120}]

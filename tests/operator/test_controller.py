@@ -90,10 +90,21 @@ async def test_stop_cancels_pending_rechecks() -> None:
     assert len(fake.passes) == 1
 
 
-def test_kopf_watches_only_the_workloads_it_manages() -> None:
+def test_kopf_watches_only_the_children_it_manages() -> None:
     settings = kopf.OperatorSettings()
     configure(settings, OperatorSettings())
     managed = ["app.kubernetes.io/managed-by=bbapi-operator"]
-    assert settings.watching.label_selectors.collect(kopf.Resource("apps", "v1", "deployments")) == managed
-    assert settings.watching.label_selectors.collect(kopf.Resource("apps", "v1", "statefulsets")) == managed
-    assert settings.watching.label_selectors.collect(kopf.Resource("", "v1", "services")) == []
+    for group, plural in (("apps", "deployments"), ("apps", "statefulsets"), ("", "services"), ("", "configmaps"),
+                          ("policy", "poddisruptionbudgets"), ("autoscaling", "horizontalpodautoscalers")):
+        version = "v2" if group == "autoscaling" else "v1"
+        assert settings.watching.label_selectors.collect(kopf.Resource(group, version, plural)) == managed
+    assert settings.watching.label_selectors.collect(kopf.Resource("", "v1", "pods")) == []
+
+
+async def test_a_sooner_recheck_replaces_a_later_one() -> None:
+    fake = FakeReconciler(Outcome(requeue_after=60), Outcome(requeue_after=0.01))
+    subject = controller(fake)
+    await subject.reconcile("ns", "a")  # settled: the slow resync is due in a minute
+    await subject.reconcile("ns", "a")  # now something is in flight: look again soon
+    await eventually(lambda: len(fake.passes) == 3, what="the sooner re-check")
+    await subject.stop()

@@ -44,13 +44,18 @@ def test_schema_is_structural_and_defaults_conform() -> None:
 
 
 def test_cel_rules_are_the_shared_ones_where_they_belong() -> None:
-    """Every x-kubernetes-validations entry is one of `crd.RULES`, on the field the rule names,
-    so `spec.parse` (which checks each of `crd.RULES`) covers all of them."""
+    """Every x-kubernetes-validations entry is one of `crd.RULES` (which `spec.parse` checks) or
+    `crd.TRANSITIONS` (which guards.py enforces), on the field the rule names, plus the name rule
+    at the root (`spec.check_name`)."""
     root = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     found = [(field, entry) for field, node in root["properties"]["spec"]["properties"].items()
              for entry in node.get("x-kubernetes-validations", [])]
-    assert sum(len(node.get("x-kubernetes-validations", [])) for node in _walk(root)) == len(found)
-    assert found == [(rule.field, rule.schema()) for rule in crd.RULES]
+    assert root["x-kubernetes-validations"] == [crd.NAME_RULE]
+    assert sum(len(node.get("x-kubernetes-validations", [])) for node in _walk(root)) == len(found) + 1
+    expected = [(rule.field, rule.schema()) for rule in (*crd.RULES, *crd.TRANSITIONS)]
+    assert sorted(found, key=str) == sorted(expected, key=str)
+    assert all("oldSelf" in rule.expression for rule in crd.TRANSITIONS)
+    assert not any("oldSelf" in rule.expression for rule in crd.RULES)
 
 
 def test_printer_columns_point_at_declared_status_fields() -> None:

@@ -43,10 +43,12 @@ def test_run_starts_one_standalone_operator(monkeypatch: pytest.MonkeyPatch) -> 
     changing = registries[0]._changing.get_all_handlers()
     assert [h.id for h in changing] == ["reconcile"] * 3  # create, update and resume; no delete handler
     watching = registries[0]._watching.get_all_handlers()
-    assert [h.id for h in watching] == ["child-changed"] * 2
+    assert [h.id for h in watching] == ["child-changed"] * 6
     selectors = [h.selector for h in watching]
     assert {(s.group, s.version, s.any_name) for s in selectors if s is not None} == {
-        ("apps", "v1", "deployments"), ("apps", "v1", "statefulsets")}
+        ("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
+        ("", "v1", "configmaps"), ("policy", "v1", "poddisruptionbudgets"),
+        ("autoscaling", "v2", "horizontalpodautoscalers")}
     assert not registries[0]._spawning.get_all_handlers()  # no timers or daemons: no finalizer
 
 

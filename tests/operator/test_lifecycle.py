@@ -194,22 +194,6 @@ async def test_delete_cleans_up_through_owner_references(cluster: Cluster) -> No
         assert not cluster.children()  # and the operator does not bring anything back
 
 
-async def test_switching_modes_prunes_the_other_mode(cluster: Cluster) -> None:
-    async with cluster.operator():
-        await cluster.create("demo", {"database": {"embedded": True}})
-        await eventually(lambda: cluster.children() == {"StatefulSet": {"demo-server"}, "Service": {"demo-gateway"},
-                                                        "Secret": {"demo-api-key"}}, what="embedded children")
-        server = cluster.get("StatefulSet", "demo-server") or {}
-        assert server["spec"]["template"]["spec"]["containers"][0]["args"] == ["serve"]
-        await cluster.mark_ready()
-        await eventually(lambda: reason(cluster, "Ready") == ("True", "AllComponentsReady"))
-        assert status(cluster)["components"] == [{"name": "server", "desired": 1, "ready": 1, "updated": 1}]
-
-        await cluster.patch(CR, "demo", {"spec": {"database": {"embedded": False} | POSTGRES}})
-        await eventually(lambda: cluster.children() == DISTRIBUTED_CHILDREN, what="distributed children")
-        await eventually(lambda: status(cluster).get("cas", {}).get("shards") == 3)
-
-
 async def test_invalid_spec_is_degraded_and_builds_nothing(cluster: Cluster) -> None:
     async with cluster.operator():
         await cluster.create("demo", {"cas": {"shards": 2}})  # neither embedded nor PostgreSQL

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from bbapi_operator import crd
 from bbapi_operator.defaults import apply_defaults
-from bbapi_operator.spec import CHECKS, InvalidSpec, SecretRef, parse
+from bbapi_operator.spec import CHECKS, InvalidSpec, SecretRef, check_name, parse
 
 POSTGRES: dict[str, Any] = {"database": {"postgres": {"secretRef": {"name": "pg"}}}}
 
@@ -41,6 +41,7 @@ VIOLATIONS: dict[crd.Rule, dict[str, Any]] = {
     crd.AUTOSCALING_ABOVE_FLOOR: POSTGRES | {"gateway": {"replicas": 4, "autoscaling": {"maxReplicas": 3}}},
     crd.REPLICATION_WITHIN_SHARDS: POSTGRES | {"cas": {"shards": 1, "replication": 2}},
     crd.DATABASE_CHOSEN: {},
+    crd.DATABASE_EXCLUSIVE: POSTGRES | {"database": {"embedded": True, "postgres": {"secretRef": {"name": "pg"}}}},
     crd.DISTINCT_PORTS: POSTGRES | {"service": {"grpcPort": 8080}},
     crd.OTLP_ENDPOINT: POSTGRES | {"tracing": {"exporter": "otlp"}},
 }
@@ -66,6 +67,14 @@ def test_rules_the_api_server_may_not_enforce(rule: crd.Rule) -> None:
 ], ids=["autoscaling-at-floor", "autoscaling-off", "replication-equal", "ports-differ", "otlp-endpoint"])
 def test_specs_just_inside_the_rules_are_accepted(raw: dict[str, Any]) -> None:
     parse(raw, default_image="img")
+
+
+def test_name_leaves_room_for_every_child_name() -> None:
+    longest = "n" * crd.MAX_NAME_LENGTH
+    check_name(longest)
+    assert len(f"{longest}-server") == len(f"{longest}-cas") + 3 == 52  # the StatefulSet name limit
+    with pytest.raises(InvalidSpec, match="at most 45 characters"):
+        check_name(longest + "x")
 
 
 def test_embedded_needs_no_postgres() -> None:

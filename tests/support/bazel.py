@@ -33,18 +33,19 @@ class BazelRun:
 class Workspace:
     root: Path
     output_user_root: Path
+    binary: str = "bazel"
 
     @classmethod
-    def create(cls, path: Path, output_user_root: Path) -> Workspace:
+    def create(cls, path: Path, output_user_root: Path, binary: str = "bazel") -> Workspace:
         shutil.copytree(E2E / "workspace", path)
         shutil.copytree(E2E / "third_party", path / "third_party")
-        return cls(path, output_user_root)
+        return cls(path, output_user_root, binary)
 
     def bazel(self, command: str, *args: str, timeout: float = 300) -> BazelRun:
-        cmd = ["bazel", f"--output_user_root={self.output_user_root}", command, *COMMON_FLAGS, *args]
+        cmd = [self.binary, f"--output_user_root={self.output_user_root}", command, *COMMON_FLAGS, *args]
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
         return BazelRun(proc.returncode, proc.stdout + proc.stderr)
 
     def shutdown(self) -> None:
-        subprocess.run(["bazel", f"--output_user_root={self.output_user_root}", "shutdown"], cwd=self.root,
+        subprocess.run([self.binary, f"--output_user_root={self.output_user_root}", "shutdown"], cwd=self.root,
                        capture_output=True, timeout=60)

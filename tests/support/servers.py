@@ -127,9 +127,9 @@ class ServeProcess:
             if not line:
                 raise RuntimeError(f"bbapi {self.command} exited:\n" + "".join(self.output))
             self.output.append(line)
-            if match := re.search(r"gRPC\s+grpc://[^:]+:(\d+)", line):
+            if match := re.search(r"gRPC\s+grpcs?://[^:]+:(\d+)", line):
                 self.grpc_port = int(match[1])
-            if match := re.search(r"HTTP\s+http://[^:]+:(\d+)", line):
+            if match := re.search(r"HTTP\s+https?://[^:]+:(\d+)", line):
                 self.http_port = int(match[1])
             if "Admin API key" in line:
                 self.admin_key = self.proc.stdout.readline().strip()

@@ -60,6 +60,12 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The BuildBuddyAPI's name: at most 45 characters (the CRD's rule: its StatefulSets get 7 more). */}}
 {{- define "bbapi.instanceName" -}}
-{{- default (include "bbapi.fullname" .) .Values.instance.name }}
+{{- default (include "bbapi.fullname" .) .Values.instance.name | trunc 45 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Where the BuildBuddyAPI goes: the namespace the operator watches, else the release's. */}}
+{{- define "bbapi.instanceNamespace" -}}
+{{- default .Release.Namespace .Values.operator.watchNamespace }}
 {{- end }}
