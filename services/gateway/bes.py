@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import itertools
 import logging
 import time
@@ -38,12 +37,12 @@ import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.message import DecodeError
 
-from services.common import wire
 from services.common.auth import Capability, Principal
 from services.common.bep_keys import find_api_key, needs_redaction, redact_text
 from services.common.errors import ApiError, InvalidArgument, Unauthenticated, from_rpc_error, internal
 from services.gateway import metrics
 from services.gateway.auth import KeyResolver
+from services.gateway.bes_backends import Backend, Item, build_id_hash, entries_request, events_request, log_text
 from services.gateway.bes_options import BesOptions
 from services.gateway.front import CallContext
 from services.gateway.retry import Outage, retrying
@@ -57,49 +56,10 @@ PREAUTH_EVENTS = 100
 BATCH_EVENTS = 1000
 MAX_IN_FLIGHT = 2
 MAX_PENDING_EVENTS = 5000
-_PROGRESS = bep_pb2.BuildEvent.DESCRIPTOR.fields_by_name["progress"].number
 _OPTIONS_PAYLOADS = {"started", "options_parsed"}
 Requests = AsyncIterator[pbe_pb2.PublishBuildToolEventStreamRequest]
 Responses = AsyncIterator[pbe_pb2.PublishBuildToolEventStreamResponse]
 log = logging.getLogger(__name__)
-
-
-def log_text(event: bytes) -> bytes:
-    """A Progress event's console text, stderr then stdout, read straight off the wire."""
-    for number, value in wire.fields(event):
-        if number == _PROGRESS and isinstance(value, memoryview):
-            parts = dict(wire.fields(value))
-            return b"".join(part for n in (2, 1) if isinstance(part := parts.get(n), memoryview))
-    return b""
-
-
-def build_id_hash(stream_id: be_pb2.StreamId) -> str:
-    return hashlib.sha256(stream_id.build_id.encode()).hexdigest() if stream_id.build_id else ""
-
-
-@dataclass
-class _Item:
-    sequence: int
-    payload: bytes
-    text: bytes
-    received: float
-
-
-@dataclass
-class _Backend:
-    """One internal service's side of the stream: what it has stored, what was sent to it."""
-
-    name: str
-    connect: Callable[[], grpc.aio.StreamStreamCall]
-    opening: Any
-    pack: Callable[[list[_Item]], Any]
-    finishing: Any
-    outage: Outage
-    admitted: asyncio.Event  # set once this backend accepted the stream; the others wait for the first one's
-    durable: int = 0
-    sent: int = 0
-    in_flight: collections.deque[int] = field(default_factory=collections.deque)  # last sequence per batch
-    done: bool = False
 
 
 @dataclass
@@ -114,14 +74,14 @@ class BesStream:
     stream_id: be_pb2.StreamId | None = None
     next_sequence: int | None = None
     finished: int | None = None  # sequence of ComponentStreamFinished
-    items: collections.deque[_Item] = field(default_factory=collections.deque)  # not yet stored by every backend
+    items: collections.deque[Item] = field(default_factory=collections.deque)  # not yet stored by every backend
     base: int = 0  # the sequence just before items[0]: stored by every backend
     received: int = 0  # the last sequence read from Bazel
     half_closed: bool = False
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     outbox: asyncio.Queue[pbe_pb2.PublishBuildToolEventStreamResponse | None] = field(
         default_factory=asyncio.Queue)
-    backends: list[_Backend] = field(default_factory=list)
+    backends: list[Backend] = field(default_factory=list)
     acked: int = 0
     secrets: list[str] = field(default_factory=list)
 
@@ -222,7 +182,7 @@ class BesStream:
                 self.base = self.received
                 self._acknowledge_nowait()
             else:
-                self.items.append(_Item(ordered.sequence_number, payload, text, time.perf_counter()))
+                self.items.append(Item(ordered.sequence_number, payload, text, time.perf_counter()))
             if any(self.received - b.sent in (1, BATCH_EVENTS) for b in self.backends):
                 self.changed.notify_all()  # a batch to start or a full one; a lingering shipper has its deadline
 
@@ -238,11 +198,11 @@ class BesStream:
     # ----- the services' side ------------------------------------------------------------------
 
     def _backend(self, name: str, connect: Callable[[], grpc.aio.StreamStreamCall], opening: Any,
-                 pack: Callable[[list[_Item]], Any], finishing: Any) -> _Backend:
-        return _Backend(name, connect, opening, pack, finishing, Outage(name, self.options.retry_seconds),
+                 pack: Callable[[list[Item]], Any], finishing: Any) -> Backend:
+        return Backend(name, connect, opening, pack, finishing, Outage(name, self.options.retry_seconds),
                         asyncio.Event())
 
-    async def _ship(self, backend: _Backend) -> None:
+    async def _ship(self, backend: Backend) -> None:
         """Keep one backend in step with the stream until it has stored all of it, riding out outages.
 
         The metadata service decides whether the stream may write to the invocation at all (same build,
@@ -257,7 +217,7 @@ class BesStream:
                 await backend.outage.pause(err)
                 metrics.BES_BACKEND_RETRIES.labels(backend.name).inc()
 
-    async def _session(self, backend: _Backend) -> None:
+    async def _session(self, backend: Backend) -> None:
         """One internal stream: open (the service says what it has), send what it lacks, finish."""
         call = backend.connect()
         try:
@@ -287,7 +247,7 @@ class BesStream:
         finally:
             call.cancel()
 
-    async def _feed(self, backend: _Backend, call: grpc.aio.StreamStreamCall) -> None:
+    async def _feed(self, backend: Backend, call: grpc.aio.StreamStreamCall) -> None:
         while (batch := await self._next_batch(backend)) is not None:
             await call.write(backend.pack(batch))
             metrics.BES_BATCHES.labels(backend.name).inc()
@@ -295,7 +255,7 @@ class BesStream:
             await call.write(backend.finishing)
         await call.done_writing()
 
-    async def _next_batch(self, backend: _Backend) -> list[_Item] | None:
+    async def _next_batch(self, backend: Backend) -> list[Item] | None:
         """The next batch for `backend`, or None once the stream is over and every backend has stored it all
         (the finish goes out only then: COMPLETE means metadata and log are both whole)."""
         async with self.changed:
@@ -320,7 +280,7 @@ class BesStream:
                     return None
                 await self.changed.wait()
 
-    async def _follow(self, backend: _Backend, call: grpc.aio.StreamStreamCall) -> None:
+    async def _follow(self, backend: Backend, call: grpc.aio.StreamStreamCall) -> None:
         while (response := await call.read()) is not grpc.aio.EOF:
             async with self.changed:
                 self._stored(backend, response.last_sequence)
@@ -328,7 +288,7 @@ class BesStream:
             backend.done = True
             await self._acknowledge()
 
-    def _stored(self, backend: _Backend, last_sequence: int) -> None:
+    def _stored(self, backend: Backend, last_sequence: int) -> None:
         """A backend has stored everything up to `last_sequence` (called holding `changed`)."""
         backend.durable = max(backend.durable, last_sequence)
         stored = min(b.durable for b in self.backends)
@@ -371,10 +331,10 @@ class BesStream:
         self.backends = [
             self._backend("metadata", self.metadata.Ingest, metadata_pb2.IngestRequest(open=metadata_pb2.IngestOpen(
                 tenant=principal.tenant, invocation_id=invocation_id, key_id=principal.key_id,
-                secrets=self.secrets, build_id_hash=build_id_hash(self.stream_id))), _events,
+                secrets=self.secrets, build_id_hash=build_id_hash(self.stream_id))), events_request,
                 metadata_pb2.IngestRequest(finish=metadata_pb2.IngestFinish())),
             self._backend("logs", self.logs.Append, logs_pb2.AppendRequest(open=logs_pb2.LogOpen(
-                tenant=principal.tenant, invocation_id=invocation_id)), _entries,
+                tenant=principal.tenant, invocation_id=invocation_id)), entries_request,
                 logs_pb2.AppendRequest(finish=logs_pb2.LogFinish()))]
         for backend in self.backends:
             backend.durable = backend.sent = self.base
@@ -417,17 +377,6 @@ class BesStream:
             driver.cancel()
             with contextlib.suppress(BaseException):
                 await driver
-
-
-def _events(batch: list[_Item]) -> metadata_pb2.IngestRequest:
-    metrics.BES_EVENTS.inc(len(batch))
-    return metadata_pb2.IngestRequest(events=metadata_pb2.IngestEvents(events=[
-        metadata_pb2.IngestEvent(sequence_number=i.sequence, build_event=i.payload) for i in batch]))
-
-
-def _entries(batch: list[_Item]) -> logs_pb2.AppendRequest:
-    return logs_pb2.AppendRequest(entries=logs_pb2.LogEntries(entries=[
-        logs_pb2.LogEntry(sequence_number=i.sequence, text=i.text) for i in batch]))
 
 
 class BuildEventServicer:
