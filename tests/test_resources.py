@@ -2,9 +2,8 @@
 
 import hashlib
 
-import pytest
-
 import blake3
+import pytest
 
 from services.common.errors import InvalidArgument, Unimplemented
 from services.common.hashing import DigestFunction, function_of
