@@ -57,7 +57,7 @@ def canonical_selector(request: Selecting) -> Selecting:
 
 def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
     parsed = parse_file_uri(uri)
-    return Scope(principal.tenant, parsed.resource.instance_name), parsed
+    return Scope(principal.tenant, parsed.resource.instance_name, parsed.resource.function), parsed
 
 
 def content_length(uri: str) -> int | None:
