@@ -174,7 +174,12 @@ def parse_write_resource(name: str) -> BlobResource:
 def resource_path(resource: BlobResource) -> str:
     """The read resource name for a blob (the inverse of parse_read_resource)."""
     prefix = f"{resource.instance_name}/" if resource.instance_name else ""
-    function = "" if resource.function is SHA256 else f"{resource.function.label}/"
+    function = function_segment(resource.function)
     if resource.compressor is Compressor.ZSTD:
         return f"{prefix}compressed-blobs/zstd/{function}{resource.digest}"
     return f"{prefix}blobs/{function}{resource.digest}"
+
+
+def function_segment(function: DigestFunction) -> str:
+    """The resource-name segment naming `function`: "blake3/", or "" for SHA-256, the default."""
+    return "" if function is SHA256 else f"{function.label}/"

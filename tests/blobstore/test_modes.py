@@ -108,6 +108,8 @@ def test_a_blake3_blob_written_through_bytestream_is_its_own_entry(running: Serv
     assert _api(running, "GetFile", {"uri": f"bytestream://h/blobs/{b3.hash}/{b3.size_bytes}"}).status_code == 404
     client.upload(data)
     assert _api(running, "DeleteFile", {"uri": uri}).status_code == 200
+    latest = _api(running, "GetAuditLog", {"pageSize": 1}).json()["entry"][0]
+    assert latest["resource"]["id"] == f"cas:/blake3/{b3.hash}/{b3.size_bytes}"
     assert client.missing(data, function=BLAKE3) == [b3.hash]
     assert client.missing(data) == []  # deleting the BLAKE3 entry leaves the SHA-256 one
     assert _api(running, "GetFile", {"uri": uri}).status_code == 404

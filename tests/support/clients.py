@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from services.common.hashing import DigestFunction, hash_hex
+from services.common.resources import function_segment
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
@@ -22,11 +23,6 @@ SHA256 = DigestFunction.SHA256
 
 def digest(data: bytes, function: DigestFunction = SHA256) -> re_pb2.Digest:
     return re_pb2.Digest(hash=hash_hex(function, data), size_bytes=len(data))
-
-
-def segment(function: DigestFunction) -> str:
-    """The resource-name segment naming `function` ("" for SHA-256, which needs none)."""
-    return "" if function is SHA256 else f"{function.label}/"
 
 
 @dataclass
@@ -72,7 +68,7 @@ class CacheClient:
         d = digest(data, function)
         prefix = f"{instance}/" if instance else ""
         kind = "compressed-blobs/zstd" if compressed is not None else "blobs"
-        resource = f"{prefix}uploads/{uuid.uuid4()}/{kind}/{segment(function)}{d.hash}/{d.size_bytes}"
+        resource = f"{prefix}uploads/{uuid.uuid4()}/{kind}/{function_segment(function)}{d.hash}/{d.size_bytes}"
         payload = compressed if compressed is not None else data
         response = self.bytestream.Write(self.write_requests(payload, resource), metadata=self.metadata)
         return int(response.committed_size)
@@ -81,6 +77,6 @@ class CacheClient:
                  compressed: bool = False, function: DigestFunction = SHA256) -> bytes:
         prefix = f"{instance}/" if instance else ""
         kind = "compressed-blobs/zstd" if compressed else "blobs"
-        name = f"{prefix}{kind}/{segment(function)}{data_digest.hash}/{data_digest.size_bytes}"
+        name = f"{prefix}{kind}/{function_segment(function)}{data_digest.hash}/{data_digest.size_bytes}"
         request = bs_pb2.ReadRequest(resource_name=name, read_offset=offset, read_limit=limit)
         return b"".join(r.data for r in self.bytestream.Read(request, metadata=self.metadata))
