@@ -36,6 +36,9 @@ async def test_the_same_bytes_under_two_functions_are_two_entries_and_survive_a_
     await store.write(BLAKE3, b3, chunks(data))
     await store.put_action_result(BLAKE3, b3, b"blake3 result")
     await store.close()
+    stray = tmp_path / "v1/tenant-a/_/cas/ab" / f"{'ab' * 25}-5"  # no function's hash length: not a blob
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"stray")
 
     reopened = await make(tmp_path)
     assert {(k.scope, k.kind, k.digest) async for k in reopened.list_keys()} == {

@@ -24,11 +24,12 @@ from pathlib import Path
 
 from services.blobstore.access import Key, Kind, Scope
 from services.common.errors import InvalidArgument
-from services.common.hashing import BY_LABEL, DigestFunction
+from services.common.hashing import BY_LABEL, HEX_LENGTH, DigestFunction
 from services.common.resources import SHA256, Digest
 
 _TENANT = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
-_NAME = re.compile(r"([0-9a-f]{40,128})-(\d+)")
+_HASH = "|".join(f"[0-9a-f]{{{length}}}" for length in sorted(set(HEX_LENGTH.values())))
+_NAME = re.compile(rf"({_HASH})-(\d+)")
 
 
 def instance_dir(instance_name: str) -> str:
