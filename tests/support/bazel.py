@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 E2E = Path(__file__).resolve().parent.parent / "e2e"
@@ -33,6 +33,7 @@ class BazelRun:
 class Workspace:
     root: Path
     output_user_root: Path
+    startup: list[str] = field(default_factory=list)  # startup options, e.g. --digest_function=sha1
 
     @classmethod
     def create(cls, path: Path, output_user_root: Path) -> Workspace:
@@ -41,10 +42,10 @@ class Workspace:
         return cls(path, output_user_root)
 
     def bazel(self, command: str, *args: str, timeout: float = 300) -> BazelRun:
-        cmd = ["bazel", f"--output_user_root={self.output_user_root}", command, *COMMON_FLAGS, *args]
+        cmd = ["bazel", f"--output_user_root={self.output_user_root}", *self.startup, command, *COMMON_FLAGS, *args]
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
         return BazelRun(proc.returncode, proc.stdout + proc.stderr)
 
     def shutdown(self) -> None:
-        subprocess.run(["bazel", f"--output_user_root={self.output_user_root}", "shutdown"], cwd=self.root,
-                       capture_output=True, timeout=60)
+        subprocess.run(["bazel", f"--output_user_root={self.output_user_root}", *self.startup, "shutdown"],
+                       cwd=self.root, capture_output=True, timeout=60)
