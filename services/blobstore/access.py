@@ -6,8 +6,10 @@ replication) and decorators for the empty blob, completeness and metrics. Everyt
 streams in bounded chunks; nothing holds a whole blob in memory except the batch calls, whose
 total size the caller caps.
 
-Blobs are always keyed by `Scope` (tenant and instance name) plus digest: another tenant's blob
-is simply a different key, so isolation needs no special case anywhere below the edge.
+Blobs are always keyed by `Scope` (tenant, instance name and digest function) plus digest:
+another tenant's blob, or the BLAKE3 blob of the same bytes as a SHA-256 one, is simply a
+different key, so isolation needs no special case anywhere below the edge. A request has one
+digest function (REAPI's `digest_function`), so it belongs to the scope, not to each digest.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from services.common.errors import ApiError, Unimplemented
-from services.common.resources import Compressor, Digest
+from services.common.hashing import DigestFunction
+from services.common.resources import SHA256, Compressor, Digest
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
     tenant: str
     instance_name: str = ""
+    function: DigestFunction = SHA256  # how every digest of the scope is computed and verified
 
 
 class Kind(enum.StrEnum):

@@ -38,17 +38,18 @@ class CompletenessChecking(BlobAccessDecorator):
         return data
 
     async def _referenced(self, scope: Scope, result: re_pb2.ActionResult) -> list[Digest]:
-        digests = [digest_in(f.digest) for f in result.output_files]
+        function = scope.function
+        digests = [digest_in(f.digest, function) for f in result.output_files]
         for std in (result.stdout_digest, result.stderr_digest):
             if std.hash:
-                digests.append(digest_in(std))
+                digests.append(digest_in(std, function))
         for directory in result.output_directories:
             if directory.HasField("tree_digest"):
-                tree_digest = digest_in(directory.tree_digest)
+                tree_digest = digest_in(directory.tree_digest, function)
                 tree = re_pb2.Tree.FromString(await read_all(self.backend, scope, tree_digest))
                 digests.append(tree_digest)
                 for node in [tree.root, *tree.children]:
-                    digests.extend(digest_in(f.digest) for f in node.files)
+                    digests.extend(digest_in(f.digest, function) for f in node.files)
             if directory.HasField("root_directory_digest"):
-                digests.append(digest_in(directory.root_directory_digest))
+                digests.append(digest_in(directory.root_directory_digest, function))
         return list(dict.fromkeys(digests))

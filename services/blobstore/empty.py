@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Sequence
 from services.blobstore.access import BatchItem, BatchResult, BlobAccessDecorator, Scope
 from services.common import zstd_pool
 from services.common.errors import InvalidArgument, OutOfRange
-from services.common.resources import SHA256_EMPTY, Compressor, Digest
+from services.common.hashing import EMPTY_HASH
+from services.common.resources import Compressor, Digest
 
 
-def is_empty(digest: Digest) -> bool:
-    return digest.size == 0 and digest.hash == SHA256_EMPTY
+def is_empty(scope: Scope, digest: Digest) -> bool:
+    return digest.size == 0 and digest.hash == EMPTY_HASH[scope.function]
 
 
 def _empty_data(compressor: Compressor) -> bytes:
@@ -24,12 +25,12 @@ def _empty_data(compressor: Compressor) -> bytes:
 
 class EmptyBlobHandling(BlobAccessDecorator):
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
-        stored = [d for d in digests if not is_empty(d)]
+        stored = [d for d in digests if not is_empty(scope, d)]
         return await self.backend.find_missing(scope, stored) if stored else []
 
     def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
              compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
-        if is_empty(digest):
+        if is_empty(scope, digest):
             return self._read_empty(offset, limit, compressor)
         return self.backend.read(scope, digest, offset, limit, compressor)
 
@@ -45,17 +46,17 @@ class EmptyBlobHandling(BlobAccessDecorator):
 
     async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
-        if is_empty(digest):
+        if is_empty(scope, digest):
             return True
         return await self.backend.write(scope, digest, chunks, compressor)
 
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
-        stored = [d for d in digests if not is_empty(d)]
+        stored = [d for d in digests if not is_empty(scope, d)]
         answers = iter(await self.backend.batch_read(scope, stored, compressor) if stored else [])
-        return [BatchResult(d, _empty_data(compressor)) if is_empty(d) else next(answers) for d in digests]
+        return [BatchResult(d, _empty_data(compressor)) if is_empty(scope, d) else next(answers) for d in digests]
 
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
-        stored = [item for item in items if not is_empty(item.digest)]
+        stored = [item for item in items if not is_empty(scope, item.digest)]
         answers = iter(await self.backend.batch_write(scope, stored) if stored else [])
-        return [BatchResult(item.digest) if is_empty(item.digest) else next(answers) for item in items]
+        return [BatchResult(item.digest) if is_empty(scope, item.digest) else next(answers) for item in items]

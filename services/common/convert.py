@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from services.common.errors import ApiError, error_for
-from services.common.resources import Compressor, Digest, check_compressor, check_digest, check_digests
+from services.common.hashing import DigestFunction
+from services.common.resources import SHA256, Compressor, Digest, check_compressor, check_digest, check_digests
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.google.rpc import status_pb2
 
 
-def digest_in(message: re_pb2.Digest) -> Digest:
-    return check_digest(message.hash, message.size_bytes)
+def digest_in(message: re_pb2.Digest, function: DigestFunction = SHA256) -> Digest:
+    return check_digest(message.hash, message.size_bytes, function)
 
 
-def digests_in(messages: Iterable[re_pb2.Digest]) -> list[Digest]:
+def digests_in(messages: Iterable[re_pb2.Digest], function: DigestFunction = SHA256) -> list[Digest]:
     pairs = [(m.hash, m.size_bytes) for m in messages]
-    return check_digests([h for h, _ in pairs], [n for _, n in pairs])
+    return check_digests([h for h, _ in pairs], [n for _, n in pairs], function)
 
 
 def digest_out(digest: Digest) -> re_pb2.Digest:

@@ -1,26 +1,27 @@
 """Digests, instance names and ByteStream resource names, validated once at the edge.
 
 Grammar (REAPI v2):
-  read:   [{instance}/]blobs/{hash}/{size}
-          [{instance}/]compressed-blobs/{compressor}/{hash}/{size}
-  write:  [{instance}/]uploads/{uuid}/blobs/{hash}/{size}[/{metadata...}]
-          [{instance}/]uploads/{uuid}/compressed-blobs/{compressor}/{hash}/{size}[/{metadata...}]
-Only SHA-256 is supported, so the optional `{digest_function}/` segment (used for functions whose
-hash length is ambiguous) is rejected with a clear message.
+  read:   [{instance}/]blobs/[{function}/]{hash}/{size}
+          [{instance}/]compressed-blobs/{compressor}/[{function}/]{hash}/{size}
+  write:  [{instance}/]uploads/{uuid}/blobs/[{function}/]{hash}/{size}[/{metadata...}]
+          [{instance}/]uploads/{uuid}/compressed-blobs/{compressor}/[{function}/]{hash}/{size}[/{metadata...}]
+`{function}` is a digest function's lowercase name (services.common.hashing: blake3, sha1,
+sha256, sha384, sha512); without it the hash length decides, and 64 characters mean SHA-256.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
 from services.common.errors import InvalidArgument, Unimplemented
+from services.common.hashing import BY_LABEL, EMPTY_HASH, HEX_LENGTH, SUPPORTED, DigestFunction, inferred
 
-SHA256_EMPTY = hashlib.sha256(b"").hexdigest()
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+SHA256 = DigestFunction.SHA256
+SHA256_EMPTY = EMPTY_HASH[SHA256]
+_HEX = re.compile(r"[0-9a-f]+")
 _SEGMENT = re.compile(r"[A-Za-z0-9._~@+=,:-]+")
 _RESERVED = frozenset({"blobs", "uploads", "actions", "actionResults", "operations", "capabilities",
                        "compressed-blobs"})
@@ -48,30 +49,33 @@ class Digest(NamedTuple):
         return f"{self.hash}/{self.size}"
 
 
-def check_digest(hash_: str, size: int) -> Digest:
-    """A valid SHA-256 digest or INVALID_ARGUMENT saying what is wrong."""
-    if not _HEX64.fullmatch(hash_):
-        raise InvalidArgument(f"invalid digest hash {hash_!r}: want 64 lowercase hex characters (SHA-256)")
+def check_digest(hash_: str, size: int, function: DigestFunction = SHA256) -> Digest:
+    """A valid digest of `function` or INVALID_ARGUMENT saying what is wrong."""
+    length = HEX_LENGTH[function]
+    if len(hash_) != length or not _HEX.fullmatch(hash_):
+        raise InvalidArgument(f"invalid digest hash {hash_!r}: want {length} lowercase hex characters "
+                              f"({function.label})")
     if size < 0:
         raise InvalidArgument(f"invalid digest size {size} for {hash_}: must not be negative")
-    if size == 0 and hash_ != SHA256_EMPTY:
-        raise InvalidArgument(f"digest {hash_}/0 has size 0 but is not the empty blob's hash")
+    if size == 0 and hash_ != EMPTY_HASH[function]:
+        raise InvalidArgument(f"digest {hash_}/0 has size 0 but is not the empty blob's {function.label} hash")
     return Digest(hash_, size)
 
 
-def check_digests(hashes: list[str], sizes: list[int]) -> list[Digest]:
+def check_digests(hashes: list[str], sizes: list[int], function: DigestFunction = SHA256) -> list[Digest]:
     """Many digests checked at once: the same answers as `check_digest`, at C speed for the common
     case where all are valid (a FindMissingBlobs carries thousands)."""
+    length = HEX_LENGTH[function]
     joined = "".join(hashes)
-    valid = (all(len(h) == 64 for h in hashes) and joined == joined.lower() and (not sizes or min(sizes) > 0))
+    valid = (all(len(h) == length for h in hashes) and joined == joined.lower() and (not sizes or min(sizes) > 0))
     if valid:
         try:
-            valid = len(bytes.fromhex(joined)) == 32 * len(hashes)  # whitespace would make it shorter
+            valid = 2 * len(bytes.fromhex(joined)) == length * len(hashes)  # whitespace would make it shorter
         except ValueError:
             valid = False
     if valid:
         return list(map(Digest, hashes, sizes))
-    return [check_digest(h, n) for h, n in zip(hashes, sizes, strict=True)]
+    return [check_digest(h, n, function) for h, n in zip(hashes, sizes, strict=True)]
 
 
 def check_instance_name(name: str) -> str:
@@ -104,10 +108,12 @@ class BlobResource:
     instance_name: str
     digest: Digest
     compressor: Compressor = Compressor.IDENTITY
+    function: DigestFunction = SHA256
 
 
 def _parse_tail(name: str, instance_parts: list[str], kind: str, rest: list[str]) -> tuple[BlobResource, list[str]]:
-    """Parse `{hash}/{size}` (after `blobs`) or `{compressor}/{hash}/{size}` (after `compressed-blobs`)."""
+    """Parse `[{function}/]{hash}/{size}` (after `blobs`) or `{compressor}/[{function}/]{hash}/{size}`
+    (after `compressed-blobs`)."""
     compressor = Compressor.IDENTITY
     if kind == "compressed-blobs":
         if not rest:
@@ -118,17 +124,22 @@ def _parse_tail(name: str, instance_parts: list[str], kind: str, rest: list[str]
         if compressor is Compressor.IDENTITY:
             raise InvalidArgument(f"resource name {name!r}: use 'blobs/' for uncompressed data")
         rest = rest[1:]
-    if len(rest) >= 3 and not _HEX64.fullmatch(rest[0]) and _HEX64.fullmatch(rest[1]):
+    function = BY_LABEL.get(rest[0]) if len(rest) >= 3 and not _HEX.fullmatch(rest[0]) else None
+    if function is not None:
+        rest = rest[1:]
+    elif len(rest) >= 3 and not _HEX.fullmatch(rest[0]) and _HEX.fullmatch(rest[1]):
         raise InvalidArgument(f"resource name {name!r}: digest function {rest[0]!r} is not supported "
-                              "(this server uses SHA-256)")
+                              f"(supported: {SUPPORTED})")
     if len(rest) < 2:
         raise InvalidArgument(f"resource name {name!r}: expected .../{kind}/<hash>/<size>")
     hash_, size_text = rest[0], rest[1]
     if not size_text.isdigit():
         raise InvalidArgument(f"resource name {name!r}: size {size_text!r} is not a non-negative integer")
-    digest = check_digest(hash_, int(size_text))
+    if function is None:
+        function = inferred(hash_)
+    digest = check_digest(hash_, int(size_text), function)
     instance = check_instance_name("/".join(instance_parts))
-    return BlobResource(instance, digest, compressor), rest[2:]
+    return BlobResource(instance, digest, compressor, function), rest[2:]
 
 
 def _split_at(name: str, keywords: tuple[str, ...]) -> tuple[list[str], str, list[str]]:
@@ -163,6 +174,12 @@ def parse_write_resource(name: str) -> BlobResource:
 def resource_path(resource: BlobResource) -> str:
     """The read resource name for a blob (the inverse of parse_read_resource)."""
     prefix = f"{resource.instance_name}/" if resource.instance_name else ""
+    function = function_segment(resource.function)
     if resource.compressor is Compressor.ZSTD:
-        return f"{prefix}compressed-blobs/zstd/{resource.digest}"
-    return f"{prefix}blobs/{resource.digest}"
+        return f"{prefix}compressed-blobs/zstd/{function}{resource.digest}"
+    return f"{prefix}blobs/{function}{resource.digest}"
+
+
+def function_segment(function: DigestFunction) -> str:
+    """The resource-name segment naming `function`: "blake3/", or "" for SHA-256, the default."""
+    return "" if function is SHA256 else f"{function.label}/"

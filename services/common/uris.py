@@ -2,10 +2,12 @@
 
 Accepted forms, with or without the scheme and host (the host is never dialled: the blob is
 read from our own CAS under the caller's tenant):
-  bytestream://host[:port]/[instance/]blobs/<hash>/<size>
-  bytestream://host[:port]/[instance/]compressed-blobs/zstd/<hash>/<size>
-  actioncache://host[:port]/[instance/]blobs/ac/<hash>/<size>
-  [/][instance/]blobs/ac/<hash>/<size>          (an action cache entry)
+  bytestream://host[:port]/[instance/]blobs/[function/]<hash>/<size>
+  bytestream://host[:port]/[instance/]compressed-blobs/zstd/[function/]<hash>/<size>
+  actioncache://host[:port]/[instance/]blobs/ac/[function/]<hash>/<size>
+  [/][instance/]blobs/ac/[function/]<hash>/<size>          (an action cache entry)
+`function` is a digest function's name (blake3, sha256, ...); without it the hash length decides
+(services.common.resources).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def parse_file_uri(uri: str) -> FileUri:
         if segments[i] in ("blobs", "zstd") and segments[i + 1] == "ac":
             without_ac = "/".join(segments[:i + 1] + segments[i + 2:])
             resource = parse_read_resource(without_ac)
-            return FileUri(Kind.AC, BlobResource(resource.instance_name, resource.digest))
+            return FileUri(Kind.AC, BlobResource(resource.instance_name, resource.digest, function=resource.function))
     kind = Kind.AC if uri.startswith("actioncache://") else Kind.CAS
     if kind is Kind.AC:
         raise InvalidArgument(f"invalid uri {uri!r}: action cache URIs look like .../blobs/ac/<hash>/<size>")

@@ -16,7 +16,7 @@ from services.blobstore.access import BlobAccess, Kind, Scope
 from services.common import invocation_ids, wire
 from services.common.auth import Capability, Principal
 from services.common.errors import InvalidArgument, NotFound, Unimplemented, internal
-from services.common.resources import Compressor
+from services.common.resources import Compressor, function_segment
 from services.common.rpc import Codec
 from services.common.uris import FileUri, parse_file_uri
 from services.gateway.front import CallContext
@@ -57,7 +57,7 @@ def canonical_selector(request: Selecting) -> Selecting:
 
 def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
     parsed = parse_file_uri(uri)
-    return Scope(principal.tenant, parsed.resource.instance_name), parsed
+    return Scope(principal.tenant, parsed.resource.instance_name, parsed.resource.function), parsed
 
 
 def content_length(uri: str) -> int | None:
@@ -142,7 +142,8 @@ class ApiServicer:
             existed = await self.blobs.delete(scope, digest)
         await internal(self.metadata.RecordAudit(metadata_pb2.AuditRecord(
             tenant=principal.tenant, key_id=principal.key_id, action="DeleteFile",
-            resource=f"{parsed.kind.value}:{parsed.resource.instance_name}/{digest}",
+            resource=f"{parsed.kind.value}:{parsed.resource.instance_name}/"
+                     f"{function_segment(parsed.resource.function)}{digest}",
             detail="deleted" if existed else "absent")))
         return file_pb2.DeleteFileResponse()
 

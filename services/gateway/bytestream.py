@@ -61,7 +61,7 @@ class ByteStreamServicer:
 
     async def Read(self, request: bs_pb2.ReadRequest, ctx: CallContext) -> AsyncIterator[bytes]:
         resource = parse_read_resource(request.resource_name)
-        scope = scope_for(ctx, Capability.READ, resource.instance_name)
+        scope = scope_for(ctx, Capability.READ, resource.instance_name, resource.function)
         if request.read_offset < 0 or request.read_offset > resource.digest.size:
             raise OutOfRange(f"read_offset {request.read_offset} is outside the blob (size {resource.digest.size})")
         if request.read_limit < 0:
@@ -82,7 +82,7 @@ class ByteStreamServicer:
         if first is None:
             raise InvalidArgument("empty write stream")
         resource = parse_write_resource(first.resource_name)
-        scope = scope_for(ctx, Capability.CAS_WRITE, resource.instance_name)
+        scope = scope_for(ctx, Capability.CAS_WRITE, resource.instance_name, resource.function)
         if first.write_offset != 0:
             raise InvalidArgument(f"write_offset {first.write_offset}: this server does not resume partial "
                                   "uploads; QueryWriteStatus reports 0, start again from 0")
@@ -118,7 +118,7 @@ class ByteStreamServicer:
     async def QueryWriteStatus(self, request: bs_pb2.QueryWriteStatusRequest,
                                ctx: CallContext) -> bs_pb2.QueryWriteStatusResponse:
         resource = parse_write_resource(request.resource_name)
-        scope = scope_for(ctx, Capability.READ, resource.instance_name)
+        scope = scope_for(ctx, Capability.READ, resource.instance_name, resource.function)
         complete = not await self.blobs.find_missing(scope, [resource.digest])
         return bs_pb2.QueryWriteStatusResponse(committed_size=resource.digest.size if complete else 0,
                                                complete=complete)

@@ -7,8 +7,9 @@ the caller's tenant and instance, and hand it to the BlobAccess stack.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from google.protobuf.message import DecodeError
 
@@ -16,7 +17,8 @@ from services.blobstore.access import BatchItem, BlobAccess, Scope, read_all
 from services.common.auth import Capability
 from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, digests_in, status_out
 from services.common.errors import InvalidArgument, NotFound, Unimplemented
-from services.common.resources import Compressor, Digest, check_instance_name
+from services.common.hashing import DigestFunction, function_of
+from services.common.resources import SHA256, Compressor, Digest, check_instance_name
 from services.gateway import metrics
 from services.gateway.front import CallContext
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
@@ -24,16 +26,31 @@ from services.gen.build.bazel.semver import semver_pb2
 
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 TREE_PAGE = 1000
-SHA256 = re_pb2.DigestFunction.Value.SHA256
+FUNCTIONS = [re_pb2.DigestFunction.Value.ValueType(f.value) for f in DigestFunction]
 ZSTD = re_pb2.Compressor.Value.ZSTD
 
 
-def scope_for(ctx: CallContext, capability: Capability, instance_name: str, digest_function: int = 0) -> Scope:
-    """Authorise the call and scope it to the caller's tenant and the request's instance."""
+def scope_for(ctx: CallContext, capability: Capability, instance_name: str,
+              function: DigestFunction = SHA256) -> Scope:
+    """Authorise the call and scope it to the caller's tenant, the request's instance and its
+    digest function (services.common.hashing.function_of reads a request's)."""
     principal = ctx.require(capability)
-    if digest_function not in (re_pb2.DigestFunction.Value.UNKNOWN, SHA256):
-        raise InvalidArgument(f"digest function {digest_function} is not supported: this server uses SHA256")
-    return Scope(principal.tenant, check_instance_name(instance_name))
+    return Scope(principal.tenant, check_instance_name(instance_name), function)
+
+
+class CacheRequest(Protocol):
+    """What every REAPI cache request carries (FindMissingBlobs, GetActionResult, ...)."""
+
+    @property
+    def instance_name(self) -> str: ...
+
+    @property
+    def digest_function(self) -> int: ...
+
+
+def request_scope(ctx: CallContext, capability: Capability, request: CacheRequest, hashes: Iterable[str]) -> Scope:
+    """`scope_for` a request: its digest function, or the one its `hashes` (the first) imply."""
+    return scope_for(ctx, capability, request.instance_name, function_of(request.digest_function, hashes))
 
 
 def _batch_size(total: int) -> int:
@@ -52,7 +69,7 @@ class CapabilitiesServicer:
         check_instance_name(request.instance_name)
         return re_pb2.ServerCapabilities(
             cache_capabilities=re_pb2.CacheCapabilities(
-                digest_functions=[SHA256],
+                digest_functions=FUNCTIONS,
                 action_cache_update_capabilities=re_pb2.ActionCacheUpdateCapabilities(
                     update_enabled=principal.capability.includes(Capability.CACHE_WRITE)),
                 max_batch_total_size_bytes=MAX_BATCH_BYTES,
@@ -71,16 +88,16 @@ class CasServicer:
 
     async def FindMissingBlobs(self, request: re_pb2.FindMissingBlobsRequest,
                                ctx: CallContext) -> re_pb2.FindMissingBlobsResponse:
-        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
-        digests = list(dict.fromkeys(digests_in(request.blob_digests)))
+        scope = request_scope(ctx, Capability.READ, request, (d.hash for d in request.blob_digests))
+        digests = list(dict.fromkeys(digests_in(request.blob_digests, scope.function)))
         missing = await self.blobs.find_missing(scope, digests)
         return re_pb2.FindMissingBlobsResponse(missing_blob_digests=[digest_out(d) for d in missing])
 
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
                                ctx: CallContext) -> re_pb2.BatchUpdateBlobsResponse:
-        scope = scope_for(ctx, Capability.CAS_WRITE, request.instance_name, request.digest_function)
+        scope = request_scope(ctx, Capability.CAS_WRITE, request, (r.digest.hash for r in request.requests))
         total = _batch_size(sum(len(r.data) for r in request.requests))
-        checked = digests_in(r.digest for r in request.requests)
+        checked = digests_in((r.digest for r in request.requests), scope.function)
         items = [BatchItem(d, r.data, compressor_in(r.compressor))
                  for d, r in zip(checked, request.requests, strict=True)]
         results = await self.blobs.batch_write(scope, items)
@@ -91,8 +108,8 @@ class CasServicer:
 
     async def BatchReadBlobs(self, request: re_pb2.BatchReadBlobsRequest,
                              ctx: CallContext) -> re_pb2.BatchReadBlobsResponse:
-        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
-        digests = digests_in(request.digests)
+        scope = request_scope(ctx, Capability.READ, request, (d.hash for d in request.digests))
+        digests = digests_in(request.digests, scope.function)
         _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)
@@ -105,10 +122,10 @@ class CasServicer:
 
     async def GetTree(self, request: re_pb2.GetTreeRequest, ctx: CallContext) -> AsyncIterator[re_pb2.GetTreeResponse]:
         """Breadth-first from the root; with page_size set, one page and a token (directories sent so far)."""
-        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
+        scope = request_scope(ctx, Capability.READ, request, [request.root_digest.hash])
         size = request.page_size if request.page_size > 0 else TREE_PAGE
         sent = _decode_token(request.page_token)
-        walk = self._walk(scope, digest_in(request.root_digest))
+        walk = self._walk(scope, digest_in(request.root_digest, scope.function))
         for _ in range(sent):
             if await anext(walk, None) is None:
                 break
@@ -141,7 +158,7 @@ class CasServicer:
                     raise NotFound(f"root directory {digest} not found") from None
                 continue  # REAPI allows a partial tree when a subtree is missing
             for child in directory.directories:
-                child_digest = digest_in(child.digest)
+                child_digest = digest_in(child.digest, scope.function)
                 if child_digest not in seen:
                     seen.add(child_digest)
                     queue.append(child_digest)
@@ -175,19 +192,19 @@ class ActionCacheServicer:
     blobs: BlobAccess
 
     async def GetActionResult(self, request: re_pb2.GetActionResultRequest, ctx: CallContext) -> re_pb2.ActionResult:
-        scope = scope_for(ctx, Capability.READ, request.instance_name, request.digest_function)
-        data = await self.blobs.get_action_result(scope, digest_in(request.action_digest))
+        scope = request_scope(ctx, Capability.READ, request, [request.action_digest.hash])
+        data = await self.blobs.get_action_result(scope, digest_in(request.action_digest, scope.function))
         return re_pb2.ActionResult.FromString(data)
 
     async def UpdateActionResult(self, request: re_pb2.UpdateActionResultRequest,
                                  ctx: CallContext) -> re_pb2.ActionResult:
-        scope = scope_for(ctx, Capability.CACHE_WRITE, request.instance_name, request.digest_function)
-        action = digest_in(request.action_digest)
+        scope = request_scope(ctx, Capability.CACHE_WRITE, request, [request.action_digest.hash])
+        action = digest_in(request.action_digest, scope.function)
         result = request.action_result
         for output in result.output_files:
-            digest_in(output.digest)
+            digest_in(output.digest, scope.function)
         for directory in result.output_directories:
             if directory.HasField("tree_digest"):
-                digest_in(directory.tree_digest)
+                digest_in(directory.tree_digest, scope.function)
         await self.blobs.put_action_result(scope, action, result.SerializeToString())
         return result

@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 
+from services.common.hashing import BY_LENGTH, EMPTY_HASH, HEX_LENGTH, SUPPORTED, DigestFunction
 from services.gateway.front import API_KEY_HEADER
 
 Schema = dict[str, Any]
@@ -37,13 +38,21 @@ _INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_UINT32, FieldDescript
 _NON_EMPTY: Schema = {"minLength": 1}
 _INSTANCE = r"([A-Za-z0-9_~@+=,:-][A-Za-z0-9._~@+=,:-]{0,62}/){0,3}"
 _HOST = r"(bytestream://[A-Za-z0-9.-]+(:[0-9]{1,5})?/)?"
-_EMPTY_BLOB = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/0"
-_HASH_SIZE = rf"([0-9a-f]{{64}}/[1-9][0-9]{{0,14}}|{_EMPTY_BLOB})$"
+
+
+def _digest(function: DigestFunction, segment: str) -> str:
+    return rf"{segment}([0-9a-f]{{{HEX_LENGTH[function]}}}/[1-9][0-9]{{0,14}}|{EMPTY_HASH[function]}/0)"
+
+
+# `<function>/<hash>/<size>` for every function, or `<hash>/<size>` whose length names the function
+_HASH_SIZE = "(" + "|".join([_digest(f, f"{f.label}/") for f in DigestFunction]
+                            + [_digest(f, "") for f in BY_LENGTH.values()]) + ")$"
+_FUNCTIONS = f"[<function>/]<hash>/<size> (function: {SUPPORTED}; without it the hash length decides, 64 = sha256)"
 _FILE_URI = {"pattern": f"^{_HOST}{_INSTANCE}(blobs|compressed-blobs/zstd)/(ac/)?{_HASH_SIZE}",
-             "description": "bytestream://host/[instance/]blobs/<sha256>/<size>; compressed-blobs/zstd/ for a zstd "
+             "description": f"bytestream://host/[instance/]blobs/{_FUNCTIONS}; compressed-blobs/zstd/ for a zstd "
                             "stream; blobs/ac/ for an action result (the host is not dialled)"}
 _RANGE_URI = {"pattern": f"^{_HOST}{_INSTANCE}blobs/{_HASH_SIZE}",
-              "description": "bytestream://host/[instance/]blobs/<sha256>/<size> (an uncompressed CAS blob)"}
+              "description": f"bytestream://host/[instance/]blobs/{_FUNCTIONS} (an uncompressed CAS blob)"}
 _OFFSET = {"pattern": "^[0-9]{1,18}$", "minimum": 0, "description": "byte offset; end 0 means the blob's end"}
 # per message: the fields a request needs, and what a field's schema adds to the proto's
 _REQUIRED: dict[str, tuple[str, ...]] = {

@@ -8,8 +8,9 @@ import pytest
 
 from services.blobstore.access import Kind, Scope
 from services.blobstore.local.index import TOUCH_PERSIST_SECONDS, LruIndex
-from services.blobstore.local.layout import name_of
+from services.blobstore.local.layout import name_of, prefix_of
 from services.common.errors import ResourceExhausted
+from services.common.hashing import DigestFunction, hash_hex
 from services.common.resources import Digest
 
 NOW = 1_900_000_000.0
@@ -30,6 +31,29 @@ def test_names_round_trip_and_a_key_is_its_scope_kind_hash_and_size() -> None:
     assert blob(1, size=101) not in index and blob(2) not in index  # another size or hash is another key
     assert action in index and index.forget(action) and action not in index
     assert index.total == 200
+
+
+def test_every_digest_function_is_a_key_space_of_its_own() -> None:
+    index = LruIndex(100_000, 0.5, 0)
+    added = []
+    for function in DigestFunction:  # hashes of 20 (SHA-1) to 64 (SHA-512) bytes
+        scope = Scope("tenant-a", "", function)
+        digest = Digest(hash_hex(function, b"same bytes"), 10)
+        action = Digest(hash_hex(function, b"action"), 6)
+        added += [name_of(scope, Kind.CAS, digest), name_of(scope, Kind.AC, action)]
+        index.add(added[-2], 10, NOW)
+        index.add(added[-1], 400, NOW)
+    assert list(index.names()) == added and index.total == 410 * len(DigestFunction)
+    for function in DigestFunction:
+        scope = Scope("tenant-a", "", function)
+        assert index.use_many(prefix_of(scope, Kind.CAS), [Digest(hash_hex(function, b"same bytes"), 10),
+                                                           Digest(hash_hex(function, b"other"), 10)],
+                              NOW, []) == [True, False]
+    sha256, blake3 = (Scope("tenant-a", "", f) for f in (DigestFunction.SHA256, DigestFunction.BLAKE3))
+    same_hash = Digest(hash_hex(DigestFunction.SHA256, b"x"), 1)
+    index.add(name_of(sha256, Kind.CAS, same_hash), 1, NOW)
+    assert name_of(blake3, Kind.CAS, same_hash) not in index  # the same hash under BLAKE3 is another key
+    assert index.forget(added[0]) and added[0] not in index and added[2] in index
 
 
 def test_uses_reorder_and_are_due_for_disk_only_every_persist_interval() -> None:

@@ -13,23 +13,25 @@ from services.blobstore.access import BatchItem, Scope, read_all
 from services.blobstore.cluster import migration
 from services.blobstore.local.verify import digest_of
 from services.common.errors import ApiError, InvalidArgument, NotFound
+from services.common.hashing import DigestFunction
 from services.common.resources import Compressor, Digest
 from tests.cluster.inprocess import Stack, chunks, eventually
 
 A = Scope("tenant-a")
 B = Scope("tenant-b", "ci/linux")
+A_BLAKE3 = Scope("tenant-a", "", DigestFunction.BLAKE3)
 
 
 def blobs(count: int, size: int = 2000) -> list[bytes]:
     return [os.urandom(size + i) for i in range(count)]
 
 
-def owned_by(stack: Stack, shard_id: str, count: int, size: int = 3000) -> list[bytes]:
-    """Random blobs that have `shard_id` among their owners."""
+def owned_by(stack: Stack, shard_id: str, count: int, size: int = 3000, scope: Scope = A) -> list[bytes]:
+    """Random blobs that have `shard_id` among their owners (as digested in `scope`)."""
     found: list[bytes] = []
     while len(found) < count:
         data = os.urandom(size)
-        if shard_id in {s.id for s in stack.owners(digest_of(data))}:
+        if shard_id in {s.id for s in stack.owners(digest_of(data, scope.function))}:
             found.append(data)
     return found
 
@@ -196,9 +198,10 @@ async def test_reads_and_lookups_repair_an_owner_that_lost_a_blob(stack: Stack) 
     await eventually(lambda: _on_all_owners(stack, [first, second]))
 
 
-async def _on_all_owners(stack: Stack, data: list[bytes]) -> bool:
+async def _on_all_owners(stack: Stack, data: list[bytes], scope: Scope = A) -> bool:
     for blob in data:
-        if not await stack.holders(A, digest_of(blob)) >= {s.id for s in stack.owners(digest_of(blob))}:
+        digest = digest_of(blob, scope.function)
+        if not await stack.holders(scope, digest) >= {s.id for s in stack.owners(digest)}:
             return False
     return True
 
@@ -261,13 +264,42 @@ async def _migrated(stack: Stack) -> bool:
     return not stack.cluster.status().migrating
 
 
-async def _assert_exactly_on_owners(stack: Stack, data: list[bytes], actions: list[Digest]) -> None:
+async def _assert_exactly_on_owners(stack: Stack, data: list[bytes], actions: list[Digest],
+                                    scope: Scope = A) -> None:
     assert stack.cluster is not None
     for blob in data:
-        digest = digest_of(blob)
-        assert await stack.holders(A, digest) == {s.id for s in stack.owners(digest)}
-        assert await read_all(stack.cluster, A, digest) == blob
+        digest = digest_of(blob, scope.function)
+        assert await stack.holders(scope, digest) == {s.id for s in stack.owners(digest)}
+        assert await read_all(stack.cluster, scope, digest) == blob
     for action in actions:
-        assert await stack.cluster.get_action_result(A, action) == action.hash.encode()
-        holders = {s.id for s in stack.shards.values() if s.service and await s.holds_result(A, action)}
+        assert await stack.cluster.get_action_result(scope, action) == action.hash.encode()
+        holders = {s.id for s in stack.shards.values() if s.service and await s.holds_result(scope, action)}
         assert holders == {s.id for s in stack.owners(action)}
+
+
+async def test_blake3_keys_keep_their_function_through_hand_off_and_migration(
+        stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migration, "SETTLE_SECONDS", 0.2)
+    cluster = await stack.start(3)
+    data = owned_by(stack, "cas-1", 12, scope=A_BLAKE3)  # most of them move to the added member below
+    await stack.shards["cas-1"].stop()
+    for blob in data[:6]:
+        await cluster.write(A_BLAKE3, digest_of(blob, DigestFunction.BLAKE3), chunks(blob))
+    await cluster.batch_write(A_BLAKE3, [BatchItem(digest_of(b, DigestFunction.BLAKE3), b) for b in data[6:]])
+    actions = [digest_of(b, DigestFunction.BLAKE3) for b in data[:2]]
+    for action in actions:
+        await cluster.put_action_result(A_BLAKE3, action, action.hash.encode())
+    with pytest.raises(InvalidArgument, match="hash mismatch"):  # verified with BLAKE3 on the shards
+        await cluster.write(A_BLAKE3, digest_of(data[0]), chunks(data[0]))
+    await stack.shards["cas-1"].start()
+    await eventually(lambda: _drained(stack))
+    assert await _on_all_owners(stack, data, A_BLAKE3)
+    assert await cluster.find_missing(A, [digest_of(b) for b in data]) == [digest_of(b) for b in data]
+
+    await stack.add_shards(1)
+    stack.write(["cas-0", "cas-1", "cas-2", "cas-3"], previous=["cas-0", "cas-1", "cas-2"])
+    await cluster.reload()
+    await eventually(lambda: _migrated(stack))
+    stack.write(["cas-0", "cas-1", "cas-2", "cas-3"])
+    await cluster.reload()
+    await _assert_exactly_on_owners(stack, data, actions, A_BLAKE3)

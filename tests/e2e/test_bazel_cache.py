@@ -37,6 +37,25 @@ def test_rebuild_is_all_remote_cache_hits_and_tenants_are_separate(serve: ServeP
     assert "remote cache hit" not in third.processes(), third.processes()
 
 
+def test_another_digest_function_is_cached_apart_from_sha256(serve: ServeProcess, workspace: Workspace) -> None:
+    """Bazel 4 hashes with SHA-1 when told to (this Bazel predates BLAKE3) and sends no
+    digest_function: the 40-character hashes say which function they are."""
+    key = serve.new_key("digests")
+    cache = [f"--remote_cache=grpc://{serve.grpc_target}", f"--remote_header=x-buildbuddy-api-key={key}"]
+    assert workspace.bazel("build", "//...", *cache).returncode == 0  # SHA-256 first: its entries are no hits
+    workspace.shutdown()
+    workspace.startup = ["--digest_function=sha1"]
+    first = workspace.bazel("build", "//...", *cache)
+    assert first.returncode == 0, first.output
+    executed = first.processes()
+    assert executed.get("linux-sandbox", 0) + executed.get("processwrapper-sandbox", 0) >= 3, executed
+    assert workspace.bazel("clean").returncode == 0
+    second = workspace.bazel("build", "//...", *cache)
+    assert second.returncode == 0, second.output
+    hits = second.processes()
+    assert hits.get("remote cache hit", 0) >= 3 and set(hits) <= {"remote cache hit", "internal"}, hits
+
+
 def test_key_as_target_userinfo_works_for_bazel_4(serve: ServeProcess, workspace: Workspace) -> None:
     key = serve.new_key("team-c")
     run = workspace.bazel("build", "//:greeting", f"--remote_cache=grpc://{key}@{serve.grpc_target}")

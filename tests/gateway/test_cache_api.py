@@ -38,10 +38,12 @@ def code_of(call: Callable[[], object]) -> grpc.StatusCode:
 
 # ----- capabilities and authentication -----------------------------------------------------------
 
-def test_capabilities_advertise_sha256_zstd_and_a_batch_limit(client: CacheClient) -> None:
+def test_capabilities_advertise_digest_functions_zstd_and_a_batch_limit(client: CacheClient) -> None:
     caps = client.caps.GetCapabilities(re_pb2.GetCapabilitiesRequest(), metadata=client.metadata)
     cache = caps.cache_capabilities
-    assert list(cache.digest_functions) == [re_pb2.DigestFunction.Value.SHA256]
+    functions = re_pb2.DigestFunction.Value
+    assert sorted(cache.digest_functions) == sorted([functions.SHA256, functions.BLAKE3, functions.SHA1,
+                                                     functions.SHA384, functions.SHA512])
     assert list(cache.supported_compressors) == [ZSTD]
     assert list(cache.supported_batch_update_compressors) == [ZSTD]
     assert cache.max_batch_total_size_bytes == 4 * 1024 * 1024
@@ -260,7 +262,7 @@ def test_wrong_data_is_refused_and_nothing_is_stored(client: CacheClient) -> Non
     "uploads/u1/blobs/{h}/notanumber",
     "uploads/u1/compressed-blobs/lz4/{h}/{s}",
     "../uploads/u1/blobs/{h}/{s}",
-    "uploads/u1/blobs/blake3/{h}/{s}",
+    "uploads/u1/blobs/md5/{h}/{s}",
     "nothing-here",
 ])
 def test_malformed_write_resource_names(client: CacheClient, resource: str) -> None:

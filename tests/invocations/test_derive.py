@@ -145,7 +145,12 @@ def test_ids_and_digests() -> None:
     assert digest_of(f"bytestream://h:1/blobs/{HASH}/12") == (HASH, 12)
     assert digest_of(f"bytestream://<REDACTED>@h/my/instance/blobs/{HASH}/3") == (HASH, 3)
     assert digest_of(f"bytestream://h/compressed-blobs/zstd/{HASH}/5") == (HASH, 5)
-    for uri in (f"file:///tmp/{HASH}/1", "bytestream://h/blobs/xyz/1", "", f"bytestream://h/blobs/{HASH}/-1"):
+    assert digest_of(f"bytestream://h/blobs/blake3/{HASH}/7") == (HASH, 7)  # Bazel's --digest_function=blake3
+    assert digest_of(f"bytestream://h/i/compressed-blobs/zstd/blake3/{HASH}/8") == (HASH, 8)
+    sha1 = "a" * 40
+    assert digest_of(f"bytestream://h/blobs/{sha1}/9") == (sha1, 9)
+    for uri in (f"file:///tmp/{HASH}/1", "bytestream://h/blobs/xyz/1", "", f"bytestream://h/blobs/{HASH}/-1",
+                f"bytestream://h/blobs/md5/{HASH}/1", f"bytestream://h/blobs/ac/{HASH}/1"):
         assert digest_of(uri) == ("", 0), uri
 
 

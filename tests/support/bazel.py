@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 E2E = Path(__file__).resolve().parent.parent / "e2e"
@@ -34,6 +34,7 @@ class Workspace:
     root: Path
     output_user_root: Path
     binary: str = "bazel"
+    startup: list[str] = field(default_factory=list)  # startup options, e.g. --digest_function=sha1
 
     @classmethod
     def create(cls, path: Path, output_user_root: Path, binary: str = "bazel") -> Workspace:
@@ -42,10 +43,11 @@ class Workspace:
         return cls(path, output_user_root, binary)
 
     def bazel(self, command: str, *args: str, timeout: float = 300) -> BazelRun:
-        cmd = [self.binary, f"--output_user_root={self.output_user_root}", command, *COMMON_FLAGS, *args]
+        cmd = [self.binary, f"--output_user_root={self.output_user_root}", *self.startup, command, *COMMON_FLAGS,
+               *args]
         proc = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=timeout)
         return BazelRun(proc.returncode, proc.stdout + proc.stderr)
 
     def shutdown(self) -> None:
-        subprocess.run([self.binary, f"--output_user_root={self.output_user_root}", "shutdown"], cwd=self.root,
-                       capture_output=True, timeout=60)
+        subprocess.run([self.binary, f"--output_user_root={self.output_user_root}", *self.startup, "shutdown"],
+                       cwd=self.root, capture_output=True, timeout=60)

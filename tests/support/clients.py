@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import grpc
 
+from services.common.hashing import DigestFunction, hash_hex
+from services.common.resources import function_segment
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
@@ -17,8 +18,11 @@ from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
 CHUNK = 16 * 1024  # Bazel's upload chunk size
 
 
-def digest(data: bytes) -> re_pb2.Digest:
-    return re_pb2.Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+SHA256 = DigestFunction.SHA256
+
+
+def digest(data: bytes, function: DigestFunction = SHA256) -> re_pb2.Digest:
+    return re_pb2.Digest(hash=hash_hex(function, data), size_bytes=len(data))
 
 
 @dataclass
@@ -41,9 +45,10 @@ class CacheClient:
     def close(self) -> None:
         self.channel.close()
 
-    def missing(self, *blobs: bytes, instance: str = "") -> list[str]:
+    def missing(self, *blobs: bytes, instance: str = "", function: DigestFunction = SHA256) -> list[str]:
         response = self.cas.FindMissingBlobs(
-            re_pb2.FindMissingBlobsRequest(instance_name=instance, blob_digests=[digest(b) for b in blobs]),
+            re_pb2.FindMissingBlobsRequest(instance_name=instance, blob_digests=[digest(b, function) for b in blobs],
+                                           digest_function=re_pb2.DigestFunction.Value.ValueType(function)),
             metadata=self.metadata)
         return [d.hash for d in response.missing_blob_digests]
 
@@ -58,19 +63,20 @@ class CacheClient:
             if last:
                 return
 
-    def upload(self, data: bytes, instance: str = "", compressed: bytes | None = None) -> int:
-        d = digest(data)
+    def upload(self, data: bytes, instance: str = "", compressed: bytes | None = None,
+               function: DigestFunction = SHA256) -> int:
+        d = digest(data, function)
         prefix = f"{instance}/" if instance else ""
         kind = "compressed-blobs/zstd" if compressed is not None else "blobs"
-        resource = f"{prefix}uploads/{uuid.uuid4()}/{kind}/{d.hash}/{d.size_bytes}"
+        resource = f"{prefix}uploads/{uuid.uuid4()}/{kind}/{function_segment(function)}{d.hash}/{d.size_bytes}"
         payload = compressed if compressed is not None else data
         response = self.bytestream.Write(self.write_requests(payload, resource), metadata=self.metadata)
         return int(response.committed_size)
 
     def download(self, data_digest: re_pb2.Digest, instance: str = "", offset: int = 0, limit: int = 0,
-                 compressed: bool = False) -> bytes:
+                 compressed: bool = False, function: DigestFunction = SHA256) -> bytes:
         prefix = f"{instance}/" if instance else ""
         kind = "compressed-blobs/zstd" if compressed else "blobs"
-        request = bs_pb2.ReadRequest(resource_name=f"{prefix}{kind}/{data_digest.hash}/{data_digest.size_bytes}",
-                                     read_offset=offset, read_limit=limit)
+        name = f"{prefix}{kind}/{function_segment(function)}{data_digest.hash}/{data_digest.size_bytes}"
+        request = bs_pb2.ReadRequest(resource_name=name, read_offset=offset, read_limit=limit)
         return b"".join(r.data for r in self.bytestream.Read(request, metadata=self.metadata))

@@ -14,7 +14,6 @@ Requests that arrive while a group is being committed form the next group.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from dataclasses import dataclass, field
 from services.blobstore.local.packed import PackedStore
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument
-from services.common.resources import Compressor, Digest
+from services.common.hashing import DigestFunction, hash_hex
+from services.common.resources import SHA256, Compressor, Digest
 
 
 @dataclass
@@ -33,6 +33,7 @@ class Pending:
     data: bytes
     digest: Digest | None = None
     compressor: Compressor = Compressor.IDENTITY
+    function: DigestFunction = SHA256
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -53,7 +54,7 @@ def verified(item: Pending) -> bytes:
     if len(data) != expected.size:
         raise InvalidArgument(f"blob {expected}: size mismatch, received {len(data)} bytes but the digest says "
                               f"{expected.size}")
-    actual = hashlib.sha256(data).hexdigest()
+    actual = hash_hex(item.function, data)
     if actual != expected.hash:
         raise InvalidArgument(f"blob {expected}: hash mismatch, the data hashes to {actual}")
     return data

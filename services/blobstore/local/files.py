@@ -18,6 +18,7 @@ from services.blobstore.local.verify import DecompressError, VerifyingSink, feed
 from services.blobstore.streams import batches
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument
+from services.common.hashing import DigestFunction
 from services.common.resources import Compressor, Digest
 
 READ_BLOCK = 1024 * 1024  # bytes read (and compressed) per thread hop
@@ -65,14 +66,14 @@ def _read_block(file: BinaryIO, size: int, cobj: object | None) -> tuple[bytes, 
 
 
 async def write(temp: Path, final: Path, digest: Digest, chunks: AsyncIterator[bytes],
-                compressor: Compressor) -> None:
-    """Verify and store an upload at `final`, durably; nothing is left behind if it fails."""
+                compressor: Compressor, function: DigestFunction) -> None:
+    """Verify (with `function`) and store an upload at `final`, durably; nothing is left behind if it fails."""
     committed = False
     try:
         file = await asyncio.to_thread(open, temp, "wb")
         try:
             with contextlib.ExitStack() as stack:
-                sink = VerifyingSink(file, digest)
+                sink = VerifyingSink(file, digest, function)
                 target: VerifyingSink | object = sink
                 if compressor is Compressor.ZSTD:
                     dctx = stack.enter_context(zstd_pool.decompressors.borrow())

@@ -6,12 +6,13 @@ within `min_age` (Bazel assumes blobs it saw stay for hours): when only young da
 `reserve` refuses and the write gets RESOURCE_EXHAUSTED.
 
 A shard holds millions of keys, so each costs as little memory as Python allows (about 140
-bytes; `python bench/index_memory.py`): the key is 34 bytes (a small number for the scope and
-kind, then the raw 32-byte hash) and the value one integer packing the size and the last use in
-whole seconds (an action result's key also carries its action's size, as the stored size is
-the result's). The recorded use is refreshed when it is `TOUCH_PERSIST_SECONDS` old, which is
-also when the store writes it to disk; the LRU order itself is exact. Names (the store's paths,
-`tenant/instance/kind/hh/hash-size`) are the interface; the compact form stays inside.
+bytes; `python bench/index_memory.py`): the key is 34 bytes (a small number for the scope, kind
+and digest function, then the raw 32-byte hash; SHA-1, SHA-384 and SHA-512 hashes are 20, 48 and
+64 bytes) and the value one integer packing the size and the last use in whole seconds (an
+action result's key also carries its action's size, as the stored size is the result's). The
+recorded use is refreshed when it is `TOUCH_PERSIST_SECONDS` old, which is also when the store
+writes it to disk; the LRU order itself is exact. Names (the store's paths,
+`tenant/instance/kind[-function]/hh/hash-size`) are the interface; the compact form stays inside.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from services.common.resources import Digest
 TOUCH_PERSIST_SECONDS = 600  # a use is recorded (and written to disk) at most this often
 _TIME_BITS = 34  # seconds since the epoch, good until the year 2514
 _TIME_MASK = (1 << _TIME_BITS) - 1
-_RESULTS = "/ac/"  # the kind segment of action results' names
+_RESULTS = "ac"  # the kind directory of action results' names, before any "-<function>"
 
 
 def _split(name: str) -> tuple[str, str, int]:
@@ -40,33 +41,36 @@ class LruIndex:
         self.low_water = int(max_size * low_water_fraction)
         self.min_age = min_age
         self._entries: dict[bytes, int] = {}  # insertion order is LRU order
-        self._prefixes: dict[str, bytes] = {}
-        self._prefix_names: list[str] = []
+        self._prefixes: dict[str, tuple[bytes, bool]] = {}  # prefix: (tag, whether it names action results)
+        self._prefix_names: list[tuple[str, bool]] = []
         self._removed = 0  # entries deleted since the dict was last compacted
         self.total = 0
         self.reserved = 0
 
     # ----- keys ------------------------------------------------------------------------------------
 
-    def _scope(self, prefix: str) -> bytes:
-        tag = self._prefixes.get(prefix)
-        if tag is None:
-            tag = self._prefixes[prefix] = len(self._prefix_names).to_bytes(2, "little")
-            self._prefix_names.append(prefix)
-        return tag
+    def _scope(self, prefix: str) -> tuple[bytes, bool]:
+        known = self._prefixes.get(prefix)
+        if known is None:
+            results = prefix[:-1].rpartition("/")[2].partition("-")[0] == _RESULTS
+            known = self._prefixes[prefix] = (len(self._prefix_names).to_bytes(2, "little"), results)
+            self._prefix_names.append((prefix, results))
+        return known
 
     def _key(self, name: str) -> tuple[bytes, int | None]:
         """The compact key, and the size a stored value must have to match (None: in the key)."""
         prefix, digest_hash, size = _split(name)
-        key = self._scope(prefix) + bytes.fromhex(digest_hash)
-        if prefix.endswith(_RESULTS):
+        tag, results = self._scope(prefix)
+        key = tag + bytes.fromhex(digest_hash)
+        if results:
             return key + size.to_bytes(8, "little"), None
         return key, size
 
     def _name(self, key: bytes, value: int) -> str:
-        digest_hash = key[2:34].hex()
-        size = int.from_bytes(key[34:], "little") if len(key) > 34 else value >> _TIME_BITS
-        return f"{self._prefix_names[int.from_bytes(key[:2], 'little')]}{digest_hash[:2]}/{digest_hash}-{size}"
+        prefix, results = self._prefix_names[int.from_bytes(key[:2], "little")]
+        digest_hash = key[2:-8].hex() if results else key[2:].hex()
+        size = int.from_bytes(key[-8:], "little") if results else value >> _TIME_BITS
+        return f"{prefix}{digest_hash[:2]}/{digest_hash}-{size}"
 
     def _get(self, name: str) -> tuple[bytes, int | None]:
         """The key of `name` and its value, None when not stored."""
@@ -122,7 +126,7 @@ class LruIndex:
     def use_many(self, prefix: str, digests: Sequence[Digest], now: float, stale: list[str]) -> list[bool]:
         """Whether each digest of one scope and kind is stored, noting uses (FindMissingBlobs' path:
         no name is built unless its use is due to be written)."""
-        scope = self._scope(prefix)
+        scope, _ = self._scope(prefix)
         present = []
         for digest in digests:
             due = self._touch(scope + bytes.fromhex(digest.hash), digest.size, now)

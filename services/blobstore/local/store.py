@@ -24,7 +24,7 @@ from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, K
 from services.blobstore.local import files, metrics
 from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
-from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
+from services.blobstore.local.layout import Layout, key_of, kind_of_dir, name_in, name_of, prefix_of
 from services.blobstore.local.packed import PackedStore
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange
@@ -185,13 +185,14 @@ class LocalBlobAccess(BlobAccess):
             return True
         if digest.size <= SMALL_BLOB:
             data = await _gather(chunks, digest, compressor)
-            (error,) = await self._commit_group([Pending(name, data, digest, compressor)], [digest.size])
+            pending = Pending(name, data, digest, compressor, scope.function)
+            (error,) = await self._commit_group([pending], [digest.size])
             if error is not None:
                 raise error
             return False
         await self._reserve(digest.size)
         try:
-            await files.write(self.layout.temp(), self.layout.path(name), digest, chunks, compressor)
+            await files.write(self.layout.temp(), self.layout.path(name), digest, chunks, compressor, scope.function)
         finally:
             self.index.release(digest.size)
         self._stored(name, digest.size)
@@ -248,7 +249,8 @@ class LocalBlobAccess(BlobAccess):
             elif not self._use(names[index], stale, now):
                 group.append(index)
         await self._persist(stale)
-        pending = [Pending(names[i], items[i].data, items[i].digest, items[i].compressor) for i in group]
+        pending = [Pending(names[i], items[i].data, items[i].digest, items[i].compressor, scope.function)
+                   for i in group]
         for index, error in zip(group, await self._commit_group(pending, [items[i].digest.size for i in group]),
                                 strict=True):
             errors[index] = error
@@ -316,8 +318,8 @@ def _split(names: list[str]) -> tuple[list[str], list[str]]:
     packed: list[str] = []
     files: list[str] = []
     for name in names:
-        _tenant, _instance, kind, _fan, leaf = name.split("/")
-        small = kind == Kind.AC or int(leaf.rpartition("-")[2]) <= SMALL_BLOB
+        _tenant, _instance, directory, _fan, leaf = name.split("/")
+        small = kind_of_dir(directory)[0] is Kind.AC or int(leaf.rpartition("-")[2]) <= SMALL_BLOB
         (packed if small else files).append(name)
     return packed, files
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import BinaryIO
 
 from services.common.errors import ApiError, InvalidArgument
-from services.common.resources import Digest
+from services.common.hashing import DigestFunction, hash_hex, hasher
+from services.common.resources import SHA256, Digest
 
 
 class DecompressError(Exception):
@@ -16,18 +16,18 @@ class DecompressError(Exception):
 class VerifyingSink:
     """Receives decompressed bytes: counts, hashes and writes them, refusing any overrun."""
 
-    def __init__(self, file: BinaryIO, expected: Digest) -> None:
+    def __init__(self, file: BinaryIO, expected: Digest, function: DigestFunction) -> None:
         self.file = file
         self.expected = expected
         self.count = 0
-        self.sha = hashlib.sha256()
+        self.hash = hasher(function)
 
     def write(self, data: bytes) -> int:
         self.count += len(data)
         if self.count > self.expected.size:
             raise InvalidArgument(f"blob {self.expected}: received more than the digest's "
                                   f"{self.expected.size} bytes")
-        self.sha.update(data)
+        self.hash.update(data)
         self.file.write(data)
         return len(data)
 
@@ -35,7 +35,7 @@ class VerifyingSink:
         if self.count != self.expected.size:
             raise InvalidArgument(f"blob {self.expected}: size mismatch, received {self.count} bytes "
                                   f"but the digest says {self.expected.size}")
-        actual = self.sha.hexdigest()
+        actual = self.hash.hexdigest()
         if actual != self.expected.hash:
             raise InvalidArgument(f"blob {self.expected}: hash mismatch, the data hashes to {actual}")
 
@@ -61,6 +61,6 @@ def flush(target: object, sink: VerifyingSink) -> None:
     sink.verify()
 
 
-def digest_of(data: bytes) -> Digest:
-    """The SHA-256 digest of some bytes (tests, tools)."""
-    return Digest(hashlib.sha256(data).hexdigest(), len(data))
+def digest_of(data: bytes, function: DigestFunction = SHA256) -> Digest:
+    """The digest of some bytes (tests, tools)."""
+    return Digest(hash_hex(function, data), len(data))

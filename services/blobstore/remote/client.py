@@ -47,7 +47,7 @@ class RemoteBlobAccess(BlobAccess):
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         request = cas_pb2.FindMissingRequest(scope=scope_out(scope), digests=[digest_out(d) for d in digests])
         response: cas_pb2.FindMissingResponse = await internal(self.stub.FindMissing(request))
-        return digests_in(response.missing)
+        return digests_in(response.missing, scope.function)
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
@@ -88,14 +88,14 @@ class RemoteBlobAccess(BlobAccess):
         request = cas_pb2.BatchReadRequest(scope=scope_out(scope), digests=[digest_out(d) for d in digests],
                                            compressor=compressor_out(compressor))
         response: cas_pb2.BatchReadResponse = await internal(self.stub.BatchRead(request))
-        return [BatchResult(digest_in(b.digest), b.data, status_in(b.status)) for b in response.blobs]
+        return [BatchResult(digest_in(b.digest, scope.function), b.data, status_in(b.status)) for b in response.blobs]
 
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
         request = cas_pb2.BatchWriteRequest(scope=scope_out(scope), blobs=[
             cas_pb2.BlobData(digest=digest_out(i.digest), data=i.data, compressor=compressor_out(i.compressor))
             for i in items])
         response: cas_pb2.BatchWriteResponse = await internal(self.stub.BatchWrite(request))
-        return [BatchResult(digest_in(r.digest), error=status_in(r.status)) for r in response.results]
+        return [BatchResult(digest_in(r.digest, scope.function), error=status_in(r.status)) for r in response.results]
 
     async def delete(self, scope: Scope, digest: Digest) -> bool:
         request = cas_pb2.DeleteRequest(scope=scope_out(scope), digest=digest_out(digest))

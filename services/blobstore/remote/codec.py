@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from services.blobstore.access import Key, Kind, Scope
 from services.common import wire
 from services.common.convert import digest_in, digest_out
+from services.common.hashing import function_of
 from services.gen.bbapi.internal.v1 import cas_pb2
+from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 
 SERVICE = cas_pb2.DESCRIPTOR.services_by_name["CasShard"]
 READ_PATH = f"/{SERVICE.full_name}/Read"
@@ -18,15 +20,17 @@ _WRITE_DATA = cas_pb2.WriteRequest.DESCRIPTOR.fields_by_name["data"].number
 
 
 def scope_in(message: cas_pb2.Scope) -> Scope:
-    return Scope(message.tenant, message.instance_name)
+    return Scope(message.tenant, message.instance_name, function_of(message.digest_function))
 
 
 def scope_out(scope: Scope) -> cas_pb2.Scope:
-    return cas_pb2.Scope(tenant=scope.tenant, instance_name=scope.instance_name)
+    return cas_pb2.Scope(tenant=scope.tenant, instance_name=scope.instance_name,
+                         digest_function=re_pb2.DigestFunction.Value.ValueType(scope.function.value))
 
 
 def key_in(message: cas_pb2.StoredKey) -> Key:
-    return Key(scope_in(message.scope), Kind.AC if message.kind == Kind.AC else Kind.CAS, digest_in(message.digest))
+    scope = scope_in(message.scope)
+    return Key(scope, Kind.AC if message.kind == Kind.AC else Kind.CAS, digest_in(message.digest, scope.function))
 
 
 def key_out(key: Key) -> cas_pb2.StoredKey:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import NamedTuple
 
+from services.blobstore.access import Kind
+from services.common.errors import InvalidArgument
+from services.common.uris import parse_file_uri
 from services.gen.build_event_stream import build_event_stream_pb2 as bes
-
-# bytestream://host[:port]/[instance/](blobs|compressed-blobs/zstd)/<sha256>/<size>, userinfo allowed
-_BYTESTREAM = re.compile(r"bytestream://[^/]*/(?:[^?#]*/)?(?:blobs|compressed-blobs/zstd)/([0-9a-f]{64})/(\d+)")
 
 
 class FileRow(NamedTuple):
@@ -19,9 +18,17 @@ class FileRow(NamedTuple):
 
 
 def digest_of(uri: str) -> tuple[str, int]:
-    """(hash, size) of `bytestream://host/[instance/]blobs/<hash>/<size>`; ("", 0) for any other URI."""
-    match = _BYTESTREAM.fullmatch(uri)
-    return (match[1], int(match[2])) if match else ("", 0)
+    """(hash, size) of a CAS blob's `bytestream://host/[instance/]blobs/[function/]<hash>/<size>`
+    (the grammar GetFile reads, services.common.uris); ("", 0) for any other URI."""
+    if not uri.startswith("bytestream://"):
+        return "", 0
+    try:
+        parsed = parse_file_uri(uri)
+    except InvalidArgument:
+        return "", 0
+    if parsed.kind is not Kind.CAS:
+        return "", 0
+    return parsed.resource.digest.hash, parsed.resource.digest.size
 
 
 def file_row(file: bes.File) -> FileRow:
