@@ -66,7 +66,16 @@ def test_kill_9_during_group_commits_keeps_every_acknowledged_blob_whole(tmp_pat
         assert acked, "the writers should have stored something before the kill"
 
         restarted = ServeProcess(tmp_path).start()
-        check = CacheClient(restarted.grpc_target, key)
+        try:
+            _check(restarted, key, attempted, acked)
+        finally:
+            assert restarted.stop() == 0
+
+
+def _check(server: ServeProcess, key: str, attempted: dict[str, bytes], acked: dict[str, bytes]) -> None:
+    """Every acknowledged blob is there, and every blob that is there is whole."""
+    check = CacheClient(server.grpc_target, key)
+    try:
         request = re_pb2.FindMissingBlobsRequest(blob_digests=[digest(b) for b in attempted.values()])
         missing = {d.hash for d in check.cas.FindMissingBlobs(request, metadata=check.metadata).missing_blob_digests}
         assert not missing & set(acked), "an acknowledged blob was lost"
@@ -77,5 +86,5 @@ def test_kill_9_during_group_commits_keeps_every_acknowledged_blob_whole(tmp_pat
             for blob, response in zip(part, check.cas.BatchReadBlobs(read, metadata=check.metadata).responses,
                                       strict=True):
                 assert response.status.code == 0 and response.data == blob  # whole, never partial
+    finally:
         check.close()
-        assert restarted.stop() == 0
