@@ -13,21 +13,25 @@ from tests.support.servers import ServeProcess
 pytestmark = pytest.mark.bazel
 
 
-def test_rebuild_is_all_remote_cache_hits_and_tenants_are_separate(serve: ServeProcess,
-                                                                     workspace: Workspace) -> None:
-    key = serve.new_key("team-a")
-    cache = [f"--remote_cache=grpc://{serve.grpc_target}", f"--remote_header=x-buildbuddy-api-key={key}"]
+def _built_then_all_hits(workspace: Workspace, cache: list[str]) -> None:
+    """A build that runs its actions itself, then, after `bazel clean`, one where every action is a hit."""
     first = workspace.bazel("build", "//...", *cache)
     assert first.returncode == 0, first.output
     executed = first.processes()
     assert executed.get("linux-sandbox", 0) + executed.get("processwrapper-sandbox", 0) >= 3, executed
-
     assert workspace.bazel("clean").returncode == 0
     second = workspace.bazel("build", "//...", *cache)
     assert second.returncode == 0, second.output
     hits = second.processes()
     assert hits.get("remote cache hit", 0) >= 3, hits
     assert set(hits) <= {"remote cache hit", "internal"}, f"not every action was a cache hit: {hits}"
+
+
+def test_rebuild_is_all_remote_cache_hits_and_tenants_are_separate(serve: ServeProcess,
+                                                                     workspace: Workspace) -> None:
+    key = serve.new_key("team-a")
+    _built_then_all_hits(workspace, [f"--remote_cache=grpc://{serve.grpc_target}",
+                                     f"--remote_header=x-buildbuddy-api-key={key}"])
 
     other = serve.new_key("team-b")
     assert workspace.bazel("clean").returncode == 0
@@ -45,15 +49,7 @@ def test_another_digest_function_is_cached_apart_from_sha256(serve: ServeProcess
     assert workspace.bazel("build", "//...", *cache).returncode == 0  # SHA-256 first: its entries are no hits
     workspace.shutdown()
     workspace.startup = ["--digest_function=sha1"]
-    first = workspace.bazel("build", "//...", *cache)
-    assert first.returncode == 0, first.output
-    executed = first.processes()
-    assert executed.get("linux-sandbox", 0) + executed.get("processwrapper-sandbox", 0) >= 3, executed
-    assert workspace.bazel("clean").returncode == 0
-    second = workspace.bazel("build", "//...", *cache)
-    assert second.returncode == 0, second.output
-    hits = second.processes()
-    assert hits.get("remote cache hit", 0) >= 3 and set(hits) <= {"remote cache hit", "internal"}, hits
+    _built_then_all_hits(workspace, cache)
 
 
 def test_key_as_target_userinfo_works_for_bazel_4(serve: ServeProcess, workspace: Workspace) -> None:
