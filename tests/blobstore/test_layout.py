@@ -28,7 +28,6 @@ def test_data_dir_layout_holds_only_verified_blobs(server: StackServer, client: 
     assert list((cas_dir / "tmp").iterdir()) == []
     # small blobs are packed: every packed blob's bytes match the digest its name carries
     store = server.call(_local_store)
-    assert store.packed is not None
     names = [f"{k.scope.tenant}/_/cas/{k.digest.hash[:2]}/{k.digest.hash}-{k.digest.size}"
              for k in server.call(lambda s: _keys(store)) if k.kind is Kind.CAS and not k.scope.instance_name]
     packed = dict(zip(names, store.packed.get(names), strict=True))

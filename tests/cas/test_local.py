@@ -178,7 +178,7 @@ async def test_eviction_frees_to_low_water_but_spares_young_blobs(tmp_path: Path
     missing = await store.find_missing(A, [digest_of(b) for b in [*blobs, fourth]])
     assert missing == [digest_of(blobs[1])]  # the least recently used old blob went
     assert store.total_bytes == 9000
-    assert store.packed is not None and store.packed.get([name_of(A, Kind.CAS, digest_of(blobs[1]))]) == [None]
+    assert store.packed.get([name_of(A, Kind.CAS, digest_of(blobs[1]))]) == [None]
 
 
 @pytest.mark.parametrize("size", [4000, 300_000], ids=["packed", "files"])
@@ -191,7 +191,6 @@ async def test_restart_rebuilds_index_in_lru_order_and_drops_partial_uploads(tmp
     past = time.time() - 1000
     name = name_of(A, Kind.CAS, digest_of(old))
     if size <= SMALL_BLOB:  # as if its last use had been recorded long ago
-        assert store.packed is not None
         store.packed.touch([name], past)
     else:
         os.utime(tmp_path / "v1" / name, (past, past))

@@ -92,9 +92,9 @@ class ShardedBlobAccess(BlobAccess):
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         router = self.routes.current
-        wanted = list(dict.fromkeys(digests))
         if (member := router.sole_member()) is not None and not self.handoff.any():
-            return await self._only(member, lambda shard: shard.find_missing(scope, wanted))
+            return await self._only(member, lambda shard: shard.find_missing(scope, digests))
+        wanted = list(dict.fromkeys(digests))
 
         async def ask(shard: BlobAccess, batch: list[Digest]) -> list[bool | None]:
             absent = set(await shard.find_missing(scope, batch))

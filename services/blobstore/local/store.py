@@ -24,7 +24,7 @@ from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, K
 from services.blobstore.local import files, metrics
 from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
-from services.blobstore.local.layout import Layout, key_of, kind_of_dir, name_in, name_of, prefix_of
+from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
 from services.blobstore.local.packed import PackedStore
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange
@@ -41,14 +41,9 @@ class LocalBlobAccess(BlobAccess):
                  min_age_seconds: float = 3 * 3600) -> None:
         self.layout = Layout(root)
         self.index = LruIndex(max_size_bytes, low_water_fraction, min_age_seconds)
-        self.root = root
-        self.packed: PackedStore | None = None
-        self._committer: GroupCommitter | None = None
-
-    @property
-    def committer(self) -> GroupCommitter:
-        assert self._committer is not None, "start() first"
-        return self._committer
+        (root / PACKED_DIR).mkdir(parents=True, exist_ok=True)
+        self.packed = PackedStore(root / PACKED_DIR, max_size_bytes)
+        self.committer = GroupCommitter(self.packed)
 
     async def start(self) -> None:
         """Create the layout, drop abandoned uploads and rebuild the LRU index from disk."""
@@ -61,21 +56,11 @@ class LocalBlobAccess(BlobAccess):
             yield key_of(name)
 
     def _scan(self) -> list[tuple[str, int, float]]:
-        files = self.layout.scan()
-        (self.root / PACKED_DIR).mkdir(parents=True, exist_ok=True)
-        self.packed = PackedStore(self.root / PACKED_DIR, self.index.max_size)
-        self._committer = GroupCommitter(self.packed)
-        return files + self.packed.scan(time.time())
-
-    def _packed(self) -> PackedStore:
-        assert self.packed is not None, "start() first"
-        return self.packed
+        return self.layout.scan() + self.packed.scan(time.time())
 
     async def close(self) -> None:
-        if self._committer is not None:
-            await self._committer.close()
-        if self.packed is not None:
-            self.packed.close()
+        await self.committer.close()
+        self.packed.close()
 
     @property
     def total_bytes(self) -> int:
@@ -96,7 +81,7 @@ class LocalBlobAccess(BlobAccess):
 
     def _utime(self, names: list[str]) -> None:
         packed, files = _split(names)
-        self._packed().touch(packed, time.time())
+        self.packed.touch(packed, time.time())
         for name in files:
             with contextlib.suppress(FileNotFoundError):
                 os.utime(self.layout.path(name))
@@ -129,7 +114,7 @@ class LocalBlobAccess(BlobAccess):
 
     def _unlink_all(self, names: list[str]) -> None:
         packed, files = _split(names)
-        self._packed().delete(packed)
+        self.packed.delete(packed)
         for name in files:
             with contextlib.suppress(FileNotFoundError):
                 self.layout.path(name).unlink()
@@ -171,7 +156,7 @@ class LocalBlobAccess(BlobAccess):
 
     async def _get_packed(self, name: str) -> bytes | None:
         """A packed item's bytes; None (and forgotten) if it vanished behind the index's back."""
-        (data,) = await asyncio.to_thread(self._packed().get, [name])
+        (data,) = await asyncio.to_thread(self.packed.get, [name])
         if data is None:
             self._forget(name)
         return data
@@ -216,7 +201,7 @@ class LocalBlobAccess(BlobAccess):
     def _read_many(self, digests: Sequence[Digest], names: list[str], present: list[bool],
                    compressor: Compressor) -> list[BatchResult]:
         packed = [i for i, (d, here) in enumerate(zip(digests, present, strict=True)) if here and d.size <= SMALL_BLOB]
-        found: dict[int, bytes | None] = dict(zip(packed, self._packed().get([names[i] for i in packed]),
+        found: dict[int, bytes | None] = dict(zip(packed, self.packed.get([names[i] for i in packed]),
                                                  strict=True))
         results = []
         for index, (digest, name, here) in enumerate(zip(digests, names, present, strict=True)):
@@ -318,9 +303,8 @@ def _split(names: list[str]) -> tuple[list[str], list[str]]:
     packed: list[str] = []
     files: list[str] = []
     for name in names:
-        _tenant, _instance, directory, _fan, leaf = name.split("/")
-        small = kind_of_dir(directory)[0] is Kind.AC or int(leaf.rpartition("-")[2]) <= SMALL_BLOB
-        (packed if small else files).append(name)
+        key = key_of(name)
+        (packed if key.kind is Kind.AC or key.digest.size <= SMALL_BLOB else files).append(name)
     return packed, files
 
 
