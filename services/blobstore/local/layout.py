@@ -88,11 +88,6 @@ class Layout:
     def temp(self) -> Path:
         return self.tmp / uuid.uuid4().hex
 
-    def temps(self, count: int) -> list[str]:
-        """`count` fresh temporary file names (as strings: a group commit makes thousands)."""
-        base = f"{self.tmp}/{uuid.uuid4().hex}-"
-        return [f"{base}{i}" for i in range(count)]
-
     def scan(self) -> list[tuple[str, int, float]]:
         """Create the layout, drop abandoned uploads; every stored (name, size, mtime)."""
         self.store.mkdir(parents=True, exist_ok=True)
