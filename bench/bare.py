@@ -2,7 +2,9 @@
 
     python bench/bare.py [--size-mib 64]    # prints its port, serves until killed
 
-ByteStream reads return one random blob of SIZE; writes are counted and dropped. The CAS keeps
+ByteStream reads return one random blob of SIZE, or a blob of up to 8 MiB written before; larger
+writes are counted and dropped. The action
+cache keeps results in a dict. The CAS keeps
 batch-uploaded blobs in a dict, answers FindMissingBlobs and BatchReadBlobs from it, and checks
 nothing: no digests, no disk, no tenants. Whatever bbapi costs beyond this is bbapi's.
 """
@@ -16,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -28,22 +31,30 @@ from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
 from services.gen.google.rpc import status_pb2
 
 CHUNK_READ = 256 * 1024 - 1024
+KEEP = 8 * 1024 * 1024
 OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
 class ByteStream(bs_grpc.ByteStreamServicer):
-    def __init__(self, blob: bytes) -> None:
+    def __init__(self, blob: bytes, blobs: dict[str, bytes]) -> None:
         self.blob = blob
+        self.blobs = blobs  # the CAS's: small uploads are kept, so a replayed build reads them back
 
     async def Read(self, request: bs_pb2.ReadRequest, context: object) -> AsyncIterator[bs_pb2.ReadResponse]:
-        view = memoryview(self.blob)
-        for start in range(0, len(self.blob), CHUNK_READ):
+        blob = self.blobs.get(request.resource_name.split("/")[-2], self.blob)
+        view = memoryview(blob)
+        for start in range(0, len(blob), CHUNK_READ):
             yield bs_pb2.ReadResponse(data=bytes(view[start:start + CHUNK_READ]))
 
     async def Write(self, requests: AsyncIterator[bs_pb2.WriteRequest], context: object) -> bs_pb2.WriteResponse:
-        received = 0
+        received, kept, name = 0, [], ""
         async for request in requests:
+            name = name or request.resource_name
             received += len(request.data)
+            if received <= KEEP:
+                kept.append(request.data)
+        if received <= KEEP:
+            self.blobs[name.split("/")[-2]] = b"".join(kept)
         return bs_pb2.WriteResponse(committed_size=received)
 
     async def QueryWriteStatus(self, request: bs_pb2.QueryWriteStatusRequest,
@@ -76,10 +87,29 @@ class Cas(re_grpc.ContentAddressableStorageServicer):
             for d in request.digests])
 
 
+class ActionCache(re_grpc.ActionCacheServicer):
+    def __init__(self) -> None:
+        self.results: dict[str, re_pb2.ActionResult] = {}
+
+    async def GetActionResult(self, request: re_pb2.GetActionResultRequest,
+                              context: grpc.aio.ServicerContext[Any, Any]) -> re_pb2.ActionResult:
+        result = self.results.get(request.action_digest.hash)
+        if result is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no result")
+        return result
+
+    async def UpdateActionResult(self, request: re_pb2.UpdateActionResultRequest,
+                                 context: object) -> re_pb2.ActionResult:
+        self.results[request.action_digest.hash] = request.action_result
+        return request.action_result
+
+
 async def serve(size: int) -> None:
     server = grpc.aio.server(options=OPTIONS)
-    bs_grpc.add_ByteStreamServicer_to_server(ByteStream(os.urandom(size)), server)
-    re_grpc.add_ContentAddressableStorageServicer_to_server(Cas(), server)  # type: ignore[abstract]  # no GetTree
+    cas = Cas()
+    bs_grpc.add_ByteStreamServicer_to_server(ByteStream(os.urandom(size), cas.blobs), server)
+    re_grpc.add_ContentAddressableStorageServicer_to_server(cas, server)  # type: ignore[abstract]  # no GetTree
+    re_grpc.add_ActionCacheServicer_to_server(ActionCache(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)

@@ -29,7 +29,8 @@ from tests.support.servers import ServeProcess
 BUILDGRID = "buildgrid==0.4.4"
 CACHE = Path(os.environ.get("BBAPI_BENCH_CACHE", Path.home() / ".cache" / "bbapi-bench"))
 
-# CAS + ByteStream + action cache on one disk storage, no auth, no monitoring. The action cache
+# CAS + ByteStream + action cache on one disk storage, no auth, no monitoring; room for as many
+# calls at once as Bazel makes (BuildGrid's default, 5 per core, refuses the rest). The action cache
 # keeps its entries in memory (BuildGrid's LRU cache); it holds far more than a bench writes.
 BUILDGRID_CONFIG = """\
 server:
@@ -40,6 +41,7 @@ authorization:
   method: none
 monitoring:
   enabled: false
+thread-pool-size: 64
 storages:
   - !disk-storage &cas
     path: {path}
@@ -112,6 +114,13 @@ def wait_serving(address: str, proc: subprocess.Popen[bytes], log: Path, timeout
 @contextlib.contextmanager
 def buildgrid(root: Path) -> Iterator[str]:
     """A BuildGrid remote cache storing on disk under `root`; yields its host:port."""
+    with buildgrid_process(root) as (address, _pid):
+        yield address
+
+
+@contextlib.contextmanager
+def buildgrid_process(root: Path) -> Iterator[tuple[str, int]]:
+    """The same, yielding (host:port, the server's pid) for benches that measure its CPU."""
     bgd = buildgrid_venv()
     root.mkdir(parents=True)
     port = free_port()
@@ -122,7 +131,7 @@ def buildgrid(root: Path) -> Iterator[str]:
         proc = subprocess.Popen([str(bgd), "server", "start", str(config)], stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_serving(f"127.0.0.1:{port}", proc, log)
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:
