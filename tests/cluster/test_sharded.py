@@ -12,7 +12,7 @@ import zstandard
 from services.blobstore.access import BatchItem, Scope, read_all
 from services.blobstore.cluster import migration
 from services.blobstore.local.verify import digest_of
-from services.common.errors import ApiError, InvalidArgument, NotFound
+from services.common.errors import ApiError, InvalidArgument, NotFound, Unavailable
 from services.common.hashing import DigestFunction
 from services.common.resources import Compressor, Digest
 from tests.cluster.inprocess import Stack, chunks, eventually
@@ -133,6 +133,27 @@ async def test_a_down_owner_is_replaced_by_a_stand_in_and_gets_its_copies_back(s
     await eventually(lambda: _drained(stack))
     assert await _on_all_owners(stack, data)
     assert await down.holds_result(A, action)
+
+
+async def test_members_wrongly_believed_down_still_serve_when_no_one_else_can(stack: Stack) -> None:
+    """A health check that timed out on a busy machine must not fail a build the members would serve."""
+    cluster = await stack.start(2)
+    for member in ("cas-0", "cas-1"):
+        cluster.liveness.failed(member, Unavailable("health check timed out"))
+    data = blobs(4)
+    await cluster.write(A, digest_of(data[0]), chunks(data[0]))
+    await cluster.batch_write(A, [BatchItem(digest_of(b), b) for b in data[1:]])
+    await cluster.put_action_result(A, digest_of(data[0]), b"result")
+    assert await cluster.find_missing(A, [digest_of(b) for b in data]) == []
+    assert [await read_all(cluster, A, digest_of(b)) for b in data] == data
+    assert await cluster.get_action_result(A, digest_of(data[0])) == b"result"
+    for blob in data:
+        assert await stack.holders(A, digest_of(blob)) == {"cas-0", "cas-1"}
+
+    await stack.shards["cas-0"].stop()
+    await stack.shards["cas-1"].stop()
+    with pytest.raises(Unavailable):  # really down: refused at once, as before
+        await cluster.write(A, digest_of(b"new"), chunks(b"new"))
 
 
 async def test_the_cluster_is_ready_while_some_member_is_up(stack: Stack) -> None:

@@ -99,17 +99,10 @@ class Replicator:
             raise error or Unavailable(f"no CAS member could store {key.digest}")
         return results
 
-    @staticmethod
-    def _write_set(router: Router, digest: Digest) -> list[Target]:
-        targets = router.write_set(digest.hash)
-        if not targets:
-            raise Unavailable(f"every CAS member that could hold {digest} is down")
-        return targets
-
     async def write(self, router: Router, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
                     compressor: Compressor) -> bool:
         key = Key(scope, Kind.CAS, digest)
-        targets = self._write_set(router, digest)
+        targets = router.write_set(digest.hash)
 
         def writer(member: str) -> Callable[[AsyncIterator[bytes]], Awaitable[bool]]:
             async def write(branch: AsyncIterator[bytes]) -> bool:
@@ -155,9 +148,6 @@ class Replicator:
 
         async def settle(index: int) -> BatchResult:
             item = items[index]
-            if not routes[index]:
-                return BatchResult(item.digest, error=Unavailable(f"every CAS member that could hold {item.digest} "
-                                                                  "is down"))
 
             async def rewrite(_source: str | None, member: str) -> None:
                 (result,) = await self.pool.call(member, lambda shard: shard.batch_write(scope, [item]))
@@ -187,7 +177,7 @@ class Replicator:
         return [result for result in results if result is not None]
 
     async def put_action_result(self, router: Router, scope: Scope, action: Digest, result: bytes) -> None:
-        targets = self._write_set(router, action)
+        targets = router.write_set(action.hash)
 
         def put(shard: BlobAccess) -> Awaitable[None]:
             return shard.put_action_result(scope, action, result)

@@ -8,6 +8,9 @@ Given the tables and the members' health, every answer is a function of the dige
   while a membership change is migrating, that of the previous table.
 * read order (ByteStream, BatchReadBlobs): the lookup order, then every other live member, as a
   read of a blob the client was told exists is worth a few more probes.
+* when no member a request could go to is believed up, it goes to them anyway: a health check
+  that timed out on a busy machine must not fail a build that the member would serve, and a
+  member that really is down refuses the connection at once.
 
 Lookup orders are cached per slot until a member goes up or down (the health's `epoch`), so a
 10,000-digest FindMissingBlobs costs a dictionary lookup per digest.
@@ -77,7 +80,7 @@ class Router:
         for owner in owners:
             if not self.health.is_up(owner) and (stand_in := next(stand_ins, None)) is not None:
                 targets.append(Target(stand_in, owner))
-        return targets
+        return targets or [Target(m) for m in owners]
 
     def substitute(self, digest_hash: str, tried: set[str]) -> str | None:
         """The next live member of the slot's preference list not tried yet."""
@@ -104,4 +107,5 @@ class Router:
         members = [*self.lookup_order(digest_hash), *self.tables.current.preference(slot)]
         if self.tables.previous is not None:
             members += self.tables.previous.preference(slot)
-        return [m for m in dict.fromkeys(members) if self.health.is_up(m)]
+        candidates = list(dict.fromkeys(members))
+        return [m for m in candidates if self.health.is_up(m)] or candidates
