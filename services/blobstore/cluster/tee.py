@@ -39,6 +39,8 @@ async def tee(source: AsyncIterator[bytes],
 
     A failure of `source` itself (the client's stream) cancels every writer and is raised.
     """
+    if len(writers) == 1:
+        return [await _alone(source, writers[0])]
     branches = [_Branch() for _ in writers]
     tasks = [asyncio.ensure_future(write(branch.chunks())) for write, branch in zip(writers, branches, strict=True)]
     for task, branch in zip(tasks, branches, strict=True):
@@ -61,3 +63,28 @@ async def tee(source: AsyncIterator[bytes],
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _alone(source: AsyncIterator[bytes],
+                 write: Callable[[AsyncIterator[bytes]], Awaitable[T]]) -> T | BaseException:
+    """One writer reads `source` itself: no task, no queue (the one-replica case, every small write
+    of a one-shard cluster), with the same outcomes as a branch of `tee`."""
+    failure: list[BaseException] = []
+
+    async def watched() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in source:
+                if chunk:
+                    yield chunk
+        except BaseException as err:
+            failure.append(err)
+            raise
+
+    try:
+        return await write(watched())
+    except BaseException as err:
+        if failure:
+            raise failure[0] from None  # the source failed, not the writer
+        if not isinstance(err, Exception):
+            raise
+        return err

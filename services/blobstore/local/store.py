@@ -26,6 +26,7 @@ from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
 from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
 from services.blobstore.local.packed import PackedStore
+from services.blobstore.streams import gather, once
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange
 from services.common.resources import Compressor, Digest
@@ -141,7 +142,7 @@ class LocalBlobAccess(BlobAccess):
             raise NotFound(f"blob {digest} not found")
         await self._persist(stale)
         if digest.size <= SMALL_BLOB:
-            data = await self._get_packed(name)
+            data = self._get_packed(name)
             if data is None:
                 raise NotFound(f"blob {digest} not found")
             data = data[offset:end]
@@ -154,9 +155,13 @@ class LocalBlobAccess(BlobAccess):
             self._forget(name)
             raise NotFound(f"blob {digest} not found") from None
 
-    async def _get_packed(self, name: str) -> bytes | None:
-        """A packed item's bytes; None (and forgotten) if it vanished behind the index's back."""
-        (data,) = await asyncio.to_thread(self.packed.get, [name])
+    def _get_packed(self, name: str) -> bytes | None:
+        """A packed item's bytes; None (and forgotten) if it vanished behind the index's back.
+
+        Read on the event loop: an item is at most SMALL_BLOB bytes copied out of LMDB's memory map
+        (the page cache, for a cache that is in use), which costs less than a hop to a thread and back.
+        """
+        (data,) = self.packed.get([name])
         if data is None:
             self._forget(name)
         return data
@@ -169,7 +174,7 @@ class LocalBlobAccess(BlobAccess):
             await self._persist(stale)
             return True
         if digest.size <= SMALL_BLOB:
-            data = await _gather(chunks, digest, compressor)
+            data = await gather(chunks, digest, compressor)
             pending = Pending(name, data, digest, compressor, scope.function)
             (error,) = await self._commit_group([pending], [digest.size])
             if error is not None:
@@ -228,7 +233,7 @@ class LocalBlobAccess(BlobAccess):
         for index, item in enumerate(items):
             if item.digest.size > SMALL_BLOB:
                 try:
-                    await self.write(scope, item.digest, _once(item.data), item.compressor)
+                    await self.write(scope, item.digest, once(item.data), item.compressor)
                 except ApiError as err:
                     errors[index] = err
             elif not self._use(names[index], stale, now):
@@ -283,7 +288,7 @@ class LocalBlobAccess(BlobAccess):
         stale: list[str] = []
         if not self._use(name, stale):
             raise NotFound(f"no action result for {action}")
-        data = await self._get_packed(name)
+        data = self._get_packed(name)
         if data is None:
             raise NotFound(f"no action result for {action}")
         await self._persist(stale)
@@ -306,21 +311,3 @@ def _split(names: list[str]) -> tuple[list[str], list[str]]:
         key = key_of(name)
         (packed if key.kind is Kind.AC or key.digest.size <= SMALL_BLOB else files).append(name)
     return packed, files
-
-
-async def _once(data: bytes) -> AsyncIterator[bytes]:
-    yield data
-
-
-async def _gather(chunks: AsyncIterator[bytes], digest: Digest, compressor: Compressor) -> bytes:
-    """A small upload's bytes, refusing a stream longer than its digest allows (a zstd frame of
-    incompressible data is slightly larger than the data)."""
-    limit = digest.size if compressor is Compressor.IDENTITY else 2 * digest.size + 1024
-    pieces: list[bytes] = []
-    received = 0
-    async for chunk in chunks:
-        received += len(chunk)
-        if received > limit:
-            raise InvalidArgument(f"blob {digest}: received more than the digest's {digest.size} bytes")
-        pieces.append(chunk)
-    return b"".join(pieces)

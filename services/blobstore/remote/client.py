@@ -14,6 +14,7 @@ import grpc
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Scope
 from services.blobstore.remote import codec
 from services.blobstore.remote.codec import key_in, scope_out
+from services.blobstore.streams import gather
 from services.common.convert import compressor_out, digest_in, digest_out, digests_in, status_in
 from services.common.errors import ApiError, from_rpc_error, internal
 from services.common.resources import Compressor, Digest
@@ -21,6 +22,9 @@ from services.common.rpc import insecure_channel, passthrough, serving
 from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
 
 HEALTH_TIMEOUT = 1.0
+# Blobs up to this size move in one unary call each way (ReadBlob, WriteBlob): the cluster tier
+# coalesces uploads into blocks of this size, so such a blob is one block anyway.
+WHOLE = 1024 * 1024
 
 
 class RemoteBlobAccess(BlobAccess):
@@ -51,8 +55,14 @@ class RemoteBlobAccess(BlobAccess):
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
-        call = self._read(cas_pb2.ReadRequest(scope=scope_out(scope), digest=digest_out(digest), offset=offset,
-                                              limit=limit, compressor=compressor_out(compressor)))
+        request = cas_pb2.ReadRequest(scope=scope_out(scope), digest=digest_out(digest), offset=offset,
+                                      limit=limit, compressor=compressor_out(compressor))
+        if digest.size <= WHOLE:
+            response: cas_pb2.ReadResponse = await internal(self.stub.ReadBlob(request))
+            if response.data:
+                yield response.data
+            return
+        call = self._read(request)
         try:
             async for data in call:
                 yield data
@@ -63,6 +73,12 @@ class RemoteBlobAccess(BlobAccess):
 
     async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
+        if digest.size <= WHOLE:
+            data = await gather(chunks, digest, compressor)
+            whole = cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
+                                         compressor=compressor_out(compressor), data=data)
+            written: cas_pb2.WriteResponse = await internal(self.stub.WriteBlob(whole))
+            return written.already_existed
         failure: list[BaseException] = []
 
         async def requests() -> AsyncIterator[bytes]:
