@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,19 @@ def tune_malloc() -> None:
     mallopt(_M_TOP_PAD, 64 * 1024 * 1024)
 
 
+def tune_gc() -> None:
+    """Collect garbage less often, and never walk what start-up built.
+
+    Every request allocates and drops many small objects; with the default gen-0 threshold
+    (700) the collector ran so often, each time walking long-lived objects (modules, protobuf
+    descriptors, ORM metadata), that it took 5% of a profiled server's CPU. Objects alive once
+    the server is up are moved out of the collector's way (gc.freeze); cycles made later are
+    still collected.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+
 async def wait_for_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -57,6 +71,7 @@ def run_until_signal(start: Callable[[], Awaitable[Callable[[], Awaitable[None]]
 
     async def main() -> None:
         stop = await start()
+        tune_gc()
         try:
             await wait_for_signal()
         finally:
