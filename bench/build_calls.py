@@ -5,7 +5,8 @@
 What Bazel 4.2 sends a remote cache for each action of `bench/bazel.py`'s workspace, from a
 grpc.aio client with JOBS actions in flight: a cold build (GetActionResult that misses,
 FindMissingBlobs of the outputs, a ByteStream Write of each output in Bazel's 16 KiB messages,
-UpdateActionResult) and a rebuild (GetActionResult that hits, a ByteStream Read of each output).
+UpdateActionResult) and a rebuild (GetActionResult that hits, a ByteStream Read of each output, all
+at once).
 Outputs are 1-64 KiB (log-uniform), as in the workspace. Servers: the bare grpc.aio server of
 bench/bare.py (the ceiling: memory, no checks), BuildGrid (bench/peers.py), `bbapi serve` and
 `bbapi cluster` (one gateway, one shard). Per action the table gives the CPU the server's
@@ -128,12 +129,13 @@ class Client:
     async def rebuild(self, action: Action) -> None:
         result = await self.ac.GetActionResult(re_pb2.GetActionResultRequest(action_digest=action.digest),
                                                metadata=self.metadata)
-        for output, blob in zip(result.output_files, action.outputs, strict=True):
-            name = f"blobs/{output.digest.hash}/{output.digest.size_bytes}"
-            got = b"".join([r.data async for r in self.bytestream.Read(bs_pb2.ReadRequest(resource_name=name),
-                                                                        metadata=self.metadata)])
-            if got != blob:
-                raise RuntimeError("a read returned other bytes")
+        got = await asyncio.gather(*(self.read(output.digest) for output in result.output_files))
+        if got != action.outputs:
+            raise RuntimeError("a read returned other bytes")
+
+    async def read(self, d: re_pb2.Digest) -> bytes:
+        request = bs_pb2.ReadRequest(resource_name=f"blobs/{d.hash}/{d.size_bytes}")
+        return b"".join([r.data async for r in self.bytestream.Read(request, metadata=self.metadata)])
 
 
 async def jobs(actions: list[Action], step: Callable[[Action], Coroutine[Any, Any, None]], parallel: int) -> None:

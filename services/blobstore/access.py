@@ -59,6 +59,7 @@ class BatchResult:
     digest: Digest
     data: bytes = b""
     error: ApiError | None = None
+    existed: bool = False  # batch_write: stored before this call
 
 
 class BlobAccess(abc.ABC):

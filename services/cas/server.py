@@ -8,7 +8,6 @@ from typing import Any
 from services.blobstore.access import BatchItem, BlobAccess, Scope
 from services.blobstore.remote import codec
 from services.blobstore.remote.codec import WriteMessage, key_out, scope_in
-from services.blobstore.streams import once
 from services.common.convert import compressor_in, compressor_out, digest_in, digest_out, digests_in, status_out
 from services.common.errors import InvalidArgument
 from services.common.resources import Digest
@@ -55,18 +54,6 @@ class CasShardServicer:
                                          compressor_in(header.compressor))
         return cas_pb2.WriteResponse(already_existed=existed)
 
-    async def ReadBlob(self, request: cas_pb2.ReadRequest, context: Context) -> cas_pb2.ReadResponse:
-        scope = scope_in(request.scope)
-        stream = self.store.read(scope, digest_in(request.digest, scope.function), request.offset,
-                                 request.limit, compressor_in(request.compressor))
-        return cas_pb2.ReadResponse(data=b"".join([data async for data in stream]))
-
-    async def WriteBlob(self, request: cas_pb2.WriteRequest, context: Context) -> cas_pb2.WriteResponse:
-        scope = scope_in(request.scope)
-        existed = await self.store.write(scope, digest_in(request.digest, scope.function), once(request.data),
-                                         compressor_in(request.compressor))
-        return cas_pb2.WriteResponse(already_existed=existed)
-
     async def BatchRead(self, request: cas_pb2.BatchReadRequest, context: Context) -> cas_pb2.BatchReadResponse:
         compressor = compressor_in(request.compressor)
         scope = scope_in(request.scope)
@@ -83,7 +70,8 @@ class CasShardServicer:
                  for b in request.blobs]
         results = await self.store.batch_write(scope, items)
         return cas_pb2.BatchWriteResponse(results=[
-            cas_pb2.BlobData(digest=digest_out(r.digest), status=status_out(r.error)) for r in results])
+            cas_pb2.BlobData(digest=digest_out(r.digest), status=status_out(r.error), already_existed=r.existed)
+            for r in results])
 
     async def Delete(self, request: cas_pb2.DeleteRequest, context: Context) -> cas_pb2.DeleteResponse:
         scope = scope_in(request.scope)

@@ -225,6 +225,7 @@ class LocalBlobAccess(BlobAccess):
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
         """Every new small item in one group commit; a larger one (rare in a batch) on its own."""
         errors: list[ApiError | None] = [None] * len(items)
+        existed = [False] * len(items)
         group: list[int] = []
         stale: list[str] = []
         now = time.time()
@@ -233,10 +234,12 @@ class LocalBlobAccess(BlobAccess):
         for index, item in enumerate(items):
             if item.digest.size > SMALL_BLOB:
                 try:
-                    await self.write(scope, item.digest, once(item.data), item.compressor)
+                    existed[index] = await self.write(scope, item.digest, once(item.data), item.compressor)
                 except ApiError as err:
                     errors[index] = err
-            elif not self._use(names[index], stale, now):
+            elif self._use(names[index], stale, now):
+                existed[index] = True
+            else:
                 group.append(index)
         await self._persist(stale)
         pending = [Pending(names[i], items[i].data, items[i].digest, items[i].compressor, scope.function)
@@ -244,7 +247,8 @@ class LocalBlobAccess(BlobAccess):
         for index, error in zip(group, await self._commit_group(pending, [items[i].digest.size for i in group]),
                                 strict=True):
             errors[index] = error
-        return [BatchResult(item.digest, error=error) for item, error in zip(items, errors, strict=True)]
+        return [BatchResult(item.digest, error=error, existed=there)
+                for item, error, there in zip(items, errors, existed, strict=True)]
 
     async def _commit_group(self, items: list[Pending], sizes: list[int]) -> list[ApiError | None]:
         """Reserve room for each item, commit them together, index the ones that became durable."""

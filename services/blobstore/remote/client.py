@@ -13,6 +13,7 @@ import grpc
 
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Scope
 from services.blobstore.remote import codec
+from services.blobstore.remote.batcher import Batcher
 from services.blobstore.remote.codec import key_in, scope_out
 from services.blobstore.streams import gather
 from services.common.convert import compressor_out, digest_in, digest_out, digests_in, status_in
@@ -22,8 +23,9 @@ from services.common.rpc import insecure_channel, passthrough, serving
 from services.gen.bbapi.internal.v1 import cas_pb2, cas_pb2_grpc
 
 HEALTH_TIMEOUT = 1.0
-# Blobs up to this size move in one unary call each way (ReadBlob, WriteBlob): the cluster tier
-# coalesces uploads into blocks of this size, so such a blob is one block anyway.
+BATCH_TIMEOUT = 30.0
+# Whole reads and writes of blobs up to this size join the batch calls of their shard
+# (services.blobstore.remote.batcher): most of a build's blobs are small, and many move at once.
 WHOLE = 1024 * 1024
 
 
@@ -38,6 +40,10 @@ class RemoteBlobAccess(BlobAccess):
                                                response_deserializer=codec.decode_read)
         self._write = self.channel.stream_unary(codec.WRITE_PATH, request_serializer=passthrough,
                                                 response_deserializer=cas_pb2.WriteResponse.FromString)
+        self._reads: Batcher[tuple[Scope, Compressor], Digest, BatchResult] = Batcher(
+            lambda key, digests: self.batch_read(key[0], digests, key[1]), lambda digest: digest.size, BATCH_TIMEOUT)
+        self._writes: Batcher[Scope, BatchItem, BatchResult] = Batcher(
+            self.batch_write, lambda item: len(item.data), BATCH_TIMEOUT)
 
     def __repr__(self) -> str:
         return f"RemoteBlobAccess({self.target})"
@@ -46,6 +52,8 @@ class RemoteBlobAccess(BlobAccess):
         return await serving(self.channel, HEALTH_TIMEOUT)
 
     async def close(self) -> None:
+        await self._reads.close()
+        await self._writes.close()
         await self.channel.close()
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
@@ -55,14 +63,15 @@ class RemoteBlobAccess(BlobAccess):
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
-        request = cas_pb2.ReadRequest(scope=scope_out(scope), digest=digest_out(digest), offset=offset,
-                                      limit=limit, compressor=compressor_out(compressor))
-        if digest.size <= WHOLE:
-            response: cas_pb2.ReadResponse = await internal(self.stub.ReadBlob(request))
-            if response.data:
-                yield response.data
+        if digest.size <= WHOLE and offset == 0 and limit == 0:
+            result = await self._reads.submit((scope, compressor), digest)
+            if result.error is not None:
+                raise result.error
+            if result.data:
+                yield result.data
             return
-        call = self._read(request)
+        call = self._read(cas_pb2.ReadRequest(scope=scope_out(scope), digest=digest_out(digest), offset=offset,
+                                              limit=limit, compressor=compressor_out(compressor)))
         try:
             async for data in call:
                 yield data
@@ -75,10 +84,10 @@ class RemoteBlobAccess(BlobAccess):
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
         if digest.size <= WHOLE:
             data = await gather(chunks, digest, compressor)
-            whole = cas_pb2.WriteRequest(scope=scope_out(scope), digest=digest_out(digest),
-                                         compressor=compressor_out(compressor), data=data)
-            written: cas_pb2.WriteResponse = await internal(self.stub.WriteBlob(whole))
-            return written.already_existed
+            result = await self._writes.submit(scope, BatchItem(digest, data, compressor))
+            if result.error is not None:
+                raise result.error
+            return result.existed
         failure: list[BaseException] = []
 
         async def requests() -> AsyncIterator[bytes]:
@@ -111,7 +120,8 @@ class RemoteBlobAccess(BlobAccess):
             cas_pb2.BlobData(digest=digest_out(i.digest), data=i.data, compressor=compressor_out(i.compressor))
             for i in items])
         response: cas_pb2.BatchWriteResponse = await internal(self.stub.BatchWrite(request))
-        return [BatchResult(digest_in(r.digest, scope.function), error=status_in(r.status)) for r in response.results]
+        return [BatchResult(digest_in(r.digest, scope.function), error=status_in(r.status), existed=r.already_existed)
+                for r in response.results]
 
     async def delete(self, scope: Scope, digest: Digest) -> bool:
         request = cas_pb2.DeleteRequest(scope=scope_out(scope), digest=digest_out(digest))

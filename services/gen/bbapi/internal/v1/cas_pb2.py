@@ -27,7 +27,7 @@ from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as
 from services.gen.google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x62\x61pi/internal/v1/cas.proto\x12\x11\x62\x62\x61pi.internal.v1\x1a\x36\x62uild/bazel/remote/execution/v2/remote_execution.proto\x1a\x17google/rpc/status.proto\"~\n\x05Scope\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rinstance_name\x18\x02 \x01(\t\x12N\n\x0f\x64igest_function\x18\x03 \x01(\x0e\x32\x35.build.bazel.remote.execution.v2.DigestFunction.Value\"w\n\x12\x46indMissingRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x38\n\x07\x64igests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"O\n\x13\x46indMissingResponse\x12\x38\n\x07missing\x18\x01 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\xd5\x01\n\x0bReadRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x45\n\ncompressor\x18\x05 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\"\x1c\n\x0cReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xc5\x01\n\x0cWriteRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x45\n\ncompressor\x18\x03 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"(\n\rWriteResponse\x12\x17\n\x0f\x61lready_existed\x18\x01 \x01(\x08\"\xbc\x01\n\x10\x42\x61tchReadRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x38\n\x07\x64igests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x45\n\ncompressor\x18\x03 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\"\xbc\x01\n\x08\x42lobData\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x45\n\ncompressor\x18\x03 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\x12\"\n\x06status\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"?\n\x11\x42\x61tchReadResponse\x12*\n\x05\x62lobs\x18\x01 \x03(\x0b\x32\x1b.bbapi.internal.v1.BlobData\"h\n\x11\x42\x61tchWriteRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12*\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x1b.bbapi.internal.v1.BlobData\"B\n\x12\x42\x61tchWriteResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.bbapi.internal.v1.BlobData\"q\n\rDeleteRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"t\n\tActionKey\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\")\n\x10\x41\x63tionResultBlob\x12\x15\n\raction_result\x18\x01 \x01(\x0c\"Z\n\x16PutActionResultRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.bbapi.internal.v1.ActionKey\x12\x15\n\raction_result\x18\x02 \x01(\x0c\"\x19\n\x17PutActionResultResponse\"\x11\n\x0fListKeysRequest\"{\n\tStoredKey\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x37\n\x06\x64igest\x18\x03 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\">\n\x10ListKeysResponse\x12*\n\x04keys\x18\x01 \x03(\x0b\x32\x1c.bbapi.internal.v1.StoredKey2\x8e\x08\n\x08\x43\x61sShard\x12\\\n\x0b\x46indMissing\x12%.bbapi.internal.v1.FindMissingRequest\x1a&.bbapi.internal.v1.FindMissingResponse\x12I\n\x04Read\x12\x1e.bbapi.internal.v1.ReadRequest\x1a\x1f.bbapi.internal.v1.ReadResponse0\x01\x12L\n\x05Write\x12\x1f.bbapi.internal.v1.WriteRequest\x1a .bbapi.internal.v1.WriteResponse(\x01\x12K\n\x08ReadBlob\x12\x1e.bbapi.internal.v1.ReadRequest\x1a\x1f.bbapi.internal.v1.ReadResponse\x12N\n\tWriteBlob\x12\x1f.bbapi.internal.v1.WriteRequest\x1a .bbapi.internal.v1.WriteResponse\x12V\n\tBatchRead\x12#.bbapi.internal.v1.BatchReadRequest\x1a$.bbapi.internal.v1.BatchReadResponse\x12Y\n\nBatchWrite\x12$.bbapi.internal.v1.BatchWriteRequest\x1a%.bbapi.internal.v1.BatchWriteResponse\x12M\n\x06\x44\x65lete\x12 .bbapi.internal.v1.DeleteRequest\x1a!.bbapi.internal.v1.DeleteResponse\x12T\n\x0fGetActionResult\x12\x1c.bbapi.internal.v1.ActionKey\x1a#.bbapi.internal.v1.ActionResultBlob\x12h\n\x0fPutActionResult\x12).bbapi.internal.v1.PutActionResultRequest\x1a*.bbapi.internal.v1.PutActionResultResponse\x12U\n\x12\x44\x65leteActionResult\x12\x1c.bbapi.internal.v1.ActionKey\x1a!.bbapi.internal.v1.DeleteResponse\x12U\n\x08ListKeys\x12\".bbapi.internal.v1.ListKeysRequest\x1a#.bbapi.internal.v1.ListKeysResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x62\x61pi/internal/v1/cas.proto\x12\x11\x62\x62\x61pi.internal.v1\x1a\x36\x62uild/bazel/remote/execution/v2/remote_execution.proto\x1a\x17google/rpc/status.proto\"~\n\x05Scope\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rinstance_name\x18\x02 \x01(\t\x12N\n\x0f\x64igest_function\x18\x03 \x01(\x0e\x32\x35.build.bazel.remote.execution.v2.DigestFunction.Value\"w\n\x12\x46indMissingRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x38\n\x07\x64igests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"O\n\x13\x46indMissingResponse\x12\x38\n\x07missing\x18\x01 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"\xd5\x01\n\x0bReadRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x45\n\ncompressor\x18\x05 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\"\x1c\n\x0cReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xc5\x01\n\x0cWriteRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x45\n\ncompressor\x18\x03 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"(\n\rWriteResponse\x12\x17\n\x0f\x61lready_existed\x18\x01 \x01(\x08\"\xbc\x01\n\x10\x42\x61tchReadRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x38\n\x07\x64igests\x18\x02 \x03(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x45\n\ncompressor\x18\x03 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\"\xd5\x01\n\x08\x42lobData\x12\x37\n\x06\x64igest\x18\x01 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x45\n\ncompressor\x18\x03 \x01(\x0e\x32\x31.build.bazel.remote.execution.v2.Compressor.Value\x12\"\n\x06status\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\x12\x17\n\x0f\x61lready_existed\x18\x05 \x01(\x08\"?\n\x11\x42\x61tchReadResponse\x12*\n\x05\x62lobs\x18\x01 \x03(\x0b\x32\x1b.bbapi.internal.v1.BlobData\"h\n\x11\x42\x61tchWriteRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12*\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x1b.bbapi.internal.v1.BlobData\"B\n\x12\x42\x61tchWriteResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.bbapi.internal.v1.BlobData\"q\n\rDeleteRequest\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x37\n\x06\x64igest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x65xisted\x18\x01 \x01(\x08\"t\n\tActionKey\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12>\n\raction_digest\x18\x02 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\")\n\x10\x41\x63tionResultBlob\x12\x15\n\raction_result\x18\x01 \x01(\x0c\"Z\n\x16PutActionResultRequest\x12)\n\x03key\x18\x01 \x01(\x0b\x32\x1c.bbapi.internal.v1.ActionKey\x12\x15\n\raction_result\x18\x02 \x01(\x0c\"\x19\n\x17PutActionResultResponse\"\x11\n\x0fListKeysRequest\"{\n\tStoredKey\x12\'\n\x05scope\x18\x01 \x01(\x0b\x32\x18.bbapi.internal.v1.Scope\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x37\n\x06\x64igest\x18\x03 \x01(\x0b\x32\'.build.bazel.remote.execution.v2.Digest\">\n\x10ListKeysResponse\x12*\n\x04keys\x18\x01 \x03(\x0b\x32\x1c.bbapi.internal.v1.StoredKey2\xf1\x06\n\x08\x43\x61sShard\x12\\\n\x0b\x46indMissing\x12%.bbapi.internal.v1.FindMissingRequest\x1a&.bbapi.internal.v1.FindMissingResponse\x12I\n\x04Read\x12\x1e.bbapi.internal.v1.ReadRequest\x1a\x1f.bbapi.internal.v1.ReadResponse0\x01\x12L\n\x05Write\x12\x1f.bbapi.internal.v1.WriteRequest\x1a .bbapi.internal.v1.WriteResponse(\x01\x12V\n\tBatchRead\x12#.bbapi.internal.v1.BatchReadRequest\x1a$.bbapi.internal.v1.BatchReadResponse\x12Y\n\nBatchWrite\x12$.bbapi.internal.v1.BatchWriteRequest\x1a%.bbapi.internal.v1.BatchWriteResponse\x12M\n\x06\x44\x65lete\x12 .bbapi.internal.v1.DeleteRequest\x1a!.bbapi.internal.v1.DeleteResponse\x12T\n\x0fGetActionResult\x12\x1c.bbapi.internal.v1.ActionKey\x1a#.bbapi.internal.v1.ActionResultBlob\x12h\n\x0fPutActionResult\x12).bbapi.internal.v1.PutActionResultRequest\x1a*.bbapi.internal.v1.PutActionResultResponse\x12U\n\x12\x44\x65leteActionResult\x12\x1c.bbapi.internal.v1.ActionKey\x1a!.bbapi.internal.v1.DeleteResponse\x12U\n\x08ListKeys\x12\".bbapi.internal.v1.ListKeysRequest\x1a#.bbapi.internal.v1.ListKeysResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,31 +51,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BATCHREADREQUEST']._serialized_start=950
   _globals['_BATCHREADREQUEST']._serialized_end=1138
   _globals['_BLOBDATA']._serialized_start=1141
-  _globals['_BLOBDATA']._serialized_end=1329
-  _globals['_BATCHREADRESPONSE']._serialized_start=1331
-  _globals['_BATCHREADRESPONSE']._serialized_end=1394
-  _globals['_BATCHWRITEREQUEST']._serialized_start=1396
-  _globals['_BATCHWRITEREQUEST']._serialized_end=1500
-  _globals['_BATCHWRITERESPONSE']._serialized_start=1502
-  _globals['_BATCHWRITERESPONSE']._serialized_end=1568
-  _globals['_DELETEREQUEST']._serialized_start=1570
-  _globals['_DELETEREQUEST']._serialized_end=1683
-  _globals['_DELETERESPONSE']._serialized_start=1685
-  _globals['_DELETERESPONSE']._serialized_end=1718
-  _globals['_ACTIONKEY']._serialized_start=1720
-  _globals['_ACTIONKEY']._serialized_end=1836
-  _globals['_ACTIONRESULTBLOB']._serialized_start=1838
-  _globals['_ACTIONRESULTBLOB']._serialized_end=1879
-  _globals['_PUTACTIONRESULTREQUEST']._serialized_start=1881
-  _globals['_PUTACTIONRESULTREQUEST']._serialized_end=1971
-  _globals['_PUTACTIONRESULTRESPONSE']._serialized_start=1973
-  _globals['_PUTACTIONRESULTRESPONSE']._serialized_end=1998
-  _globals['_LISTKEYSREQUEST']._serialized_start=2000
-  _globals['_LISTKEYSREQUEST']._serialized_end=2017
-  _globals['_STOREDKEY']._serialized_start=2019
-  _globals['_STOREDKEY']._serialized_end=2142
-  _globals['_LISTKEYSRESPONSE']._serialized_start=2144
-  _globals['_LISTKEYSRESPONSE']._serialized_end=2206
-  _globals['_CASSHARD']._serialized_start=2209
-  _globals['_CASSHARD']._serialized_end=3247
+  _globals['_BLOBDATA']._serialized_end=1354
+  _globals['_BATCHREADRESPONSE']._serialized_start=1356
+  _globals['_BATCHREADRESPONSE']._serialized_end=1419
+  _globals['_BATCHWRITEREQUEST']._serialized_start=1421
+  _globals['_BATCHWRITEREQUEST']._serialized_end=1525
+  _globals['_BATCHWRITERESPONSE']._serialized_start=1527
+  _globals['_BATCHWRITERESPONSE']._serialized_end=1593
+  _globals['_DELETEREQUEST']._serialized_start=1595
+  _globals['_DELETEREQUEST']._serialized_end=1708
+  _globals['_DELETERESPONSE']._serialized_start=1710
+  _globals['_DELETERESPONSE']._serialized_end=1743
+  _globals['_ACTIONKEY']._serialized_start=1745
+  _globals['_ACTIONKEY']._serialized_end=1861
+  _globals['_ACTIONRESULTBLOB']._serialized_start=1863
+  _globals['_ACTIONRESULTBLOB']._serialized_end=1904
+  _globals['_PUTACTIONRESULTREQUEST']._serialized_start=1906
+  _globals['_PUTACTIONRESULTREQUEST']._serialized_end=1996
+  _globals['_PUTACTIONRESULTRESPONSE']._serialized_start=1998
+  _globals['_PUTACTIONRESULTRESPONSE']._serialized_end=2023
+  _globals['_LISTKEYSREQUEST']._serialized_start=2025
+  _globals['_LISTKEYSREQUEST']._serialized_end=2042
+  _globals['_STOREDKEY']._serialized_start=2044
+  _globals['_STOREDKEY']._serialized_end=2167
+  _globals['_LISTKEYSRESPONSE']._serialized_start=2169
+  _globals['_LISTKEYSRESPONSE']._serialized_end=2231
+  _globals['_CASSHARD']._serialized_start=2234
+  _globals['_CASSHARD']._serialized_end=3115
 # @@protoc_insertion_point(module_scope)

@@ -235,8 +235,11 @@ class BlobData(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     COMPRESSOR_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    ALREADY_EXISTED_FIELD_NUMBER: _builtins.int
     data: _builtins.bytes
     compressor: _remote_execution_pb2.Compressor.Value.ValueType
+    already_existed: _builtins.bool
+    """BatchWrite: the blob was stored before this call."""
     @_builtins.property
     def digest(self) -> _remote_execution_pb2.Digest: ...
     @_builtins.property
@@ -248,10 +251,11 @@ class BlobData(_message.Message):
         data: _builtins.bytes = ...,
         compressor: _remote_execution_pb2.Compressor.Value.ValueType = ...,
         status: _status_pb2.Status | None = ...,
+        already_existed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compressor", b"compressor", "data", b"data", "digest", b"digest", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_existed", b"already_existed", "compressor", b"compressor", "data", b"data", "digest", b"digest", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

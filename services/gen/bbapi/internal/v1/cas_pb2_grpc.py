@@ -50,16 +50,6 @@ class CasShardStub:
                 request_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteRequest.SerializeToString,
                 response_deserializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteResponse.FromString,
                 _registered_method=True)
-        self.ReadBlob = channel.unary_unary(
-                '/bbapi.internal.v1.CasShard/ReadBlob',
-                request_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.ReadRequest.SerializeToString,
-                response_deserializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.ReadResponse.FromString,
-                _registered_method=True)
-        self.WriteBlob = channel.unary_unary(
-                '/bbapi.internal.v1.CasShard/WriteBlob',
-                request_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteRequest.SerializeToString,
-                response_deserializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteResponse.FromString,
-                _registered_method=True)
         self.BatchRead = channel.unary_unary(
                 '/bbapi.internal.v1.CasShard/BatchRead',
                 request_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.BatchReadRequest.SerializeToString,
@@ -113,20 +103,6 @@ class CasShardServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Write(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ReadBlob(self, request, context):
-        """A whole blob of at most 1 MiB in one message each way: most of a build's blobs are small,
-        and a stream costs several messages' worth of per-message work for what fits in one.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def WriteBlob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,16 +166,6 @@ def add_CasShardServicer_to_server(servicer, server):
             ),
             'Write': grpc.stream_unary_rpc_method_handler(
                     servicer.Write,
-                    request_deserializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteRequest.FromString,
-                    response_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteResponse.SerializeToString,
-            ),
-            'ReadBlob': grpc.unary_unary_rpc_method_handler(
-                    servicer.ReadBlob,
-                    request_deserializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.ReadRequest.FromString,
-                    response_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.ReadResponse.SerializeToString,
-            ),
-            'WriteBlob': grpc.unary_unary_rpc_method_handler(
-                    servicer.WriteBlob,
                     request_deserializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteRequest.FromString,
                     response_serializer=bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteResponse.SerializeToString,
             ),
@@ -318,60 +284,6 @@ class CasShard:
             request_iterator,
             target,
             '/bbapi.internal.v1.CasShard/Write',
-            bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteRequest.SerializeToString,
-            bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ReadBlob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bbapi.internal.v1.CasShard/ReadBlob',
-            bbapi_dot_internal_dot_v1_dot_cas__pb2.ReadRequest.SerializeToString,
-            bbapi_dot_internal_dot_v1_dot_cas__pb2.ReadResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def WriteBlob(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/bbapi.internal.v1.CasShard/WriteBlob',
             bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteRequest.SerializeToString,
             bbapi_dot_internal_dot_v1_dot_cas__pb2.WriteResponse.FromString,
             options,

@@ -38,11 +38,6 @@ class CasShardStub:
     FindMissing: _grpc.UnaryUnaryMultiCallable[_cas_pb2.FindMissingRequest, _cas_pb2.FindMissingResponse]
     Read: _grpc.UnaryStreamMultiCallable[_cas_pb2.ReadRequest, _cas_pb2.ReadResponse]
     Write: _grpc.StreamUnaryMultiCallable[_cas_pb2.WriteRequest, _cas_pb2.WriteResponse]
-    ReadBlob: _grpc.UnaryUnaryMultiCallable[_cas_pb2.ReadRequest, _cas_pb2.ReadResponse]
-    """A whole blob of at most 1 MiB in one message each way: most of a build's blobs are small,
-    and a stream costs several messages' worth of per-message work for what fits in one.
-    """
-    WriteBlob: _grpc.UnaryUnaryMultiCallable[_cas_pb2.WriteRequest, _cas_pb2.WriteResponse]
     BatchRead: _grpc.UnaryUnaryMultiCallable[_cas_pb2.BatchReadRequest, _cas_pb2.BatchReadResponse]
     BatchWrite: _grpc.UnaryUnaryMultiCallable[_cas_pb2.BatchWriteRequest, _cas_pb2.BatchWriteResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_cas_pb2.DeleteRequest, _cas_pb2.DeleteResponse]
@@ -58,11 +53,6 @@ class CasShardAsyncStub(CasShardStub):
     FindMissing: _aio.UnaryUnaryMultiCallable[_cas_pb2.FindMissingRequest, _cas_pb2.FindMissingResponse]  # type: ignore[assignment]
     Read: _aio.UnaryStreamMultiCallable[_cas_pb2.ReadRequest, _cas_pb2.ReadResponse]  # type: ignore[assignment]
     Write: _aio.StreamUnaryMultiCallable[_cas_pb2.WriteRequest, _cas_pb2.WriteResponse]  # type: ignore[assignment]
-    ReadBlob: _aio.UnaryUnaryMultiCallable[_cas_pb2.ReadRequest, _cas_pb2.ReadResponse]  # type: ignore[assignment]
-    """A whole blob of at most 1 MiB in one message each way: most of a build's blobs are small,
-    and a stream costs several messages' worth of per-message work for what fits in one.
-    """
-    WriteBlob: _aio.UnaryUnaryMultiCallable[_cas_pb2.WriteRequest, _cas_pb2.WriteResponse]  # type: ignore[assignment]
     BatchRead: _aio.UnaryUnaryMultiCallable[_cas_pb2.BatchReadRequest, _cas_pb2.BatchReadResponse]  # type: ignore[assignment]
     BatchWrite: _aio.UnaryUnaryMultiCallable[_cas_pb2.BatchWriteRequest, _cas_pb2.BatchWriteResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_cas_pb2.DeleteRequest, _cas_pb2.DeleteResponse]  # type: ignore[assignment]
@@ -91,23 +81,6 @@ class CasShardServicer(metaclass=_abc_1.ABCMeta):
     def Write(
         self,
         request_iterator: _MaybeAsyncIterator[_cas_pb2.WriteRequest],
-        context: _ServicerContext,
-    ) -> _typing.Union[_cas_pb2.WriteResponse, _abc.Awaitable[_cas_pb2.WriteResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def ReadBlob(
-        self,
-        request: _cas_pb2.ReadRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_cas_pb2.ReadResponse, _abc.Awaitable[_cas_pb2.ReadResponse]]:
-        """A whole blob of at most 1 MiB in one message each way: most of a build's blobs are small,
-        and a stream costs several messages' worth of per-message work for what fits in one.
-        """
-
-    @_abc_1.abstractmethod
-    def WriteBlob(
-        self,
-        request: _cas_pb2.WriteRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cas_pb2.WriteResponse, _abc.Awaitable[_cas_pb2.WriteResponse]]: ...
 
