@@ -26,6 +26,7 @@ from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
 from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
 from services.blobstore.local.packed import PackedStore
+from services.blobstore.local.volume import DEFAULT_MIN_FREE, VolumeBudget
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange
 from services.common.resources import Compressor, Digest
@@ -38,12 +39,13 @@ PACKED_DIR = "packed"
 
 class LocalBlobAccess(BlobAccess):
     def __init__(self, root: Path, max_size_bytes: int, low_water_fraction: float = 0.9,
-                 min_age_seconds: float = 3 * 3600) -> None:
+                 min_age_seconds: float = 3 * 3600, min_free_bytes: int = DEFAULT_MIN_FREE) -> None:
         self.layout = Layout(root)
         self.index = LruIndex(max_size_bytes, low_water_fraction, min_age_seconds)
         (root / PACKED_DIR).mkdir(parents=True, exist_ok=True)
         self.packed = PackedStore(root / PACKED_DIR, max_size_bytes)
         self.committer = GroupCommitter(self.packed)
+        self.volume = VolumeBudget(root, max_size_bytes, min_free_bytes, self.packed.spare_bytes)
 
     async def start(self) -> None:
         """Create the layout, drop abandoned uploads and rebuild the LRU index from disk."""
@@ -96,6 +98,7 @@ class LocalBlobAccess(BlobAccess):
 
     async def _reserve(self, size: int) -> None:
         """Make room for `size` more bytes, evicting old data; refuse if only young data is left."""
+        self.index.set_max_size(self.volume.limit(self.index.total, self.index.reserved + size))
         victims = self.index.evict_for(size, time.time())
         if victims:
             self._publish_gauges()
