@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from services.blobstore.access import BatchItem, Scope, read_all
 from services.blobstore.local.store import SMALL_BLOB, LocalBlobAccess
@@ -104,6 +105,8 @@ async def test_the_budget_shrinks_to_the_volume_so_eviction_comes_first(volume: 
             assert await store.write(A, digest_of(data), chunks(data)) is False
             assert free_bytes(volume) >= MiB // 2
         assert await read_all(store, A, digest_of(written[-1])) == written[-1]
+        budget = REGISTRY.get_sample_value("bbapi_cas_budget_bytes")
+        assert budget is not None and budget <= 8 * MiB - MiB  # capped far below the configured 1 TiB
         missing = await store.find_missing(A, [digest_of(d) for d in written])
         assert digest_of(written[0]) in missing and digest_of(written[-1]) not in missing
     finally:

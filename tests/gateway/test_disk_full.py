@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from services.allinone.settings import ServeSettings
 from services.blobstore.local.store import LocalBlobAccess
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
+from tests.gateway.test_cache_api import sample
 from tests.support.clients import CacheClient, digest
 from tests.support.servers import StackServer
 from tests.support.volumes import fill, small_volume
@@ -37,6 +39,10 @@ def local_store(server: StackServer) -> LocalBlobAccess:
     store = server.running.gateway.backends.blobs.cluster.pool["local"]
     assert isinstance(store, LocalBlobAccess)
     return store
+
+
+def disk_full_writes(server: StackServer) -> float:
+    return sample(httpx.get(f"{server.http_url}/metrics").text, "bbapi_cas_disk_full_writes_total")
 
 
 def writes(client: CacheClient, big: bytes, small: list[bytes], result: re_pb2.ActionResult) -> list[grpc.StatusCode]:
@@ -70,8 +76,10 @@ def test_cache_writes_on_a_full_disk_are_resource_exhausted_then_resume(server: 
         big, small = os.urandom(4 * MiB), [os.urandom(200_000) for _ in range(4)]
         result = re_pb2.ActionResult(exit_code=0, stdout_raw=os.urandom(600_000))
         filler = fill(volume, leave=400 * 1024)
+        before = disk_full_writes(server)
         exhausted = writes(client, big, small, result)
         assert exhausted == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 6
+        assert disk_full_writes(server) - before == 3  # the upload, the batch's one commit, the action result
         assert list(store.layout.tmp.iterdir()) == []
         assert sorted(client.missing(big, *small)) == sorted(digest(d).hash for d in (big, *small))
         with pytest.raises(grpc.RpcError) as no_result:

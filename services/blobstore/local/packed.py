@@ -73,7 +73,8 @@ class PackedStore:
                 for name in names:
                     txn.put(name.encode(), stamp)
         except lmdb.Error as err:
-            log.warning("last uses not recorded: %s", self._disk_error(err, 0).message)
+            log.warning("last uses not recorded (%s): the volume has %d bytes free", err,
+                        volume.free_bytes(self.path))
 
     def delete(self, names: Iterable[str]) -> None:
         try:

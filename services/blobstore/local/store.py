@@ -51,7 +51,9 @@ class LocalBlobAccess(BlobAccess):
         """Create the layout, drop abandoned uploads and rebuild the LRU index from disk."""
         self.index.load(await asyncio.to_thread(self._scan))
         self._publish_gauges()
-        log.info("cas index rebuilt: %d entries, %d bytes", len(self.index), self.index.total)
+        self._cap_budget(0)
+        log.info("cas index rebuilt: %d entries, %d bytes; budget %d bytes (configured %d, capped by the volume)",
+                 len(self.index), self.index.total, self.index.max_size, self.volume.configured)
 
     async def list_keys(self) -> AsyncIterator[Key]:
         for name in self.index.names():
@@ -96,9 +98,14 @@ class LocalBlobAccess(BlobAccess):
         metrics.STORED_BYTES.set(self.index.total)
         metrics.STORED_ENTRIES.set(len(self.index))
 
+    def _cap_budget(self, wanted: int) -> None:
+        """Set the budget for `wanted` more bytes: the configured one, capped by the volume."""
+        self.index.set_max_size(self.volume.limit(self.index.total, wanted))
+        metrics.BUDGET_BYTES.set(self.index.max_size)
+
     async def _reserve(self, size: int) -> None:
         """Make room for `size` more bytes, evicting old data; refuse if only young data is left."""
-        self.index.set_max_size(self.volume.limit(self.index.total, self.index.reserved + size))
+        self._cap_budget(self.index.reserved + size)
         victims = self.index.evict_for(size, time.time())
         if victims:
             self._publish_gauges()

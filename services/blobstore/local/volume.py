@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import ByteSize, Field
 
+from services.blobstore.local import metrics
 from services.common.errors import ResourceExhausted
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -47,6 +48,7 @@ def is_full(err: BaseException) -> bool:
 
 def full(path: Path, detail: str) -> ResourceExhausted:
     """The error a write gets when the volume is out of space."""
+    metrics.DISK_FULL_WRITES.inc()
     return ResourceExhausted(f"disk full: {detail}; the volume holding {path} has {free_bytes(path)} bytes free "
                              "(free space, or lower the cache budget)")
 
