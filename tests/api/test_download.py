@@ -69,9 +69,13 @@ def test_curl_resumes_an_interrupted_download(server: StackServer, stored: bytes
                cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert target.read_bytes() == stored
+    again = curl("-C", "-", "-o", str(target), "-H", f"{KEY}: {server.admin_key}", link(server, stored),
+                 cwd=tmp_path)  # already complete: 416 with the size, which curl reads as done
+    assert again.returncode == 0, again.stderr
+    assert target.read_bytes() == stored
 
 
-def test_curl_max_filesize_then_resume(server: StackServer, client: CacheClient, tmp_path: Path) -> None:
+def test_curl_range_then_resume(server: StackServer, client: CacheClient, tmp_path: Path) -> None:
     """A download cut short by curl itself (`--range` stands in for the broken connection)."""
     target = tmp_path / "cut.bin"
     data = os.urandom(600_000)
