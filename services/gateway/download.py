@@ -28,8 +28,9 @@ from services.common.resources import Compressor
 from services.gateway import files, metrics
 from services.gateway.disposition import content_disposition, safe_name
 from services.gateway.files import FileRef
-from services.gateway.front import API_KEY_HEADER, Authenticate, CallContext
+from services.gateway.front import API_KEY_HEADER, Authenticate
 from services.gateway.http import error_response
+from services.gateway.http_api import call_context
 from services.gateway.http_ranges import ByteRange, Unsatisfiable, none_match, parse_range, range_applies
 from services.gateway.openapi import download_operation
 
@@ -63,7 +64,7 @@ async def _target(request: Request, authenticate: Authenticate) -> tuple[FileRef
         raise InvalidArgument(f"api_key in the URL is refused: URLs end up in logs, browser history and Referer "
                               f"headers; send the key in the {API_KEY_HEADER} header "
                               f"(curl -H '{API_KEY_HEADER}: KEY', wget --header '{API_KEY_HEADER}: KEY')")
-    ctx = CallContext({k.lower(): v for k, v in request.headers.items()})
+    ctx = call_context(request)
     await authenticate(ctx)
     principal = ctx.require(Capability.READ)
     uri = query.get("bytestream_url", "")

@@ -101,7 +101,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _context(request: Request) -> CallContext:
+def call_context(request: Request) -> CallContext:
+    """The call as the servicers see it: the request's headers (lower-cased) as metadata."""
     return CallContext({k.lower(): v for k, v in request.headers.items()})
 
 
@@ -156,7 +157,7 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
         try:
             codec = _Codec(request.headers.get("content-type"))
             message = codec.decode(await _body(request), request_class)
-            ctx = _context(request)
+            ctx = call_context(request)
             await authenticate(ctx)
             if method.name == "GetFile":
                 response = await _stream_file(servicer, message, ctx)  # type: ignore[arg-type]
