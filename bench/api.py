@@ -6,7 +6,8 @@ Starts `bbapi serve`, ingests a small and a large synthetic invocation through t
 (bench/ingest.py's generator), then times GetTarget pages over HTTP (first page and a page deep
 in the list) on both. Then serves the same 64 MiB file from GetFile of `bbapi serve` (one
 process), of `bbapi cluster` (gateway and CAS shard as separate processes) and from nginx
-(Debian's package, sendfile on), downloading from each in turn with curl. Prints medians.
+(Debian's package, sendfile on), and by link from `bbapi serve` (`GET /file/download`),
+downloading from each in turn with curl. Prints medians.
 """
 
 from __future__ import annotations
@@ -112,6 +113,15 @@ def get_file(server: ServeProcess, data: bytes) -> list[str]:
     return api_call(server, server.admin_key, "GetFile", {"uri": f"bytestream://host/blobs/{d.hash}/{d.size_bytes}"})
 
 
+def download_link(server: ServeProcess, data: bytes) -> list[str]:
+    """The curl arguments that download `data` (stored by get_file) by link: GET /file/download."""
+    assert server.admin_key is not None
+    d = digest(data)
+    return ["-H", f"x-buildbuddy-api-key: {server.admin_key}",
+            f"http://127.0.0.1:{server.http_port}/file/download?bytestream_url=bytestream://host/blobs/"
+            f"{d.hash}/{d.size_bytes}"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", type=int, default=100)
@@ -136,7 +146,8 @@ def main() -> None:
         cluster = start_cluster(Path(tmp) / "cluster")
         stack.callback(cluster.stop)
         downloads = {"nginx (sendfile)": stack.enter_context(nginx(data, Path(tmp) / "nginx")),
-                     "bbapi serve": get_file(serve, data), "bbapi cluster": get_file(cluster, data)}
+                     "bbapi serve": get_file(serve, data), "bbapi cluster": get_file(cluster, data),
+                     "serve by link": download_link(serve, data)}
         speeds: dict[str, list[float]] = {name: [] for name in downloads}
         for _ in range(args.runs):  # round-robin, so drift on a busy machine hits every server alike
             for name, curl_args in downloads.items():

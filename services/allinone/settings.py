@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import ByteSize, Field, SecretStr
 
+from services.blobstore.local.volume import min_free_field
 from services.common.db import sqlite_url
 from services.common.settings import CommonSettings
 from services.gateway.settings import EdgeSettings
@@ -24,5 +25,6 @@ class EmbeddedDatabase(CommonSettings):
 class ServeSettings(EmbeddedDatabase, EdgeSettings):
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="CAS budget on disk, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
+    min_free_bytes: ByteSize = min_free_field()
     bootstrap_api_key: SecretStr | None = Field(
         None, description="an admin key for tenant 'default' to create at start if absent")

@@ -57,7 +57,8 @@ async def start(settings: ServeSettings) -> Stack:
     if not await keys.any_keys(meta.sessions):
         _info, admin_key = await keys.create_key(meta.sessions, "default", Capability.ADMIN, label="first admin key")
     blobs = await blobstore.all_in_one(blobstore.DiskSettings(settings.data_dir / "cas", int(settings.max_size_bytes),
-                                                              min_age_seconds=settings.min_age_seconds))
+                                                              min_age_seconds=settings.min_age_seconds,
+                                                              min_free_bytes=int(settings.min_free_bytes)))
     backends = gateway.Backends(blobs=blobs, metadata=insecure_channel(meta.server.target),
                                 logs=insecure_channel(log_service.server.target))
     edge = await gateway.start(GatewaySettings(**settings.model_dump(include=set(EdgeSettings.model_fields))),

@@ -6,7 +6,7 @@ miss, and by error class, so a miss is a miss whichever layer or process reporte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from prometheus_client import Counter
 
@@ -27,6 +27,11 @@ class CacheMetrics(BlobAccessDecorator):
         _CAS_MISS.inc(len(missing))
         return missing
 
+    def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
+             compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
+        """A streamed read (ByteStream, GetFile, downloads) is one lookup: a miss raises before any byte."""
+        return _counted(self.backend.read(scope, digest, offset, limit, compressor))
+
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
                          compressor: Compressor = Compressor.IDENTITY) -> list[BatchResult]:
         results = await self.backend.batch_read(scope, digests, compressor)
@@ -43,3 +48,16 @@ class CacheMetrics(BlobAccessDecorator):
             raise
         _AC_HIT.inc()
         return data
+
+
+async def _counted(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        first = await anext(stream, None)
+    except NotFound:
+        _CAS_MISS.inc()
+        raise
+    _CAS_HIT.inc()
+    if first is not None:
+        yield first
+    async for chunk in stream:
+        yield chunk

@@ -22,6 +22,7 @@ from services.blobstore.cluster.owner import Cluster
 from services.blobstore.completeness import CompletenessChecking
 from services.blobstore.empty import EmptyBlobHandling
 from services.blobstore.local.store import LocalBlobAccess
+from services.blobstore.local.volume import DEFAULT_MIN_FREE
 from services.blobstore.metrics import CacheMetrics
 from services.blobstore.remote.client import RemoteBlobAccess
 from services.common.rpc import insecure_channel
@@ -37,6 +38,7 @@ class DiskSettings:
     max_size_bytes: int
     low_water_fraction: float = 0.9
     min_age_seconds: float = 3 * 3600
+    min_free_bytes: int = DEFAULT_MIN_FREE
 
 
 @dataclass
@@ -56,7 +58,7 @@ def edge(backend: BlobAccess) -> BlobAccess:
 
 async def open_disk(settings: DiskSettings) -> LocalBlobAccess:
     store = LocalBlobAccess(settings.root, settings.max_size_bytes, settings.low_water_fraction,
-                            settings.min_age_seconds)
+                            settings.min_age_seconds, settings.min_free_bytes)
     await store.start()
     return store
 

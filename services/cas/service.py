@@ -24,7 +24,8 @@ class CasService:
 
 async def start(settings: CasSettings) -> CasService:
     store = await stack.open_disk(stack.DiskSettings(settings.data_dir, int(settings.max_size_bytes),
-                                                     settings.low_water_fraction, settings.min_age_seconds))
+                                                     settings.low_water_fraction, settings.min_age_seconds,
+                                                     int(settings.min_free_bytes)))
     server = await start_grpc(f"cas {settings.shard_id}", settings.host, settings.port,
                               [(cas_pb2.DESCRIPTOR.services_by_name["CasShard"], CasShardServicer(stack.shard(store)),
                                 CODECS)])

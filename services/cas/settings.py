@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pydantic import ByteSize, Field
 
+from services.blobstore.local.volume import min_free_field
 from services.common.settings import CommonSettings
 
 
@@ -16,5 +17,6 @@ class CasSettings(CommonSettings):
     low_water_fraction: float = Field(0.9, gt=0, le=1, description="eviction frees space down to this fraction")
     min_age_seconds: float = Field(3 * 3600, ge=0,
                                    description="data used more recently than this is never evicted (Bazel assumes 3h)")
+    min_free_bytes: ByteSize = min_free_field()
     shard_id: str = Field("cas-0", description="this shard's member id (the pod name in Kubernetes)")
     metrics_port: int = Field(9090, description="Prometheus /metrics port (0 disables it)")

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import ByteSize, Field
 
 from services.blobstore.cluster.placement import MAX_MEMBERS
+from services.blobstore.local.volume import min_free_field
 from services.common.settings import CommonSettings
 
 DEFAULT_DIR = Path("./bbapi-cluster")
@@ -26,6 +27,7 @@ class ClusterSettings(CommonSettings):
     logs: int = Field(1, ge=1, description="logs processes (more than one needs --database)")
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="disk budget of each CAS shard, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
+    min_free_bytes: ByteSize = min_free_field()
     key_cache_seconds: float = Field(30.0, description="how long a gateway trusts a resolved API key")
     restart_delay_seconds: float = Field(1.0, ge=0, description="wait before restarting a process that exited "
                                                                 "(doubles while it keeps crashing, up to 30 s)")

@@ -167,7 +167,8 @@ class Cluster:
             "cas", "--host", LOOPBACK, "--port", port, "--data-dir", str(self.data_dir / member_id),
             "--shard-id", member_id, "--metrics-port", str(metrics_port),
             "--max-size-bytes", str(int(self.settings.max_size_bytes)),
-            "--min-age-seconds", str(self.settings.min_age_seconds)], address)
+            "--min-age-seconds", str(self.settings.min_age_seconds),
+            "--min-free-bytes", str(int(self.settings.min_free_bytes))], address)
         self._shard_metrics[member_id] = metrics_port
         await child.start()
         await probes.wait_serving(child, address)

@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from services.blobstore.access import BlobAccess, Kind, Scope
+from services.blobstore.access import BlobAccess, Kind
 from services.common import invocation_ids, wire
-from services.common.auth import Capability, Principal
-from services.common.errors import InvalidArgument, NotFound, Unimplemented, internal
-from services.common.resources import Compressor, function_segment
+from services.common.auth import Capability
+from services.common.errors import InvalidArgument, Unimplemented, internal
+from services.common.resources import function_segment
 from services.common.rpc import Codec
-from services.common.uris import FileUri, parse_file_uri
+from services.gateway import files
 from services.gateway.front import CallContext
 from services.gen.api.v1 import (
     action_pb2,
@@ -53,19 +53,6 @@ def canonical_selector(request: Selecting) -> Selecting:
     if request.selector.invocation_id:
         request.selector.invocation_id = invocation_ids.normalised(request.selector.invocation_id)
     return request
-
-
-def _file(principal: Principal, uri: str) -> tuple[Scope, FileUri]:
-    parsed = parse_file_uri(uri)
-    return Scope(principal.tenant, parsed.resource.instance_name, parsed.resource.function), parsed
-
-
-def content_length(uri: str) -> int | None:
-    """The byte length GetFile streams for `uri` (HTTP Content-Length); None when only the read knows."""
-    parsed = parse_file_uri(uri)
-    if parsed.kind is Kind.CAS and parsed.resource.compressor is Compressor.IDENTITY:
-        return parsed.resource.digest.size
-    return None
 
 
 @dataclass
@@ -104,38 +91,33 @@ class ApiServicer:
 
         Yields raw data: gRPC frames each piece as a GetFileResponse (CODECS), HTTP sends it as is.
         """
-        scope, parsed = _file(ctx.require(Capability.READ), request.uri)
-        if parsed.kind is Kind.AC:
-            yield await self.blobs.get_action_result(scope, parsed.resource.digest)
-            return
+        file = files.resolve(ctx.require(Capability.READ), request.uri)
         # blocks go out as the shard sends them (1 MiB): BuildBuddy's GetFile messages are ~4 MB
-        async for block in self.blobs.read(scope, parsed.resource.digest, compressor=parsed.resource.compressor):
+        async for block in files.read(self.blobs, file):
             yield block
 
     async def GetFileRange(self, request: file_pb2.GetFileRangeRequest,
                            ctx: CallContext) -> file_pb2.GetFileRangeResponse:
-        scope, parsed = _file(ctx.require(Capability.READ), request.uri)
-        if parsed.kind is Kind.AC or parsed.resource.compressor is not Compressor.IDENTITY:
+        file = files.resolve(ctx.require(Capability.READ), request.uri)
+        if file.size is None:
             raise InvalidArgument("GetFileRange reads uncompressed CAS blobs (.../blobs/<hash>/<size>)")
-        size = parsed.resource.digest.size
         if request.start < 0 or 0 < request.end < request.start:
             raise InvalidArgument(f"range [{request.start}, {request.end}) is invalid: 0 <= start <= end")
-        start = min(request.start, size)  # a range may run past the blob's end: what is there of it is read
-        end = min(request.end, size) if request.end > 0 else size
+        start = min(request.start, file.size)  # a range may run past the blob's end: what is there of it is read
+        end = min(request.end, file.size) if request.end > 0 else file.size
         if end - start > MAX_FILE_RANGE:
             raise InvalidArgument(f"range of {end - start} bytes exceeds the limit of {MAX_FILE_RANGE}")
         if end == start:  # read() takes limit 0 as "to the end": an empty range reads nothing
-            if await self.blobs.find_missing(scope, [parsed.resource.digest]):
-                raise NotFound(f"blob {parsed.resource.digest} not found")
+            await files.check_stored(self.blobs, file)
             return file_pb2.GetFileRangeResponse()
-        chunks = [c async for c in self.blobs.read(scope, parsed.resource.digest, start, end - start)]
+        chunks = [c async for c in files.read(self.blobs, file, start, end - start)]
         return file_pb2.GetFileRangeResponse(data=b"".join(chunks))
 
     async def DeleteFile(self, request: file_pb2.DeleteFileRequest, ctx: CallContext) -> file_pb2.DeleteFileResponse:
         """Deletes a CAS blob or an action result; deleting what is absent succeeds. Audited."""
         principal = ctx.require(Capability.CACHE_WRITE)
-        scope, parsed = _file(principal, request.uri)
-        digest = parsed.resource.digest
+        file = files.resolve(principal, request.uri)
+        scope, parsed, digest = file.scope, file.uri, file.digest
         if parsed.kind is Kind.AC:
             existed = await self.blobs.delete_action_result(scope, digest)
         else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -24,10 +24,11 @@ from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from services.common.auth import Capability
 from services.common.errors import ApiError, InvalidArgument
 from services.common.rpc import message_class
-from services.gateway import metrics
-from services.gateway.api import ApiServicer, content_length
+from services.gateway import files, metrics
+from services.gateway.api import ApiServicer
 from services.gateway.front import Authenticate, CallContext
 from services.gateway.http import error_response
 from services.gateway.openapi import (
@@ -100,7 +101,8 @@ class _TooLarge(Exception):
     pass
 
 
-def _context(request: Request) -> CallContext:
+def call_context(request: Request) -> CallContext:
+    """The call as the servicers see it: the request's headers (lower-cased) as metadata."""
     return CallContext({k.lower(): v for k, v in request.headers.items()})
 
 
@@ -155,7 +157,7 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
         try:
             codec = _Codec(request.headers.get("content-type"))
             message = codec.decode(await _body(request), request_class)
-            ctx = _context(request)
+            ctx = call_context(request)
             await authenticate(ctx)
             if method.name == "GetFile":
                 response = await _stream_file(servicer, message, ctx)  # type: ignore[arg-type]
@@ -172,16 +174,9 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
 
 
 async def _stream_file(servicer: ApiServicer, request: file_pb2.GetFileRequest, ctx: CallContext) -> Response:
-    """Fetch the first chunk before answering (authorising, parsing and finding the blob), so a
+    """Read the first chunk before answering (authorising, parsing and finding the blob), so a
     refusal or a missing blob is an error status and not a broken 200."""
-    chunks = servicer.GetFile(request, ctx)
-    first = await anext(chunks, b"")
-
-    async def body() -> AsyncIterator[bytes]:
-        yield first
-        async for chunk in chunks:
-            yield chunk
-
-    size = content_length(request.uri)
+    body = await files.started(servicer.GetFile(request, ctx))
+    size = files.resolve(ctx.require(Capability.READ), request.uri).size
     headers = {"content-length": str(size)} if size is not None else {}
-    return StreamingResponse(body(), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(body, media_type="application/octet-stream", headers=headers)

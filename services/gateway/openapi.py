@@ -179,3 +179,41 @@ def responses(method: MethodDescriptor, components: dict[str, Schema]) -> dict[s
                             "content": {"application/json": {"schema": _ERROR_REF}}}
               for status in sorted({*_EVERY_CALL, *_ERRORS.get(method.name, ())})}
     return {"200": {"description": "OK", "content": ok}, **errors}
+
+
+_DOWNLOAD_ERRORS = (304, 400, 401, 403, 404, 416, 500, 503)
+
+
+def download_operation() -> dict[str, Any]:
+    """The OpenAPI operation of `GET /file/download` (services.gateway.download)."""
+    def header(name: str, description: str) -> Schema:
+        return {"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+                "description": description}
+
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    errors = {str(status): {"description": HTTPStatus(status).phrase,
+                            "content": {"application/json": {"schema": _ERROR_REF}}}
+              for status in _DOWNLOAD_ERRORS if status != 304}
+    return {
+        "description": "The file's bytes as an attachment (`Content-Disposition`), named `filename` or the "
+                       "digest's hash. Uncompressed CAS blobs carry a strong `ETag` and take one byte range "
+                       "(`Range`, `If-Range`; 206, or 416 past the end), so `curl -C -` and `wget -c` resume. "
+                       "zstd and action-result URIs are sent whole. The key goes in a header, never the URL: "
+                       "`api_key` in the query is refused with 400.",
+        "parameters": [
+            {"name": "bytestream_url", "in": "query", "required": True,
+             "schema": {"type": "string", **_FILE_URI}},
+            {"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
+             "description": "the name to save the file under (directory parts are dropped)"},
+            header("Range", "one byte range, e.g. bytes=1000- (others are ignored: the whole file is sent)"),
+            header("If-None-Match", "an ETag of an earlier answer: 304 when it still matches"),
+            header("If-Range", "an ETag: the range is served only if the file still has it"),
+        ],
+        "responses": {
+            "200": {"description": "OK", "content": {"application/octet-stream": binary, "application/zstd": binary}},
+            "206": {"description": "Partial Content", "content": {"application/octet-stream": binary}},
+            "304": {"description": "Not Modified"},
+            **errors,
+        },
+        "security": [{scheme: []} for scheme in SECURITY_SCHEMES],
+    }

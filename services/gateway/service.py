@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from services.blobstore.stack import Stack
 from services.common.rpc import serving
-from services.gateway import api, bytestream, http_api, tls
+from services.gateway import api, bytestream, download, http_api, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
@@ -145,6 +145,7 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     readiness = backends.readiness()
     app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
     http_api.add_routes(app, api_servicer, resolver.authenticate)
+    download.add_route(app, blobs, resolver.authenticate)
     def config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
         return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                               timeout_graceful_shutdown=math.ceil(settings.drain_seconds),

@@ -28,8 +28,9 @@ async def chunks(data: bytes, size: int = 16384) -> AsyncIterator[bytes]:
         yield data[i:i + size]
 
 
-async def make(tmp_path: Path, **kwargs: float) -> LocalBlobAccess:
-    store = LocalBlobAccess(tmp_path, max_size_bytes=int(kwargs.pop("max_size", 1 << 30)), **kwargs)
+async def make(tmp_path: Path, max_size: int = 1 << 30, low_water_fraction: float = 0.9,
+               min_age_seconds: float = 3 * 3600) -> LocalBlobAccess:
+    store = LocalBlobAccess(tmp_path, max_size, low_water_fraction, min_age_seconds)
     await store.start()
     return store
 

@@ -2,7 +2,8 @@
 
 An upload goes to a temporary file through the verifier (services.blobstore.local.verify); only
 once its size and hash match and the file is fsynced is it renamed into place and the directory
-fsynced, so a final path only ever names a whole, verified blob.
+fsynced, so a final path only ever names a whole, verified blob. A full disk (ENOSPC) is
+RESOURCE_EXHAUSTED, with the temporary file removed like any failed upload's.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, cast
 
+from services.blobstore.local import volume
 from services.blobstore.local.verify import DecompressError, VerifyingSink, feed, flush
 from services.blobstore.streams import batches
 from services.common import zstd_pool
@@ -89,6 +91,10 @@ async def write(temp: Path, final: Path, digest: Digest, chunks: AsyncIterator[b
         committed = True
     except DecompressError as err:
         raise InvalidArgument(f"blob {digest}: zstd data is corrupt: {err}") from None
+    except OSError as err:
+        if volume.is_full(err):
+            raise volume.full(temp.parent, f"cannot store blob {digest}") from err
+        raise
     finally:
         if not committed:
             with contextlib.suppress(FileNotFoundError):

@@ -37,8 +37,8 @@ def _split(name: str) -> tuple[str, str, int]:
 
 class LruIndex:
     def __init__(self, max_size: int, low_water_fraction: float, min_age: float) -> None:
-        self.max_size = max_size
-        self.low_water = int(max_size * low_water_fraction)
+        self.low_water_fraction = low_water_fraction
+        self.set_max_size(max_size)
         self.min_age = min_age
         self._entries: dict[bytes, int] = {}  # insertion order is LRU order
         self._prefixes: dict[str, tuple[bytes, bool]] = {}  # prefix: (tag, whether it names action results)
@@ -162,6 +162,11 @@ class LruIndex:
         return True
 
     # ----- budget ----------------------------------------------------------------------------------
+
+    def set_max_size(self, max_size: int) -> None:
+        """Change the budget (the volume's free space caps it); eviction's low-water mark follows."""
+        self.max_size = max_size
+        self.low_water = int(max_size * self.low_water_fraction)
 
     def evict_for(self, size: int, now: float) -> list[tuple[str, int]]:
         """Drop old entries so `size` more bytes fit; the (name, size) dropped, whose data must go."""

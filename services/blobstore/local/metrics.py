@@ -9,3 +9,6 @@ EVICTED_ENTRIES = Counter("bbapi_cas_evicted_entries", "Entries removed by LRU e
 EVICTED_BYTES = Counter("bbapi_cas_evicted_bytes", "Bytes freed by LRU eviction")
 WRITES_REFUSED = Counter("bbapi_cas_writes_refused",
                          "Writes refused because only data younger than the minimum age was left")
+BUDGET_BYTES = Gauge("bbapi_cas_budget_bytes",
+                     "The size budget in force: the configured one, capped by what the volume can hold")
+DISK_FULL_WRITES = Counter("bbapi_cas_disk_full_writes", "Writes that met a full disk (ENOSPC) and were refused")

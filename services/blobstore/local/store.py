@@ -26,6 +26,7 @@ from services.blobstore.local.commit import GroupCommitter, Pending
 from services.blobstore.local.index import LruIndex
 from services.blobstore.local.layout import Layout, key_of, name_in, name_of, prefix_of
 from services.blobstore.local.packed import PackedStore
+from services.blobstore.local.volume import DEFAULT_MIN_FREE, VolumeBudget
 from services.blobstore.streams import gather, once
 from services.common import zstd_pool
 from services.common.errors import ApiError, InvalidArgument, NotFound, OutOfRange
@@ -39,18 +40,21 @@ PACKED_DIR = "packed"
 
 class LocalBlobAccess(BlobAccess):
     def __init__(self, root: Path, max_size_bytes: int, low_water_fraction: float = 0.9,
-                 min_age_seconds: float = 3 * 3600) -> None:
+                 min_age_seconds: float = 3 * 3600, min_free_bytes: int = DEFAULT_MIN_FREE) -> None:
         self.layout = Layout(root)
         self.index = LruIndex(max_size_bytes, low_water_fraction, min_age_seconds)
         (root / PACKED_DIR).mkdir(parents=True, exist_ok=True)
         self.packed = PackedStore(root / PACKED_DIR, max_size_bytes)
         self.committer = GroupCommitter(self.packed)
+        self.volume = VolumeBudget(root, max_size_bytes, min_free_bytes, self.packed.spare_bytes)
 
     async def start(self) -> None:
         """Create the layout, drop abandoned uploads and rebuild the LRU index from disk."""
         self.index.load(await asyncio.to_thread(self._scan))
         self._publish_gauges()
-        log.info("cas index rebuilt: %d entries, %d bytes", len(self.index), self.index.total)
+        self._cap_budget(0)
+        log.info("cas index rebuilt: %d entries, %d bytes; budget %d bytes (configured %d, capped by the volume)",
+                 len(self.index), self.index.total, self.index.max_size, self.volume.configured)
 
     async def list_keys(self) -> AsyncIterator[Key]:
         for name in self.index.names():
@@ -95,8 +99,14 @@ class LocalBlobAccess(BlobAccess):
         metrics.STORED_BYTES.set(self.index.total)
         metrics.STORED_ENTRIES.set(len(self.index))
 
+    def _cap_budget(self, wanted: int) -> None:
+        """Set the budget for `wanted` more bytes: the configured one, capped by the volume."""
+        self.index.set_max_size(self.volume.limit(self.index.total, wanted))
+        metrics.BUDGET_BYTES.set(self.index.max_size)
+
     async def _reserve(self, size: int) -> None:
         """Make room for `size` more bytes, evicting old data; refuse if only young data is left."""
+        self._cap_budget(self.index.reserved + size)
         victims = self.index.evict_for(size, time.time())
         if victims:
             self._publish_gauges()

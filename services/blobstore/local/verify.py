@@ -46,7 +46,7 @@ def feed(target: object, pieces: list[bytes]) -> None:
         for piece in pieces:
             target.write(piece)  # type: ignore[attr-defined]
     except Exception as err:  # zstandard raises ZstdError for corrupt frames
-        if isinstance(err, ApiError):
+        if isinstance(err, ApiError | OSError):  # a refusal of the sink, or the disk's (full, failing)
             raise
         raise DecompressError(str(err)) from err
 
