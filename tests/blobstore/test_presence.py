@@ -29,6 +29,13 @@ async def stack(tmp_path: Path, ttl: float = TTL_SECONDS, max_entries: int = MAX
     return RecentlyPresent(store, ttl, max_entries)
 
 
+async def stored(blobs: RecentlyPresent) -> Digest:
+    """A new 100-byte blob written through `blobs` in scope A."""
+    data = os.urandom(100)
+    await blobs.write(A, digest_of(data), one(data))
+    return digest_of(data)
+
+
 def answered() -> float:
     """Digests answered from memory so far (the operator's metric)."""
     return REGISTRY.get_sample_value("bbapi_blobstore_presence_answered_total") or 0.0
@@ -36,18 +43,15 @@ def answered() -> float:
 
 async def test_a_written_blob_is_answered_present_without_a_lookup(tmp_path: Path) -> None:
     blobs = await stack(tmp_path)
-    data = os.urandom(100)
-    await blobs.write(A, digest_of(data), one(data))
+    digest = await stored(blobs)
     before = answered()
-    assert await blobs.find_missing(A, [digest_of(data)]) == []
+    assert await blobs.find_missing(A, [digest]) == []
     assert answered() - before == 1
 
 
 async def test_another_tenant_instance_or_function_is_asked_of_the_store(tmp_path: Path) -> None:
     blobs = await stack(tmp_path)
-    data = os.urandom(100)
-    digest = digest_of(data)
-    await blobs.write(A, digest, one(data))
+    digest = await stored(blobs)
     before = answered()
     others = [B, Scope("tenant-a", instance_name="other"), Scope("tenant-a", function=DigestFunction.BLAKE3)]
     for scope in others:
@@ -81,9 +85,7 @@ async def test_a_lookup_the_store_confirmed_is_answered_next_time(tmp_path: Path
 
 async def test_a_deleted_blob_is_missing_at_once(tmp_path: Path) -> None:
     blobs = await stack(tmp_path)
-    data = os.urandom(100)
-    digest = digest_of(data)
-    await blobs.write(A, digest, one(data))
+    digest = await stored(blobs)
     assert await blobs.delete(A, digest) is True
     assert await blobs.find_missing(A, [digest]) == [digest]
 
@@ -101,16 +103,13 @@ async def test_only_verified_batch_items_are_remembered(tmp_path: Path) -> None:
 
 async def test_expired_and_overflowing_entries_are_asked_of_the_store(tmp_path: Path) -> None:
     expired = await stack(tmp_path / "ttl", ttl=0.0)
-    data = os.urandom(100)
-    await expired.write(A, digest_of(data), one(data))
+    digest = await stored(expired)
     before = answered()
-    assert await expired.find_missing(A, [digest_of(data)]) == []
+    assert await expired.find_missing(A, [digest]) == []
     assert answered() == before
 
     bounded = await stack(tmp_path / "bounded", max_entries=2)
-    first, *rest = [os.urandom(100) for _ in range(3)]
-    for data in (first, *rest):
-        await bounded.write(A, digest_of(data), one(data))
+    digests = [await stored(bounded) for _ in range(3)]
     before = answered()
-    assert await bounded.find_missing(A, [digest_of(d) for d in (first, *rest)]) == []
+    assert await bounded.find_missing(A, digests) == []
     assert answered() - before == 2  # the oldest was forgotten, and asked of the store
