@@ -1,6 +1,6 @@
 """The blob-store stacks, composed here and nowhere else.
 
-    edge (gateway):   CacheMetrics → CompletenessChecking → EmptyBlobHandling → Cluster
+    edge (gateway):   CacheMetrics → CompletenessChecking → RecentlyPresent → EmptyBlobHandling → Cluster
     Cluster:          ShardedBlobAccess + Replicator over a pool of member stores
     member stores:    RemoteBlobAccess (a `bbapi cas` process) in a cluster,
                       the LocalBlobAccess itself in the all-in-one (one member, in process)
@@ -24,6 +24,7 @@ from services.blobstore.empty import EmptyBlobHandling
 from services.blobstore.local.store import LocalBlobAccess
 from services.blobstore.local.volume import DEFAULT_MIN_FREE
 from services.blobstore.metrics import CacheMetrics
+from services.blobstore.presence import TTL_SECONDS, RecentlyPresent
 from services.blobstore.remote.client import RemoteBlobAccess
 from services.common.rpc import insecure_channel
 
@@ -52,8 +53,10 @@ class Stack:
         await self.blobs.close()
 
 
-def edge(backend: BlobAccess) -> BlobAccess:
-    return CacheMetrics(CompletenessChecking(EmptyBlobHandling(backend)))
+def edge(backend: BlobAccess, presence_ttl: float = TTL_SECONDS) -> BlobAccess:
+    """RecentlyPresent sits below completeness checking, so the outputs an action-cache hit was just
+    checked for are answered from memory when Bazel's build-event uploader asks about them."""
+    return CacheMetrics(CompletenessChecking(RecentlyPresent(EmptyBlobHandling(backend), presence_ttl)))
 
 
 async def open_disk(settings: DiskSettings) -> LocalBlobAccess:
@@ -83,4 +86,4 @@ async def all_in_one(settings: DiskSettings) -> Stack:
     store = await open_disk(settings)
     membership = Membership(members=(Member(id="local", address=IN_PROCESS),), replication=1)
     cluster = await Cluster.start(membership, lambda _member: store)
-    return Stack(edge(cluster), cluster)
+    return Stack(edge(cluster, min(TTL_SECONDS, settings.min_age_seconds)), cluster)

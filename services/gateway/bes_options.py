@@ -9,6 +9,6 @@ from dataclasses import dataclass
 class BesOptions:
     """How the gateway batches build events and how long it rides out a backend outage."""
 
-    linger: float = 0.05
+    linger: float = 0.5
     retry_seconds: float = 60.0
     allow_anonymous: bool = False

@@ -14,7 +14,7 @@ class BesSettings(CommonSettings):
 
     allow_anonymous_builds: bool = Field(False, description="accept build event streams without an API key "
                                                             "(stored under tenant 'anonymous')")
-    bes_linger_seconds: float = Field(0.05, ge=0, description="how long a build event may wait for others to be "
+    bes_linger_seconds: float = Field(0.5, ge=0, description="how long a build event may wait for others to be "
                                                               "stored with it in one transaction (group commit)")
     bes_backend_retry_seconds: float = Field(60.0, ge=0, description="how long a build's stream is held open while "
                                                                      "the metadata or logs service is unreachable")
