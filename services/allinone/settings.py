@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import ByteSize, Field, SecretStr
 
 from services.common.db import sqlite_url
+from services.common.janitor import JanitorSettings
+from services.common.retention import RetentionSettings
 from services.common.settings import CommonSettings
 from services.gateway.settings import EdgeSettings
 
@@ -21,7 +23,7 @@ class EmbeddedDatabase(CommonSettings):
         return sqlite_url(self.data_dir / f"{name}.db")
 
 
-class ServeSettings(EmbeddedDatabase, EdgeSettings):
+class ServeSettings(EmbeddedDatabase, EdgeSettings, RetentionSettings, JanitorSettings):
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="CAS budget on disk, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     bootstrap_api_key: SecretStr | None = Field(
