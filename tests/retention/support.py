@@ -44,17 +44,31 @@ async def stored_build(maker: Sessions, tenant: str, days_idle: float = 0, event
 
 
 async def idle(maker: Sessions, tenant: str, invocation_id: str, days: float, log: bool = True) -> None:
-    """Set back the last activity of an invocation (and of its log) by `days`."""
+    """Set back the last activity of an invocation (and of its log, in the same database) by `days`."""
+    await idle_invocation(maker, tenant, invocation_id, days)
+    if log:
+        await idle_log(maker, tenant, invocation_id, days)
+
+
+async def idle_invocation(maker: Sessions, tenant: str, invocation_id: str, days: float,
+                          started_only: bool = False) -> None:
+    """Set back when an invocation started and (unless `started_only`) its last activity, by `days`."""
     back = int(days * USEC_PER_DAY)
+    values = {"created_at_usec": Invocation.created_at_usec - back}
+    if not started_only:
+        values["updated_at_usec"] = Invocation.updated_at_usec - back
     async with maker.begin() as session:
         await session.execute(update(Invocation).where(
             Invocation.tenant == tenant, Invocation.invocation_id == invocation_ids.canonical(invocation_id))
-            .values(created_at_usec=Invocation.created_at_usec - back,
-                    updated_at_usec=Invocation.updated_at_usec - back))
-        if log:
-            await session.execute(update(LogStream).where(LogStream.tenant == tenant,
-                                                          LogStream.invocation_id == invocation_id)
-                                  .values(updated_at_usec=LogStream.updated_at_usec - back))
+            .values(values))
+
+
+async def idle_log(maker: Sessions, tenant: str, invocation_id: str, days: float) -> None:
+    back = int(days * USEC_PER_DAY)
+    async with maker.begin() as session:
+        await session.execute(update(LogStream).where(LogStream.tenant == tenant,
+                                                      LogStream.invocation_id == invocation_id)
+                              .values(updated_at_usec=LogStream.updated_at_usec - back))
 
 
 async def invocations(maker: Sessions, tenant: str) -> set[str]:
