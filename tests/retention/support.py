@@ -39,7 +39,7 @@ async def stored_build(maker: Sessions, tenant: str, days_idle: float = 0, event
         writer = await LogStore(maker).open(tenant, invocation_id)
         await writer.append([(1, log)])
         await writer.finish()
-    await idle(maker, tenant, invocation_id, days_idle)
+    await idle(maker, tenant, invocation_id, days_idle, log=bool(log))
     return invocation_id
 
 
