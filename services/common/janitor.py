@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field
 
 from services.common.db import now_usec
+from services.common.errors import ApiError
 from services.common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,10 @@ class Janitor:
         while True:
             try:
                 await self.run_once()
+            except ApiError as err:  # e.g. the metadata service is unreachable: nothing was deleted
+                FAILED.labels(self.name).inc()
+                log.warning("%s janitor: sweep failed (%s); retrying in %.0fs", self.name, err.message,
+                            self.settings.janitor_interval_seconds)
             except Exception:
                 FAILED.labels(self.name).inc()
                 log.exception("%s janitor: sweep failed; retrying in %.0fs", self.name,
