@@ -121,3 +121,14 @@ async def test_a_dry_run_deletes_nothing_and_counts_what_a_sweep_deletes(maker: 
     assert dry.rows["acme"]["invocations"] == dry.rows["globex"]["invocations"] == 1
     assert (await expiry(maker).sweep(now_plus(), dry_run=True)).rows == {}
 
+
+
+async def test_retained_answers_for_the_asking_tenant_only(maker: Sessions) -> None:
+    """What the logs janitor asks: another tenant's invocation reads as gone, an expired one too."""
+    kept, old = await stored_build(maker, "acme"), await stored_build(maker, "acme", 40)
+    metadata = expiry(maker)
+    asked = [kept.upper(), old, str(uuid.uuid4()), "not-a-uuid"]
+    assert await metadata.retained("acme", asked, now_plus()) == {kept.upper()}
+    assert await metadata.retained("globex", asked, now_plus()) == set()
+    await policies.set_override(maker, "acme", invocations=Duration.parse("0"))
+    assert await metadata.retained("acme", asked, now_plus()) == {kept.upper(), old}

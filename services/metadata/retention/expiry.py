@@ -22,6 +22,7 @@ from services.common.db import Sessions, reading
 from services.common.distinct import distinct_values
 from services.common.janitor import JanitorSettings, Sweep
 from services.common.retention import Policies, RetentionSettings, cutoff
+from services.metadata.invocations.sql import chunks
 from services.metadata.models import AuditEntry, ExpiredInvocation, Invocation
 from services.metadata.retention import policies, sql
 
@@ -60,12 +61,15 @@ class MetadataExpiry:
     async def retained(self, tenant: str, asked: Collection[str], now_usec: int) -> set[str]:
         """Which of the asked invocation ids (any UUID spelling) the tenant has and keeps at `now_usec`."""
         canonical = {given: invocation_ids.normalised(given) for given in asked}
-        query = select(Invocation.invocation_id).where(Invocation.tenant == tenant,
-                                                       Invocation.invocation_id.in_(set(canonical.values())))
-        if (before := cutoff(now_usec, (await self.policies()).invocations_of(tenant))) is not None:
-            query = query.where(Invocation.updated_at_usec >= before)
+        before = cutoff(now_usec, (await self.policies()).invocations_of(tenant))
+        kept: set[str] = set()
         async with reading(self.sessions) as session:
-            kept = set(await session.scalars(query))
+            for some in chunks(sorted(set(canonical.values()))):
+                query = select(Invocation.invocation_id).where(Invocation.tenant == tenant,
+                                                               Invocation.invocation_id.in_(some))
+                if before is not None:
+                    query = query.where(Invocation.updated_at_usec >= before)
+                kept.update(await session.scalars(query))
         return {given for given, name in canonical.items() if name in kept}
 
     async def _batch(self, done: Sweep, rows: int) -> None:
