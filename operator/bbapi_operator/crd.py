@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from services.common.durations import PATTERN as DURATION_PATTERN
+
 GROUP = "bbapi.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -232,6 +234,20 @@ def spec_schema() -> Schema:
         }, default={}, rules=(DISTINCT_PORTS,)),
         "metrics": _obj("Prometheus scraping", {
             "enabled": _bool("add prometheus.io/scrape annotations to every pod", True),
+        }, default={}),
+        "retention": _obj("how long builds and audit entries are kept; `bbapi retention set` overrides "
+                          "the windows per tenant", {
+            "invocations": _str("how long an invocation, all its rows and its log are kept after its last "
+                                "activity, e.g. 30d or 12h; 0 keeps them forever", default="30d",
+                                pattern=DURATION_PATTERN),
+            "audit": _str("how long audit log entries are kept; 0 keeps them forever", default="365d",
+                          pattern=DURATION_PATTERN),
+            "janitor": _obj("the background task of the metadata and logs pods that deletes expired data", {
+                "enabled": _bool("delete expired data", True),
+                "intervalSeconds": _int("time between sweeps", default=600, minimum=1),
+                "batch": _int("rows deleted per transaction (a log chunk counts as 64)", default=500, minimum=1),
+                "dryRun": _bool("only log what would be deleted", False),
+            }, default={}),
         }, default={}),
         "tracing": _obj("OpenTelemetry traces", {
             "exporter": _str("where spans go", default="none", enum=("none", "console", "otlp")),

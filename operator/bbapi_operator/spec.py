@@ -100,6 +100,24 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """Retention defaults and the janitor, handed to the metadata and logs processes as settings."""
+
+    invocations: str
+    audit: str
+    janitor: bool
+    interval_seconds: int
+    batch: int
+    dry_run: bool
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> Retention:
+        janitor = raw["janitor"]
+        return cls(invocations=raw["invocations"], audit=raw["audit"], janitor=janitor["enabled"],
+                   interval_seconds=janitor["intervalSeconds"], batch=janitor["batch"], dry_run=janitor["dryRun"])
+
+
+@dataclass(frozen=True)
 class Spec:
     image: str
     image_pull_policy: str
@@ -114,6 +132,7 @@ class Spec:
     tls_secret: str | None  # kubernetes.io/tls Secret of the public ports; None = plaintext
     service: Service
     metrics: bool
+    retention: Retention
     tracing_exporter: str
     tracing_endpoint: str
 
@@ -140,6 +159,7 @@ def parse(raw_spec: Mapping[str, Any] | None, default_image: str) -> Spec:
         service=Service(type=service["type"], grpc_port=service["grpcPort"], http_port=service["httpPort"],
                         annotations=dict(service.get("annotations", {}))),
         metrics=raw["metrics"]["enabled"],
+        retention=Retention.parse(raw["retention"]),
         tracing_exporter=tracing["exporter"],
         tracing_endpoint=tracing["endpoint"],
     )

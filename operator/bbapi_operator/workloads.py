@@ -29,6 +29,7 @@ from bbapi_operator.pods import (
     port,
     template,
 )
+from bbapi_operator.retention import janitor_env, policy_env
 from bbapi_operator.spec import Component, Spec
 from bbapi_operator.volumes import DATA_VOLUME
 
@@ -134,10 +135,13 @@ def database_backed(owner: Owner, spec: Spec, component: str) -> dict[str, Any]:
     settings: Component = spec.metadata if component == "metadata" else spec.logs
     number = METADATA_PORT if component == "metadata" else LOGS_PORT
     database = env_secret("DATABASE", spec.postgres)
-    extra = [env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))] if component == "metadata" else []
+    if component == "metadata":
+        extra = [env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec)), *policy_env(spec)]
+    else:  # the logs janitor asks metadata for the tenants' policies
+        extra = [env("METADATA_TARGET", balanced_address(owner, "metadata", METADATA_PORT))]
     container = Container(
         name=component, args=[component], resources=settings.resources,
-        env=[env("PORT", number), database, env("METRICS_PORT", METRICS_PORT), *extra],
+        env=[env("PORT", number), database, env("METRICS_PORT", METRICS_PORT), *extra, *janitor_env(spec)],
         ports=[port("grpc", number), port("metrics", METRICS_PORT)],
         liveness=grpc_probe(number, 10), readiness=grpc_probe(number, 5))
     migrate = Container(name="migrate", args=["migrate"], resources=settings.resources, env=[database])
@@ -172,7 +176,8 @@ def server(owner: Owner, spec: Spec) -> dict[str, Any]:
     edge = Edge.of(spec)
     container = Container(
         name="server", args=["serve"], resources=spec.gateway.resources,
-        env=[env("DATA_DIR", DATA_DIR), *edge.env, env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec))],
+        env=[env("DATA_DIR", DATA_DIR), *edge.env, env_secret("BOOTSTRAP_API_KEY", apikey.secret_ref(owner, spec)),
+             *policy_env(spec), *janitor_env(spec)],
         ports=edge.ports,
         liveness=http_probe("/healthz", "admin", 10), readiness=http_probe("/readyz", "admin", 5),
         startup=http_probe("/healthz", "admin", 5, failures=SLOW_START), mounts=[_data_mount(), *edge.mounts])

@@ -6,6 +6,8 @@ from pydantic import ByteSize, Field, SecretStr
 
 from services.blobstore.local.volume import min_free_field
 from services.common.db import sqlite_url
+from services.common.janitor import JanitorSettings
+from services.common.retention import RetentionSettings
 from services.common.settings import CommonSettings
 from services.gateway.settings import EdgeSettings
 
@@ -22,7 +24,7 @@ class EmbeddedDatabase(CommonSettings):
         return sqlite_url(self.data_dir / f"{name}.db")
 
 
-class ServeSettings(EmbeddedDatabase, EdgeSettings):
+class ServeSettings(EmbeddedDatabase, EdgeSettings, RetentionSettings, JanitorSettings):
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="CAS budget on disk, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     min_free_bytes: ByteSize = min_free_field()

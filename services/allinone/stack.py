@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from services.allinone.settings import ServeSettings
 from services.blobstore import stack as blobstore
 from services.common.auth import Capability
+from services.common.janitor import JanitorSettings
+from services.common.retention import RetentionSettings
 from services.common.rpc import insecure_channel
 from services.gateway import service as gateway
 from services.gateway.settings import EdgeSettings, GatewaySettings
@@ -47,12 +49,13 @@ class Stack:
 
 async def start(settings: ServeSettings) -> Stack:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    common = settings.model_dump(include={"log_level", "tracing_exporter", "otlp_endpoint"})
+    shared = set(JanitorSettings.model_fields)  # the settings of every process, and the janitor's
     meta = await metadata.start(MetadataSettings(
-        **common, host=LOOPBACK, port=0, database=settings.database_url("metadata"), metrics_port=0,
-        bootstrap_api_key=settings.bootstrap_api_key))
-    log_service = await logs.start(LogsSettings(**common, host=LOOPBACK, port=0, database=settings.database_url("logs"),
-                                                metrics_port=0))
+        **settings.model_dump(include=shared | set(RetentionSettings.model_fields)), host=LOOPBACK, port=0,
+        database=settings.database_url("metadata"), metrics_port=0, bootstrap_api_key=settings.bootstrap_api_key))
+    log_service = await logs.start(LogsSettings(**settings.model_dump(include=shared), host=LOOPBACK, port=0,
+                                                database=settings.database_url("logs"), metrics_port=0,
+                                                metadata_target=meta.server.target))
     admin_key = None
     if not await keys.any_keys(meta.sessions):
         _info, admin_key = await keys.create_key(meta.sessions, "default", Capability.ADMIN, label="first admin key")

@@ -10,11 +10,11 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from services.cli import api, cluster, keys, operator_command, processes, serve
+from services.cli import api, cluster, keys, operator_command, processes, retention, serve
 
 Registrar = Callable[[argparse._SubParsersAction], None]  # type: ignore[type-arg]
 REGISTRARS: list[Registrar] = [serve.register, keys.register, processes.register, cluster.register, api.register,
-                               operator_command.register]
+                               operator_command.register, retention.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

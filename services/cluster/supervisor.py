@@ -108,7 +108,7 @@ class Cluster:
         self.http_port = self.settings.http_port or free_port()
         await self._prepare_databases()
         metadata = await self._start_replicas("metadata", self.settings.metadata)
-        logs = await self._start_replicas("logs", self.settings.logs)
+        logs = await self._start_replicas("logs", self.settings.logs, ["--metadata-target", metadata])
         existing = self._existing_membership()
         ids = ([m.id for m in existing.everyone()] if existing
                else [shard_id(i) for i in range(self.settings.cas_shards)])
@@ -142,14 +142,16 @@ class Cluster:
         self.children[name] = child
         return child
 
-    async def _start_replicas(self, kind: str, count: int) -> str:
-        """`count` processes of `bbapi metadata|logs`; returns the gRPC target naming them all."""
+    async def _start_replicas(self, kind: str, count: int, extra: list[str] | None = None) -> str:
+        """`count` processes of `bbapi metadata|logs`; returns the gRPC target naming them all. Settings
+        not given here (retention, the janitor) reach them as BBAPI_* variables of this process."""
         addresses = []
         for index in range(count):
             port = free_port()
             address = f"{LOOPBACK}:{port}"
             child = self._child(f"{kind}-{index}", [kind, "--host", LOOPBACK, "--port", str(port), "--database",
-                                                     self._database(kind), "--metrics-port", "0"], address)
+                                                     self._database(kind), "--metrics-port", "0", *(extra or [])],
+                                address)
             await child.start()
             await probes.wait_serving(child, address)
             addresses.append(address)

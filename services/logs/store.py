@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.common.db import Sessions, reading
+from services.common.db import Sessions, now_usec, reading
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.gen.api.v1 import log_pb2
 from services.logs import metrics
@@ -75,7 +75,7 @@ class LogWriter:
                 if stream.tail_bytes >= CHUNK_BYTES:
                     await session.flush()
                     await _seal(session, stream, final=False)
-            stream.last_sequence = fresh[-1][0]
+            stream.last_sequence, stream.updated_at_usec = fresh[-1][0], now_usec()
         self.last_sequence = fresh[-1][0]
         return self.last_sequence
 
@@ -84,7 +84,7 @@ class LogWriter:
         async with self.sessions.begin() as session:
             stream = await _locked_stream(session, self.tenant, self.invocation_id)
             await _seal(session, stream, final=True)
-            stream.finished = True
+            stream.finished, stream.updated_at_usec = True, now_usec()
 
 
 async def _locked_stream(session: AsyncSession, tenant: str, invocation_id: str) -> LogStream:
@@ -127,8 +127,10 @@ class LogStore:
             stream = await session.get(LogStream, (tenant, invocation_id))
             if stream is None:
                 stream = LogStream(tenant=tenant, invocation_id=invocation_id, last_sequence=0,
-                                   sealed_chunks=0, tail_bytes=0, finished=False)
+                                   sealed_chunks=0, tail_bytes=0, finished=False, updated_at_usec=now_usec())
                 session.add(stream)
+            else:
+                stream.updated_at_usec = now_usec()  # a resumed stream is activity
             last = stream.last_sequence
         return LogWriter(self.sessions, tenant, invocation_id, last)
 

@@ -47,7 +47,8 @@ class ApiKey(Base):
 # Child rows hang off `invocations.id` (a compact integer) and are keyed by the BES sequence number of
 # the event that produced them, so a re-sent event can never produce a second row. They carry no
 # foreign key: they are only ever written in the transaction that holds the invocation row's claim,
-# and a per-row key check nearly halved ingest throughput on PostgreSQL. Strings that are indexed
+# and a per-row key check nearly halved ingest throughput on PostgreSQL. Retention deletes an
+# expired invocation's rows from every table whose primary key starts with `invocation`. Strings that are indexed
 # have a bounded length (PostgreSQL's btree entries are limited); the ingest clips them.
 
 BigId = BigInteger().with_variant(Integer, "sqlite")  # SQLite auto-increments only INTEGER PRIMARY KEY
@@ -71,6 +72,7 @@ class Invocation(Base):
         Index("ix_invocations_parent", "tenant", "parent_invocation_id"),
         Index("ix_invocations_parent_run", "tenant", "parent_run_id"),
         Index("ix_invocations_build", "invocation_id"),
+        Index("ix_invocations_activity", "tenant", "updated_at_usec"),  # retention expires by last activity
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -219,3 +221,24 @@ class AuditEntry(Base):
     resource: Mapped[str] = mapped_column(String(1024))
     detail: Mapped[str] = mapped_column(String(256), default="")
     created_at_usec: Mapped[int] = mapped_column(BigInteger)
+
+
+class RetentionPolicy(Base):
+    """A tenant's own retention windows in seconds (0 keeps forever); NULL follows the service default."""
+
+    __tablename__ = "retention_policies"
+
+    tenant: Mapped[str] = mapped_column(String(63), primary_key=True)
+    invocation_seconds: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    audit_seconds: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at_usec: Mapped[int] = mapped_column(BigInteger)
+
+
+class ExpiredInvocation(Base):
+    """An expired invocation whose row is gone (queries no longer see it) and whose child rows the
+    janitor is still deleting, a bounded batch per transaction; the row goes with the last of them."""
+
+    __tablename__ = "retention_expired_invocations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # invocations.id
+    tenant: Mapped[str] = mapped_column(String(63))

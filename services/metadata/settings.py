@@ -2,10 +2,11 @@
 
 from pydantic import Field, SecretStr
 
-from services.common.settings import CommonSettings
+from services.common.janitor import JanitorSettings
+from services.common.retention import RetentionSettings
 
 
-class MetadataSettings(CommonSettings):
+class MetadataSettings(RetentionSettings, JanitorSettings):
     host: str = Field("0.0.0.0", description="address the internal gRPC server binds")
     port: int = Field(7002, description="internal gRPC port (0 picks a free one)")
     database: str = Field("sqlite:///./bbapi-data/metadata.db",

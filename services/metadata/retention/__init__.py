@@ -1,0 +1,1 @@
+"""Retention in the metadata service: tenant policies, expiring invocations and audit entries."""
