@@ -41,6 +41,7 @@ class LocalBlobAccess(BlobAccess):
                  min_age_seconds: float = 3 * 3600) -> None:
         self.layout = Layout(root)
         self.index = LruIndex(max_size_bytes, low_water_fraction, min_age_seconds)
+        metrics.BUDGET_BYTES.set(max_size_bytes)
         (root / PACKED_DIR).mkdir(parents=True, exist_ok=True)
         self.packed = PackedStore(root / PACKED_DIR, max_size_bytes)
         self.committer = GroupCommitter(self.packed)
