@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -52,7 +53,7 @@ class Prometheus:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def wait_for(self, condition: Any, timeout: float, what: str) -> None:
+    def wait_for(self, condition: Callable[[], object], timeout: float, what: str) -> None:
         """Poll until `condition()` holds (readiness and scrapes are asynchronous)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
