@@ -68,7 +68,7 @@ class ByteStreamServicer:
             raise InvalidArgument(f"read_limit {request.read_limit} is negative")
         if resource.compressor is not Compressor.IDENTITY and request.read_limit:
             raise InvalidArgument("read_limit must be 0 when reading compressed-blobs")
-        counter = metrics.STREAMED_BYTES.labels("out", _compression(resource))
+        counter = metrics.streamed_bytes(scope.tenant, "out", _compression(resource))
         stream = self.blobs.read(scope, resource.digest, request.read_offset, request.read_limit,
                                  resource.compressor)
         async for block in stream:
@@ -87,7 +87,7 @@ class ByteStreamServicer:
             raise InvalidArgument(f"write_offset {first.write_offset}: this server does not resume partial "
                                   "uploads; QueryWriteStatus reports 0, start again from 0")
         received = 0
-        counter = metrics.STREAMED_BYTES.labels("in", _compression(resource))
+        counter = metrics.streamed_bytes(scope.tenant, "in", _compression(resource))
 
         async def data() -> AsyncIterator[bytes]:
             nonlocal received

@@ -101,7 +101,7 @@ class CasServicer:
         items = [BatchItem(d, r.data, compressor_in(r.compressor))
                  for d, r in zip(checked, request.requests, strict=True)]
         results = await self.blobs.batch_write(scope, items)
-        metrics.STREAMED_BYTES.labels("in", "batch").inc(total)
+        metrics.streamed_bytes(scope.tenant, "in", "batch").inc(total)
         return re_pb2.BatchUpdateBlobsResponse(responses=[
             re_pb2.BatchUpdateBlobsResponse.Response(digest=digest_out(r.digest), status=status_out(r.error))
             for r in results])
@@ -113,7 +113,7 @@ class CasServicer:
         _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)
-        metrics.STREAMED_BYTES.labels("out", "batch").inc(sum(len(r.data) for r in results))
+        metrics.streamed_bytes(scope.tenant, "out", "batch").inc(sum(len(r.data) for r in results))
         return re_pb2.BatchReadBlobsResponse(responses=[
             re_pb2.BatchReadBlobsResponse.Response(
                 digest=digest_out(r.digest), data=r.data, status=status_out(r.error),

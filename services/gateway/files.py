@@ -57,7 +57,7 @@ async def read(blobs: BlobAccess, file: FileRef, offset: int = 0, limit: int = 0
     A CAS blob comes in the store's blocks (a zstd frame for compressed-blobs URIs); an action
     result is one piece, its serialized ActionResult.
     """
-    counter = metrics.STREAMED_BYTES.labels("out", file.compressor.name.lower())
+    counter = metrics.streamed_bytes(file.scope.tenant, "out", file.compressor.name.lower())
     if file.uri.kind is Kind.AC:
         data = await blobs.get_action_result(file.scope, file.digest)
         counter.inc(len(data))

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from services.blobstore.stack import Stack
 from services.common.rpc import serving
+from services.common.tenant_labels import limit_tenants
 from services.gateway import api, bytestream, download, http_api, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
@@ -124,6 +125,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def start(settings: GatewaySettings, backends: Backends) -> GatewayService:
+    limit_tenants(settings.metrics_tenants)
     resolver = KeyResolver(backends.metadata, ttl=settings.key_cache_seconds)
     blobs = backends.blobs.blobs
     front = Front(resolver.authenticate)

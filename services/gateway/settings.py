@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field
 
 from services.common.settings import CommonSettings
+from services.common.tenant_labels import DEFAULT_LIMIT
 from services.gateway.bes_options import BesOptions
 from services.gateway.tls import TlsSettings
 
@@ -35,6 +36,8 @@ class EdgeSettings(TlsSettings, BesSettings):
     drain_seconds: float = Field(300.0, ge=0, description="on stop, how long running calls and streams (BES, "
                                                           "transfers) may finish before they are cancelled")
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
+    metrics_tenants: int = Field(DEFAULT_LIMIT, ge=0, description="distinct tenants labelled by name in the cache "
+                                                                 "metrics; later ones count as tenant '_other'")
 
 
 class GatewaySettings(EdgeSettings):

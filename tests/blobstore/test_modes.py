@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import uuid
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ from services.common.hashing import DigestFunction
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from tests.cluster.processes import ClusterProcess
 from tests.support.clients import CacheClient, digest
+from tests.support.metrics import sample
 from tests.support.servers import ServeProcess
 
 
@@ -53,8 +53,7 @@ def test_get_tree_with_a_missing_subtree_returns_the_present_part(client: CacheC
 
 def _ac_misses(running: ServeProcess) -> float:
     text = httpx.get(f"http://127.0.0.1:{running.http_port}/metrics").text
-    match = re.search(r'^bbapi_gateway_cache_requests_total\{cache="ac",result="miss"\} (\S+)$', text, re.M)
-    return float(match[1]) if match else 0.0
+    return sample(text, "bbapi_gateway_cache_requests_total", cache="ac", result="miss", tenant="default")
 
 
 def test_an_action_cache_miss_is_not_found_and_counted_as_a_miss(running: ServeProcess,

@@ -20,6 +20,7 @@ from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
 from services.metadata import keys
 from tests.support.clients import CacheClient, digest
+from tests.support.metrics import sample
 from tests.support.servers import StackServer
 
 ZSTD = re_pb2.Compressor.Value.ZSTD
@@ -362,25 +363,16 @@ def test_action_results_round_trip_and_need_their_outputs(client: CacheClient, s
     assert code_of(lambda: client.ac.GetActionResult(unknown, metadata=client.metadata)) == grpc.StatusCode.NOT_FOUND
 
 
-def sample(text: str, name: str, **labels: str) -> float:
-    """One series' value in a Prometheus exposition (0 if the series has not appeared yet)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    values = [s.value for family in text_string_to_metric_families(text) for s in family.samples
-              if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
-    assert len(values) <= 1, (name, labels, values)
-    return values[0] if values else 0.0
-
-
 def test_metrics_count_hits_misses_and_bytes(client: CacheClient, server: StackServer) -> None:
     import httpx
 
     def figures() -> dict[str, float]:
         text = httpx.get(f"{server.http_url}/metrics").text
         return {
-            "miss": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="miss"),
-            "hit": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="hit"),
-            "streamed_in": sample(text, "bbapi_gateway_streamed_bytes_total", compression="identity", direction="in"),
+            "miss": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="miss", tenant="default"),
+            "hit": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="hit", tenant="default"),
+            "streamed_in": sample(text, "bbapi_gateway_streamed_bytes_total", compression="identity", direction="in",
+                                  tenant="default"),
             "written": sample(text, "bbapi_cas_written_bytes_total"),
             "writes_ok": sample(text, "bbapi_gateway_rpc_seconds_count", code="OK", method="ByteStream/Write"),
             "unauthenticated": sample(text, "bbapi_gateway_rpc_seconds_count", code="UNAUTHENTICATED",

@@ -15,8 +15,8 @@ import pytest
 from services.allinone.settings import ServeSettings
 from services.blobstore.local.store import LocalBlobAccess
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
-from tests.gateway.test_cache_api import sample
 from tests.support.clients import CacheClient, digest
+from tests.support.metrics import sample
 from tests.support.servers import StackServer
 from tests.support.volumes import fill, small_volume
 

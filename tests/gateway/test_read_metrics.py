@@ -14,8 +14,8 @@ import zstandard
 from services.gen.api.v1 import file_pb2
 from services.gen.api.v1 import service_pb2_grpc as api_grpc
 from tests.api.test_http_api import uri
-from tests.gateway.test_cache_api import sample
 from tests.support.clients import CacheClient, digest
+from tests.support.metrics import sample
 from tests.support.servers import StackServer
 
 KEY = "x-buildbuddy-api-key"
