@@ -24,10 +24,12 @@ KEY = "x-buildbuddy-api-key"
 def figures(server: StackServer) -> dict[str, float]:
     text = httpx.get(f"{server.http_url}/metrics").text
     return {
-        "hit": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="hit"),
-        "miss": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="miss"),
-        "out": sample(text, "bbapi_gateway_streamed_bytes_total", direction="out", compression="identity"),
-        "out_zstd": sample(text, "bbapi_gateway_streamed_bytes_total", direction="out", compression="zstd"),
+        "hit": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="hit", tenant="default"),
+        "miss": sample(text, "bbapi_gateway_cache_requests_total", cache="cas", result="miss", tenant="default"),
+        "out": sample(text, "bbapi_gateway_streamed_bytes_total", direction="out", compression="identity",
+                      tenant="default"),
+        "out_zstd": sample(text, "bbapi_gateway_streamed_bytes_total", direction="out", compression="zstd",
+                           tenant="default"),
     }
 
 
