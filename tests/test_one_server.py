@@ -43,13 +43,17 @@ def serving(tmp_path: Path) -> Iterator[ServeProcess]:
 
 
 def test_a_second_serve_on_the_same_ports_exits_naming_the_port(serving: ServeProcess, tmp_path: Path) -> None:
-    line = refusal(bbapi("serve", "--data-dir", str(tmp_path / "second"), *LOCAL,
-                         "--grpc-port", str(serving.grpc_port), "--http-port", str(serving.http_port)))
-    assert line == (f"error: cannot listen on 127.0.0.1:{serving.grpc_port}: the port is in use (another bbapi "
-                    "running?); choose another port with --grpc-port")
-    line = refusal(bbapi("serve", "--data-dir", str(tmp_path / "third"), *LOCAL,
-                         "--grpc-port", str(free_port()), "--http-port", str(serving.http_port)))
-    assert f"127.0.0.1:{serving.http_port}: the port is in use" in line and line.endswith("--http-port")
+    def second(name: str, grpc_port: int, http_port: int) -> str:
+        return refusal(bbapi("serve", "--data-dir", str(tmp_path / name), *LOCAL,
+                             "--grpc-port", str(grpc_port), "--http-port", str(http_port)))
+
+    assert second("grpc", serving.grpc_port, free_port()) == (
+        f"error: cannot listen on 127.0.0.1:{serving.grpc_port}: the port is in use (another bbapi running?); "
+        "choose another port with --grpc-port")
+    assert second("http", free_port(), serving.http_port) == (
+        f"error: cannot listen on 127.0.0.1:{serving.http_port}: the port is in use (another bbapi running?); "
+        "choose another port with --http-port")
+    assert "the port is in use" in second("both", serving.grpc_port, serving.http_port)
     assert httpx.get(f"http://127.0.0.1:{serving.http_port}/readyz").json()["ready"]  # the first serves on
 
 

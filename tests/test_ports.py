@@ -16,7 +16,7 @@ SERVICE = cas_pb2.DESCRIPTOR.services_by_name["CasShard"]
 async def test_an_internal_server_refuses_a_port_another_server_holds() -> None:
     first = await start_grpc("first", "127.0.0.1", 0, [])
     try:
-        with pytest.raises((OSError, RuntimeError)):
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{first.port}: the port is in use .*--port$"):
             second = await start_grpc("second", "127.0.0.1", first.port, [])
             await second.stop(0)
     finally:

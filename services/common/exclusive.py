@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import grpc
+
 LOCK_FILE = "bbapi.lock"
 
 
@@ -83,15 +85,27 @@ def listen(host: str, port: int, flag: str, share_port: bool = False) -> socket.
     return sock
 
 
-def port_error(host: str, port: int, flag: str, err: OSError | None = None) -> PortInUse:
-    """Why `host:port` cannot be bound, found by trying (gRPC's bind failure carries no errno)."""
-    if err is None:
-        try:
-            listen(host, port, flag).close()
-        except PortInUse as found:
-            return found
-        return PortInUse(host, port, flag, "gRPC could not bind it")
+def port_error(host: str, port: int, flag: str, err: OSError) -> PortInUse:
     if err.errno == errno.EADDRINUSE:
         return PortInUse(host, port, flag)
     return PortInUse(host, port, flag, err.strerror or str(err))
+
+
+def bind_grpc(server: grpc.aio.Server, host: str, port: int, flag: str,
+              credentials: grpc.ServerCredentials | None = None, share_port: bool = False) -> int:
+    """Add `host:port` to a gRPC server (made with the same `share_port`); the bound port.
+
+    A port that is not shared is first tried with a plain socket: grpcio's own failure is a
+    multi-line log and a RuntimeError without the cause."""
+    if port and not share_port:
+        listen(host, port, flag).close()
+    address = f"{host}:{port}"
+    try:
+        bound: int = (server.add_insecure_port(address) if credentials is None
+                      else server.add_secure_port(address, credentials))
+    except RuntimeError:  # "Failed to bind to address"
+        bound = 0
+    if bound == 0:
+        raise PortInUse(host, port, flag, "gRPC could not bind it")
+    return bound
 

@@ -22,7 +22,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from services.common.auth import Capability, Principal
 from services.common.errors import Unauthenticated
-from services.common.exclusive import port_error
+from services.common.exclusive import bind_grpc
 from services.common.rpc import Codec, method_handlers, new_server, passthrough, status_of
 from services.gateway import metrics
 from services.gateway.authority import AuthorityReader
@@ -92,14 +92,7 @@ class Front:
         of one `bbapi cluster` bind the same port (SO_REUSEPORT), anything else finding it taken fails."""
         server = new_server(share_port=share_port)
         server.add_generic_rpc_handlers(tuple(self._handlers))
-        address = f"{host}:{port}"
-        try:
-            bound: int = (server.add_insecure_port(address) if credentials is None
-                          else server.add_secure_port(address, credentials))
-        except RuntimeError:  # grpcio's "Failed to bind to address"
-            bound = 0
-        if bound == 0:
-            raise port_error(host, port, "--grpc-port")
+        bound = bind_grpc(server, host, port, "--grpc-port", credentials, share_port)
         # a private port for the :authority self-test: the public one may be shared (SO_REUSEPORT)
         # with other gateway processes, and the test must reach this one
         private: int = server.add_insecure_port("127.0.0.1:0")

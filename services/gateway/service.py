@@ -113,12 +113,9 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-def _claim_ports(settings: GatewaySettings) -> tuple[socket.socket, socket.socket | None]:
-    """The HTTP sockets, bound before anything starts so a taken port fails the start cleanly, after
-    a trial bind of the gRPC port (grpcio would log its own multi-line error first). Only the
-    public ports may be shared between gateways; the admin port belongs to one process."""
-    if settings.grpc_port and not settings.share_ports:
-        listen(settings.host, settings.grpc_port, "--grpc-port").close()
+def _bind_http(settings: GatewaySettings) -> tuple[socket.socket, socket.socket | None]:
+    """The HTTP sockets, bound before anything starts so a taken port fails the start cleanly.
+    Only the public ports may be shared between gateways; the admin port belongs to one process."""
     http = listen(settings.host, settings.http_port, "--http-port", share_port=settings.share_ports)
     if settings.admin_port is None:
         return http, None
@@ -145,7 +142,7 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
     certificate = tls.certificate(settings)
-    http_socket, admin_socket = _claim_ports(settings)
+    http_socket, admin_socket = _bind_http(settings)
     try:
         grpc_port = await front.start(settings.host, settings.grpc_port,
                                       None if certificate is None else certificate.grpc_credentials(),
