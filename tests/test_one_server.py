@@ -8,6 +8,7 @@ or indexing the same blobs twice. `bbapi cluster` gateways still share their pub
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +17,12 @@ import httpx
 import psutil
 import pytest
 
+from services.cas import service as cas
+from services.cas.settings import CasSettings
 from services.cli import exits
 from services.cluster import control
 from services.cluster.supervisor import free_port
+from services.common.exclusive import DataDirLocked
 from tests.cluster.processes import ClusterProcess, wait_for
 from tests.support.servers import ServeProcess, bbapi
 
@@ -107,3 +111,15 @@ def test_cluster_gateways_share_their_ports_and_strangers_are_refused(tmp_path: 
         assert asyncio.run(control.request(cluster.data_dir, {"command": "status"}))["grpc_port"] == cluster.grpc_port
     finally:
         assert cluster.stop() == 0
+
+
+async def test_a_cas_shard_owns_its_directory(tmp_path: Path) -> None:
+    settings = CasSettings(host="127.0.0.1", port=0, data_dir=tmp_path / "cas-0", metrics_port=0)
+    first = await cas.start(settings)
+    try:
+        with pytest.raises(DataDirLocked, match=rf"data directory {tmp_path}/cas-0 is in use .* \(pid {os.getpid()}\)"):
+            await cas.start(settings)
+    finally:
+        await first.stop()
+    again = await cas.start(settings)  # stopping released it
+    await again.stop()
