@@ -45,6 +45,13 @@ def test_keys_without_a_data_directory_say_how_to_make_one(tmp_path: Path, make:
     assert (list(data_dir.iterdir()) == []) if make else not data_dir.exists()
 
 
+def test_keys_against_a_database_that_is_down_name_it_without_its_password() -> None:
+    port = free_port()
+    line = one_line(bbapi("keys", "list", "--database", f"postgresql://postgres:s3cret@127.0.0.1:{port}/test"),
+                    exits.UNAVAILABLE)
+    assert line.startswith(f"error: cannot use the database postgresql://postgres:***@127.0.0.1:{port}/test: ")
+
+
 def test_api_against_a_server_that_is_down_names_the_url() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     line = one_line(bbapi("api", "GetInvocation", "--server", url, "--api-key", "A" * 20), exits.UNAVAILABLE)

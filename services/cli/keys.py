@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from pydantic import Field
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
 from services.allinone.settings import EmbeddedDatabase
 from services.cli import exits
@@ -62,6 +64,10 @@ def _command(action: Callable[[db.Sessions, KeysSettings, argparse.Namespace], A
             asyncio.run(go())
         except ApiError as err:
             return exits.fail(err.message, exits.FAILED)
+        except (OSError, DBAPIError) as err:
+            url = make_url(settings.database_url(DATABASE)).render_as_string(hide_password=True)
+            reason = str(err.orig if isinstance(err, DBAPIError) else err).strip().splitlines()[0]
+            return exits.fail(f"cannot use the database {url}: {reason}", exits.UNAVAILABLE)
         return exits.OK
     return run
 
