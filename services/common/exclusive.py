@@ -30,14 +30,12 @@ class PortInUse(Conflict):
     def __init__(self, host: str, port: int, flag: str, detail: str = "the port is in use (another bbapi running?)"
                  ) -> None:
         super().__init__(f"cannot listen on {host}:{port}: {detail}; choose another port with {flag}")
-        self.port = port
 
 
 class DataDirLocked(Conflict):
     def __init__(self, path: Path, pid: str) -> None:
         super().__init__(f"data directory {path} is in use by another bbapi process (pid {pid or 'unknown'}); "
                          "stop it or choose another directory with --data-dir")
-        self.path = path
 
 
 @dataclass
@@ -81,11 +79,11 @@ def listen(host: str, port: int, flag: str, share_port: bool = False) -> socket.
         sock.listen(1024)
     except OSError as err:
         sock.close()
-        raise port_error(host, port, flag, err) from None
+        raise _port_error(host, port, flag, err) from None
     return sock
 
 
-def port_error(host: str, port: int, flag: str, err: OSError) -> PortInUse:
+def _port_error(host: str, port: int, flag: str, err: OSError) -> PortInUse:
     if err.errno == errno.EADDRINUSE:
         return PortInUse(host, port, flag)
     return PortInUse(host, port, flag, err.strerror or str(err))
