@@ -115,7 +115,7 @@ class ServeProcess:
 
     command: ClassVar[str] = "serve"
 
-    def start(self, timeout: float = 60) -> Self:
+    def start(self, timeout: float = 240) -> Self:  # a cluster of 7 processes takes over 60 s on a busy 2-core machine
         cmd = [*BBAPI, self.command, "--data-dir", str(self.data_dir),
                "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
