@@ -84,8 +84,8 @@ def ensure_bazel() -> None:
     if shutil.which("bazel"):
         return
     if not (_is_root() and shutil.which("apt-get")):
-        raise Missing("bazel not found: install Debian's Bazel (as root: apt-get install -y bazel-bootstrap), "
-                      "see /work/shared/bazel-offline/README.md")
+        raise Missing("bazel not found: the end-to-end tests drive a real one; install Debian's as root "
+                      "(apt-get install -y bazel-bootstrap) or put one on the PATH")
     print("installing Bazel (apt-get install bazel-bootstrap, about 2 minutes)", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
