@@ -32,32 +32,40 @@ def revoked_column(listing: str, key_id: str) -> str:
     return next(row[start:end].strip() for row in rows if row.split()[0] == key_id)
 
 
-def test_keys_create_list_revoke(tmp_path: Path) -> None:
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A bbapi data directory with its database, as a first `bbapi serve` leaves it."""
+    made = bbapi("migrate", "--database", f"sqlite:///{tmp_path / 'metadata.db'}")
+    assert made.returncode == 0, made.stderr
+    return tmp_path
+
+
+def test_keys_create_list_revoke(data_dir: Path) -> None:
     created = bbapi("keys", "create", "--tenant", "acme", "--capability", "read", "--label", "ci reader",
-                    "--data-dir", str(tmp_path))
+                    "--data-dir", str(data_dir))
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     assert len(key) == 20 and key.isalnum()
-    listed = bbapi("keys", "list", "--data-dir", str(tmp_path))
+    listed = bbapi("keys", "list", "--data-dir", str(data_dir))
     assert "acme" in listed.stdout and "read" in listed.stdout and "ci reader" in listed.stdout
     assert key not in listed.stdout  # keys are stored hashed and never shown again
     key_id = next(line.split()[0] for line in listed.stdout.splitlines() if "acme" in line)
     assert revoked_column(listed.stdout, key_id) == "-"
-    assert bbapi("keys", "revoke", key_id, "--data-dir", str(tmp_path)).returncode == 0
-    revoked = revoked_column(bbapi("keys", "list", "--data-dir", str(tmp_path)).stdout, key_id)
+    assert bbapi("keys", "revoke", key_id, "--data-dir", str(data_dir)).returncode == 0
+    revoked = revoked_column(bbapi("keys", "list", "--data-dir", str(data_dir)).stdout, key_id)
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", revoked), revoked
-    bad = bbapi("keys", "create", "--tenant", "Bad Name", "--data-dir", str(tmp_path))
+    bad = bbapi("keys", "create", "--tenant", "Bad Name", "--data-dir", str(data_dir))
     assert bad.returncode == 1 and "invalid tenant name" in bad.stderr
-    unknown = bbapi("keys", "revoke", "AKnope", "--data-dir", str(tmp_path))
+    unknown = bbapi("keys", "revoke", "AKnope", "--data-dir", str(data_dir))
     assert unknown.returncode == 1 and "no API key" in unknown.stderr
-    stored = (tmp_path / "metadata.db").read_bytes()
+    stored = (data_dir / "metadata.db").read_bytes()
     assert key.encode() not in stored
 
 
-def test_flags_are_env_vars_too(tmp_path: Path) -> None:
-    created = bbapi("keys", "create", env={"BBAPI_TENANT": "from-env", "BBAPI_DATA_DIR": str(tmp_path)})
+def test_flags_are_env_vars_too(data_dir: Path) -> None:
+    created = bbapi("keys", "create", env={"BBAPI_TENANT": "from-env", "BBAPI_DATA_DIR": str(data_dir)})
     assert created.returncode == 0, created.stderr
-    assert "from-env" in bbapi("keys", "list", "--data-dir", str(tmp_path)).stdout
+    assert "from-env" in bbapi("keys", "list", "--data-dir", str(data_dir)).stdout
     help_text = bbapi("serve", "--help").stdout
     for name in ("BBAPI_DATA_DIR", "BBAPI_GRPC_PORT", "BBAPI_HTTP_PORT"):
         assert name in help_text

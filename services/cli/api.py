@@ -14,6 +14,7 @@ import httpx
 from pydantic import Field, SecretStr
 from tqdm import tqdm
 
+from services.cli import exits
 from services.common.settings import CommonSettings, add_arguments, from_args
 from services.gen.api.v1 import service_pb2
 
@@ -40,23 +41,37 @@ def run(args: argparse.Namespace) -> int:
     try:
         json.loads(body)
     except json.JSONDecodeError as err:
-        print(f"error: --json is not valid JSON: {err}", file=sys.stderr)
-        return 2
+        return exits.fail(f"--json is not valid JSON: {err}", exits.USAGE)
     headers = {"content-type": "application/json"}
     if settings.api_key is not None:
         headers["x-buildbuddy-api-key"] = settings.api_key.get_secret_value()
     url = f"{settings.server.rstrip('/')}/api/v1/{args.method}"
+    try:
+        return _call(url, body, headers, args.method, settings.output)
+    except httpx.TransportError as err:
+        return exits.fail(f"cannot reach bbapi at {settings.server}: {err or type(err).__name__} "
+                          "(is it running? --server names it)", exits.UNAVAILABLE)
+
+
+def _call(url: str, body: str, headers: dict[str, str], method: str, output: str) -> int:
     with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as client, \
             client.stream("POST", url, content=body, headers=headers) as response:
         if response.status_code != 200:
             response.read()
-            print(f"error: HTTP {response.status_code}: {response.text}", file=sys.stderr)
-            return 1
-        if args.method == "GetFile":
-            return _save(response, settings.output)
+            return exits.fail(f"HTTP {response.status_code}: {_message(response)}", exits.FAILED)
+        if method == "GetFile":
+            return _save(response, output)
         response.read()
         print(json.dumps(response.json(), indent=2))
-    return 0
+    return exits.OK
+
+
+def _message(response: httpx.Response) -> str:
+    """The message of the server's `{code, message}` error body; any other body as it is."""
+    try:
+        return str(response.json()["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text.strip() or response.reason_phrase
 
 
 def _save(response: httpx.Response, output: str) -> int:

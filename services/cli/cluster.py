@@ -16,6 +16,7 @@ from services.cluster import control
 from services.cluster.settings import ClusterSettings, ManageSettings, ScaleSettings
 from services.cluster.supervisor import Cluster
 from services.common.errors import ApiError
+from services.common.exclusive import lock_data_dir
 from services.common.settings import CommonSettings, add_arguments, from_args
 
 
@@ -43,13 +44,19 @@ def _run(args: argparse.Namespace) -> int:
     _logging(settings)
 
     async def start() -> Callable[[], Awaitable[None]]:
+        lock = lock_data_dir(settings.data_dir)  # before the control socket: it would be taken over
         cluster = Cluster(settings)
-        server = await control.serve(settings.data_dir, cluster.handle)
+        try:
+            server = await control.serve(settings.data_dir, cluster.handle)
+        except BaseException:
+            lock.release()
+            raise
 
         async def stop() -> None:
             server.close()
             await cluster.stop()
             control.socket_path(settings.data_dir).unlink(missing_ok=True)
+            lock.release()
 
         try:
             await cluster.start()

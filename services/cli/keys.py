@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 
 from pydantic import Field
+from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
 from services.allinone.settings import EmbeddedDatabase
+from services.cli import exits
 from services.common import db
 from services.common.auth import Capability
 from services.common.errors import ApiError
 from services.common.settings import add_arguments, from_args
 from services.metadata import keys
 from services.metadata.db import migrate
+
+DATABASE = "metadata"  # the keys live in the data directory's metadata.db
 
 
 class KeysSettings(EmbeddedDatabase):
@@ -43,9 +47,12 @@ def _command(action: Callable[[db.Sessions, KeysSettings, argparse.Namespace], A
              ) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         settings = from_args(KeysSettings, args)
+        missing = _missing_data_dir(settings)
+        if missing:
+            return exits.fail(missing, exits.NO_INPUT)
 
         async def go() -> None:
-            url = settings.database_url("metadata")
+            url = settings.database_url(DATABASE)
             await migrate(url)
             engine = db.create_engine(url, pool_size=1)
             try:
@@ -56,10 +63,25 @@ def _command(action: Callable[[db.Sessions, KeysSettings, argparse.Namespace], A
         try:
             asyncio.run(go())
         except ApiError as err:
-            print(f"error: {err.message}", file=sys.stderr)
-            return 1
-        return 0
+            return exits.fail(err.message, exits.FAILED)
+        except (OSError, DBAPIError) as err:
+            url = make_url(settings.database_url(DATABASE)).render_as_string(hide_password=True)
+            reason = str(err.orig if isinstance(err, DBAPIError) else err).strip().splitlines()[0]
+            return exits.fail(f"cannot use the database {url}: {reason}", exits.UNAVAILABLE)
+        return exits.OK
     return run
+
+
+def _missing_data_dir(settings: KeysSettings) -> str:
+    """Why there is no database to manage keys in, or "" when there is one. A key written to a
+    database made up here would be one no server ever sees."""
+    if settings.database:
+        return ""
+    database = settings.data_dir / f"{DATABASE}.db"
+    if database.is_file():
+        return ""
+    return (f"no bbapi data directory at {settings.data_dir.resolve()} (no {database.name}); "
+            f"`bbapi serve --data-dir {settings.data_dir}` creates one, or give the server's --data-dir or --database")
 
 
 async def _create(maker: db.Sessions, settings: KeysSettings, _args: argparse.Namespace) -> None:

@@ -10,7 +10,9 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from services.cli import exits
 from services.common.errors import ApiError
+from services.common.exclusive import Conflict
 from services.common.settings import CommonSettings
 from services.common.telemetry import setup_tracing
 
@@ -79,7 +81,8 @@ def run_until_signal(start: Callable[[], Awaitable[Callable[[], Awaitable[None]]
 
     try:
         asyncio.run(main())
+    except Conflict as err:
+        return exits.fail(str(err), exits.IN_USE)
     except ApiError as err:
-        logging.getLogger("bbapi").error("%s", err.message)
-        return 1
-    return 0
+        return exits.fail(err.message, exits.FAILED)
+    return exits.OK

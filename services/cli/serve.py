@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
         if running.admin_key:
             print("Admin API key for tenant 'default' (shown only now, keep it):")
             print(f"  {running.admin_key}")
-            print(f"  bazel build --remote_cache={grpc}://{host}:{running.grpc_port} "
-                  f"--remote_header=x-buildbuddy-api-key={running.admin_key} //...")
+        target = f"{grpc}://{host}:{running.grpc_port}"
+        print("Build with it (build events and cache; bbapi also reads the key for the events from --remote_header):")
+        print(f"  bazel build --bes_backend={target} --remote_cache={target} "
+              f"--remote_header=x-buildbuddy-api-key={running.admin_key or 'YOUR_KEY'} //...")
         print("Press Ctrl-C to stop.", flush=True)
         return running.stop
 

@@ -32,6 +32,7 @@ from services.cluster.settings import ClusterSettings
 from services.common import db
 from services.common.auth import Capability
 from services.common.errors import FailedPrecondition, InvalidArgument
+from services.common.exclusive import listen
 from services.logs import db as logs_db
 from services.metadata import db as metadata_db
 from services.metadata import keys
@@ -106,6 +107,7 @@ class Cluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.grpc_port = self.settings.grpc_port or free_port()
         self.http_port = self.settings.http_port or free_port()
+        self._check_public_ports()
         await self._prepare_databases()
         metadata = await self._start_replicas("metadata", self.settings.metadata)
         logs = await self._start_replicas("logs", self.settings.logs, ["--metadata-target", metadata])
@@ -122,6 +124,12 @@ class Cluster:
                 if existing.previous else None)))
         await self._start_gateways(metadata, logs)
         await self._converge(self.settings.cas_shards, None)
+
+    def _check_public_ports(self) -> None:
+        """Fail now, not in a restart loop, when another server holds a public port: the
+        gateways share it among themselves (SO_REUSEPORT), which would let them join a stranger's."""
+        for port, flag in ((self.grpc_port, "--grpc-port"), (self.http_port, "--http-port")):
+            listen(self.settings.host, port, flag).close()
 
     async def _prepare_databases(self) -> None:
         """Migrate once here (replicas then only find the schema current) and create the first key."""
@@ -177,7 +185,7 @@ class Cluster:
 
     async def _start_gateways(self, metadata: str, logs: str) -> None:
         args = ["gateway", "--host", self.settings.host, "--grpc-port", str(self.grpc_port),
-                "--http-port", str(self.http_port), "--metadata-target", metadata,
+                "--http-port", str(self.http_port), "--share-ports", "--metadata-target", metadata,
                 "--membership-file", str(self.membership_path),
                 "--key-cache-seconds", str(self.settings.key_cache_seconds), "--logs-target", logs]
         for index in range(self.settings.gateways):

@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from services.common.exclusive import bind_grpc
 from services.common.rpc import Codec, new_server, serve_servicer
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,7 @@ async def start_grpc(name: str, host: str, port: int, services: Sequence[Registr
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
     for service, servicer, *codecs in services:
         serve_servicer(server, service, servicer, *codecs)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        raise OSError(f"{name}: cannot listen on {host}:{port}")
+    bound = bind_grpc(server, host, port, "--port")
     await server.start()
     for service, *_ in services:
         await checker.set(service.full_name, health_pb2.HealthCheckResponse.SERVING)

@@ -59,6 +59,13 @@ def _is_bool(annotation: Any) -> bool:
     return origin in (typing.Union, types.UnionType) and bool in typing.get_args(annotation)
 
 
+def _shown(default: Any) -> str:
+    """A default as the user would type it: `bbapi-cluster`, not `PosixPath('bbapi-cluster')`."""
+    if isinstance(default, str):
+        return repr(default)
+    return str(default)
+
+
 def add_arguments(parser: argparse.ArgumentParser, model: type[BaseSettings],
                   exclude: tuple[str, ...] = ()) -> None:
     """Add one flag per settings field; unset flags stay None so env/defaults apply."""
@@ -67,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser, model: type[BaseSettings],
             continue
         env = ENV_PREFIX + name.upper()
         default = field.default if field.default_factory is None else field.default_factory()  # type: ignore[call-arg]
-        given = "required" if field.is_required() else f"default {default!r}"
+        given = "required" if field.is_required() else f"default {_shown(default)}"
         help_text = f"{field.description or name} [env {env}; {given}]"
         if _is_bool(field.annotation):
             action = parser.add_argument(_flag(name), dest=name, default=None, help=help_text,

@@ -22,6 +22,7 @@ from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 from services.common.auth import Capability, Principal
 from services.common.errors import Unauthenticated
+from services.common.exclusive import bind_grpc
 from services.common.rpc import Codec, method_handlers, new_server, passthrough, status_of
 from services.gateway import metrics
 from services.gateway.authority import AuthorityReader
@@ -85,15 +86,13 @@ class Front:
         for name in (service.full_name, *aliases):
             self._handlers.append(grpc.method_handlers_generic_handler(name, handlers))
 
-    async def start(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None) -> int:
-        """Listen on `host:port`, over TLS when given `credentials`."""
-        server = new_server(share_port=True)
+    async def start(self, host: str, port: int, credentials: grpc.ServerCredentials | None = None,
+                    share_port: bool = False) -> int:
+        """Listen on `host:port`, over TLS when given `credentials`; `share_port` lets the gateways
+        of one `bbapi cluster` bind the same port (SO_REUSEPORT), anything else finding it taken fails."""
+        server = new_server(share_port=share_port)
         server.add_generic_rpc_handlers(tuple(self._handlers))
-        address = f"{host}:{port}"
-        bound: int = (server.add_insecure_port(address) if credentials is None
-                      else server.add_secure_port(address, credentials))
-        if bound == 0:
-            raise OSError(f"cannot listen for gRPC on {host}:{port}")
+        bound = bind_grpc(server, host, port, "--grpc-port", credentials, share_port)
         # a private port for the :authority self-test: the public one may be shared (SO_REUSEPORT)
         # with other gateway processes, and the test must reach this one
         private: int = server.add_insecure_port("127.0.0.1:0")

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 
 from services.blobstore.stack import Stack
+from services.common.exclusive import listen
 from services.common.rpc import serving
 from services.common.tenant_labels import limit_tenants
 from services.gateway import api, bytestream, download, http_api, tls
@@ -72,8 +73,7 @@ class HttpServer:
     task: asyncio.Task[None]
 
     @classmethod
-    def start(cls, config: uvicorn.Config, host: str, port: int) -> HttpServer:
-        sock = _listen(host, port)
+    def start(cls, config: uvicorn.Config, sock: socket.socket) -> HttpServer:
         server = _HttpServer(config)
         return cls(server, sock.getsockname()[1], asyncio.create_task(server.serve(sockets=[sock])))
 
@@ -114,14 +114,17 @@ class _HttpServer(uvicorn.Server):
         yield
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # several gateway processes may share a port
-    sock.bind((host, port))
-    sock.listen(1024)
-    return sock
+def _bind_http(settings: GatewaySettings) -> tuple[socket.socket, socket.socket | None]:
+    """The HTTP sockets, bound before anything starts so a taken port fails the start cleanly.
+    Only the public ports may be shared between gateways; the admin port belongs to one process."""
+    http = listen(settings.host, settings.http_port, "--http-port", share_port=settings.share_ports)
+    if settings.admin_port is None:
+        return http, None
+    try:
+        return http, listen(settings.host, settings.admin_port, "--admin-port")
+    except BaseException:
+        http.close()
+        raise
 
 
 async def start(settings: GatewaySettings, backends: Backends) -> GatewayService:
@@ -141,8 +144,16 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
     certificate = tls.certificate(settings)
-    grpc_port = await front.start(settings.host, settings.grpc_port,
-                                  None if certificate is None else certificate.grpc_credentials())
+    http_socket, admin_socket = _bind_http(settings)
+    try:
+        grpc_port = await front.start(settings.host, settings.grpc_port,
+                                      None if certificate is None else certificate.grpc_credentials(),
+                                      share_port=settings.share_ports)
+    except BaseException:
+        for sock in (http_socket, admin_socket):
+            if sock is not None:
+                sock.close()
+        raise
 
     readiness = backends.readiness()
     app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
@@ -153,11 +164,10 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
                               timeout_graceful_shutdown=math.ceil(settings.drain_seconds),
                               ssl_context_factory=None if tls is None else lambda _config, _default: tls())
 
-    http = HttpServer.start(config(app, None if certificate is None else certificate.ssl_context),
-                            settings.host, settings.http_port)
+    http = HttpServer.start(config(app, None if certificate is None else certificate.ssl_context), http_socket)
     admin = None
-    if settings.admin_port is not None:
-        admin = HttpServer.start(config(admin_app(readiness, backends.routers)), settings.host, settings.admin_port)
+    if admin_socket is not None:
+        admin = HttpServer.start(config(admin_app(readiness, backends.routers)), admin_socket)
         log.info("gateway: admin HTTP (metrics, status) on %s:%d", settings.host, admin.port)
     log.info("gateway: gRPC on %s:%d, HTTP on %s:%d%s", settings.host, grpc_port, settings.host,
              http.port, "" if certificate is None else f" (TLS, {certificate.cert})")

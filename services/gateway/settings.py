@@ -45,3 +45,6 @@ class GatewaySettings(EdgeSettings):
     logs_target: str = Field("127.0.0.1:7003", description="host:port of the logs service")
     membership_file: Path = Field(Path("/etc/bbapi/membership.json"),
                                   description="CAS membership JSON (members, replication); re-read when it changes")
+    share_ports: bool = Field(False, description="bind the public gRPC and HTTP ports with SO_REUSEPORT so several "
+                                                 "gateway processes on one machine share them (`bbapi cluster` sets "
+                                                 "it); otherwise a taken port fails the start")

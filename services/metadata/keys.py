@@ -83,3 +83,11 @@ async def resolve(sessions: Sessions, key_hash: str) -> Principal | None:
     if row is None or row.revoked_at is not None:
         return None
     return Principal(row.tenant, Capability(row.capability), row.id)
+
+
+async def is_revoked(sessions: Sessions, key_hash: str) -> bool:
+    """Whether the key existed and was revoked: said to the holder of the key only, who may learn
+    why it stopped working; an unknown key stays merely invalid."""
+    async with reading(sessions) as session:
+        revoked_at = await session.scalar(select(ApiKey.revoked_at).where(ApiKey.key_hash == key_hash))
+    return revoked_at is not None

@@ -19,9 +19,9 @@ from services.metadata.invocations.ingest import InvocationStore
 log = logging.getLogger(__name__)
 
 
-def _principal_response(principal: Principal | None) -> metadata_pb2.ResolveApiKeyResponse:
+def _principal_response(principal: Principal | None, revoked: bool = False) -> metadata_pb2.ResolveApiKeyResponse:
     if principal is None:
-        return metadata_pb2.ResolveApiKeyResponse(found=False)
+        return metadata_pb2.ResolveApiKeyResponse(found=False, revoked=revoked)
     return metadata_pb2.ResolveApiKeyResponse(found=True, tenant=principal.tenant,
                                               capability=principal.capability.value, key_id=principal.key_id)
 
@@ -33,7 +33,9 @@ class MetadataServicer:
 
     async def ResolveApiKey(self, request: metadata_pb2.ResolveApiKeyRequest,
                             context: Any) -> metadata_pb2.ResolveApiKeyResponse:
-        return _principal_response(await keys.resolve(self.sessions, request.key_hash))
+        principal = await keys.resolve(self.sessions, request.key_hash)
+        revoked = principal is None and await keys.is_revoked(self.sessions, request.key_hash)
+        return _principal_response(principal, revoked)
 
     async def ResolveBuild(self, request: metadata_pb2.ResolveBuildRequest,
                            context: Any) -> metadata_pb2.ResolveApiKeyResponse:

@@ -19,12 +19,14 @@ async def test_create_resolve_list_revoke(maker: Sessions, database_url: str) ->
     principal = await keys.resolve(maker, hash_key(key))
     assert principal is not None and (principal.tenant, principal.capability) == ("acme", Capability.READ)
     assert await keys.resolve(maker, hash_key("x" * 20)) is None
+    assert not await keys.is_revoked(maker, hash_key("x" * 20)) and not await keys.is_revoked(maker, hash_key(key))
     other, _ = await keys.create_key(maker, "globex", Capability.ADMIN)
     assert [k.id for k in await keys.list_keys(maker, "acme")] == [info.id]
     assert {k.id for k in await keys.list_keys(maker)} == {info.id, other.id}
     revoked = await keys.revoke_key(maker, info.id)
     assert revoked.revoked_at is not None
     assert await keys.resolve(maker, hash_key(key)) is None
+    assert await keys.is_revoked(maker, hash_key(key))
     with pytest.raises(NotFound):
         await keys.revoke_key(maker, "AKmissing")
     with pytest.raises(InvalidArgument):

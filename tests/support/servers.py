@@ -115,13 +115,22 @@ class ServeProcess:
 
     command: ClassVar[str] = "serve"
 
-    def start(self, timeout: float = 60) -> Self:
+    def start(self, timeout: float = 240) -> Self:  # a cluster of 7 processes takes over 60 s on a busy 2-core machine
         cmd = [*BBAPI, self.command, "--data-dir", str(self.data_dir),
                "--grpc-port", "0", "--http-port", "0", "--host", "127.0.0.1", *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      env={**os.environ, **self.env})
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
+        try:
+            self._read_banner(time.monotonic() + timeout)
+        except BaseException:
+            self.proc.kill()  # a start that failed must not leave a server (and a cluster's children) running
+            self.proc.wait()
+            raise
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _read_banner(self, deadline: float) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
@@ -135,8 +144,7 @@ class ServeProcess:
                 self.admin_key = self.proc.stdout.readline().strip()
                 self.output.append(self.admin_key + "\n")
             if line.startswith("Press Ctrl-C"):
-                threading.Thread(target=self._drain, daemon=True).start()
-                return self
+                return
         raise TimeoutError(f"bbapi {self.command} did not start:\n" + "".join(self.output))
 
     def _drain(self) -> None:

@@ -1,4 +1,7 @@
-"""Certificates for TLS tests: a throw-away CA and server certificates it signs, for 127.0.0.1."""
+"""Certificates for TLS tests: a throw-away CA and server certificates it signs, for 127.0.0.1.
+
+Shaped as a real CA's (key usage, key identifiers), so they pass Python 3.13's strict verification.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +39,11 @@ class Authority:
                 .public_key(key.public_key()).serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
                 .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                             key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                             key_cert_sign=True, crl_sign=True, encipher_only=False,
+                                             decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                 .sign(key, hashes.SHA256()))
         authority = cls(directory, key, cert)
         authority.ca_file.write_bytes(cert.public_bytes(PEM))
@@ -56,6 +64,10 @@ class Authority:
                 .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
                 .add_extension(names, critical=False)
                 .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                # Python 3.13 verifies strictly (VERIFY_X509_STRICT): a leaf must name its issuer's key
+                .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()),
+                               critical=False)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
                 .sign(self.key, hashes.SHA256()))
         key_pem = key.private_bytes(PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
         for path, data in ((key_file, key_pem), (cert_file, cert.public_bytes(PEM))):

@@ -51,11 +51,14 @@ class ResolveApiKeyResponse(_message.Message):
     TENANT_FIELD_NUMBER: _builtins.int
     CAPABILITY_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
     found: _builtins.bool
     tenant: _builtins.str
     capability: _builtins.int
     """services.common.auth.Capability: 1 read, 2 cache-write, 3 admin."""
     key_id: _builtins.str
+    revoked: _builtins.bool
+    """found=false because the key exists but was revoked (told to its holder instead of "invalid")."""
     def __init__(
         self,
         *,
@@ -63,10 +66,11 @@ class ResolveApiKeyResponse(_message.Message):
         tenant: _builtins.str = ...,
         capability: _builtins.int = ...,
         key_id: _builtins.str = ...,
+        revoked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "found", b"found", "key_id", b"key_id", "tenant", b"tenant"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capability", b"capability", "found", b"found", "key_id", b"key_id", "revoked", b"revoked", "tenant", b"tenant"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
