@@ -17,7 +17,7 @@ from fastapi import APIRouter, FastAPI
 
 from services.blobstore.stack import Stack
 from services.common.rpc import serving
-from services.gateway import api, bytestream, http_api, tls
+from services.gateway import api, bytestream, http_api, insights, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
@@ -25,6 +25,7 @@ from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
 from services.gateway.front import Front
 from services.gateway.http import Readiness, admin_app, create_app
+from services.gateway.insights import InsightsServicer
 from services.gateway.settings import GatewaySettings
 from services.gen.bbapi.internal.v1 import logs_pb2_grpc, metadata_pb2_grpc
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
@@ -138,13 +139,17 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
+    insights_servicer = InsightsServicer(metadata_pb2_grpc.MetadataStub(backends.metadata))
+    front.add(insights.SERVICE, insights_servicer)
     certificate = tls.certificate(settings)
     grpc_port = await front.start(settings.host, settings.grpc_port,
                                   None if certificate is None else certificate.grpc_credentials())
 
     readiness = backends.readiness()
     app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
-    http_api.add_routes(app, api_servicer, resolver.authenticate)
+    http_api.add_routes(app, resolver.authenticate, [
+        http_api.Routes(http_api.SERVICE, api_servicer, "/api/v1"),
+        http_api.Routes(insights.SERVICE, insights_servicer, "/api/bbapi/v1")])
     def config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
         return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
                               timeout_graceful_shutdown=math.ceil(settings.drain_seconds),

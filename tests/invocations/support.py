@@ -123,6 +123,13 @@ def metadata(**entries: str) -> bes.BuildEvent:
                           build_metadata=bes.BuildMetadata(metadata=entries))
 
 
+def test_summary(label: str, status: bes.TestStatus.ValueType, duration_millis: int = 1500) -> bes.BuildEvent:
+    return bes.BuildEvent(
+        id=bes.BuildEventId(test_summary=bes.BuildEventId.TestSummaryId(label=label, configuration=_configuration("cfg"))),
+        test_summary=bes.TestSummary(overall_status=status, first_start_time_millis=1_700_000_000_500,
+                                     total_run_duration_millis=duration_millis))
+
+
 def progress(stdout: str = "", stderr: str = "") -> bes.BuildEvent:
     return bes.BuildEvent(progress=bes.Progress(stdout=stdout, stderr=stderr))
 

@@ -94,8 +94,8 @@ async def test_insights_columns_are_filled_in_from_what_is_stored(database_url: 
     config = db._alembic_config(database_url, MIGRATIONS, VERSION_TABLE)
     await asyncio.to_thread(command.upgrade, config, "0006")
     engine = db.create_engine(database_url)
-    stored = {"acme": ("6a0d2f64-8a55-4e0b-9c3c-3f4e2a9a1b10", 1, True), "beta": ("7b0d2f64-8a55-4e0b-9c3c-3f4e2a9a1b10",
-                                                                                   3, False)}
+    stored = {"acme": ("6a0d2f64-8a55-4e0b-9c3c-3f4e2a9a1b10", 1, True),
+              "beta": ("7b0d2f64-8a55-4e0b-9c3c-3f4e2a9a1b10", 3, False)}
     try:
         async with engine.begin() as connection:
             for tenant, (invocation_id, status, success) in stored.items():
@@ -109,8 +109,8 @@ async def test_insights_columns_are_filled_in_from_what_is_stored(database_url: 
             invocations = (await connection.execute(text(
                 "SELECT tenant, overall_status, length(\"user\") FROM invocations ORDER BY tenant"))).all()
             assert [tuple(r) for r in invocations] == [("acme", 1, 255), ("beta", 4, 255)]
-            targets = (await connection.execute(text(
-                "SELECT tenant, created_at_usec, branch_name, commit_sha FROM invocation_targets ORDER BY tenant"))).all()
+            targets = (await connection.execute(text("SELECT tenant, created_at_usec, branch_name, commit_sha "
+                                                     "FROM invocation_targets ORDER BY tenant"))).all()
             assert [tuple(r) for r in targets] == [("acme", 4000, "acme-main", "acme-c1"),
                                                    ("beta", 4000, "beta-main", "beta-c1")]
         await asyncio.to_thread(command.downgrade, config, "0006")
