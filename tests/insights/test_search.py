@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.common.db import Sessions
@@ -26,17 +28,20 @@ async def found(maker: Sessions, tenant: str = "acme", page_size: int = 0, token
     return [i.id.invocation_id for i in answer.invocation], answer.next_page_token
 
 
+def filtering(column: str, value: str) -> dict[str, Any]:
+    return {column: value}
+
+
 async def test_each_filter_finds_exactly_the_invocations_that_match_it(maker: Sessions) -> None:
-    base = await load(maker, **BASE)
-    other = {column: await load(maker, **{**BASE, key: value}) for column, (key, value, _) in VARIANTS.items()}
-    built = await load(maker, command="build", **BASE)
+    base = await load(maker, meta=BASE)
+    other = {column: await load(maker, meta={**BASE, key: value}) for column, (key, value, _) in VARIANTS.items()}
+    built = await load(maker, command="build", meta=BASE)
     everything = [built, *reversed(other.values()), base]  # newest first
     assert (await found(maker))[0] == everything
     for column, (_, _, searched) in VARIANTS.items():
-        assert (await found(maker, **{column: searched}))[0] == [other[column]], column
-        assert (await found(maker, **{column: BASE[VARIANTS[column][0]] if column != "repo_url" else
-                                      "https://github.com/acme/widgets"}))[0] == [
-            i for i in everything if i != other[column]], column
+        assert (await found(maker, **filtering(column, searched)))[0] == [other[column]], column
+        stored = "https://github.com/acme/widgets" if column == "repo_url" else BASE[VARIANTS[column][0]]
+        assert (await found(maker, **filtering(column, stored)))[0] == [i for i in everything if i != other[column]]
     assert (await found(maker, command="build"))[0] == [built]
     assert (await found(maker, command="test"))[0] == [i for i in everything if i != built]
     # a repository is found by any spelling of its URL; filters combine (AND)
@@ -80,8 +85,8 @@ async def test_a_time_range_keeps_the_invocations_created_in_it(maker: Sessions)
 
 async def test_pages_follow_tokens_to_the_end_under_a_server_cap(maker: Sessions,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    made = [await load(maker, BRANCH_NAME="main") for _ in range(7)]
-    await load(maker, BRANCH_NAME="dev")
+    made = [await load(maker, meta={"BRANCH_NAME": "main"}) for _ in range(7)]
+    await load(maker, meta={"BRANCH_NAME": "dev"})
     newest_first = list(reversed(made))
     pages, token = [], ""
     while True:
@@ -107,8 +112,8 @@ async def test_pages_follow_tokens_to_the_end_under_a_server_cap(maker: Sessions
 
 
 async def test_another_tenants_invocations_are_never_found(maker: Sessions) -> None:
-    mine = await load(maker, "acme", **BASE)
-    theirs = await load(maker, "other", **BASE)
+    mine = await load(maker, "acme", meta=BASE)
+    theirs = await load(maker, "other", meta=BASE)
     for query in ({}, {"commit_sha": "c1"}, {"user": "alice"}, {"status": insights_pb2.SUCCESS}):
         assert (await found(maker, "acme", **query))[0] == [mine], query
         assert (await found(maker, "other", **query))[0] == [theirs], query

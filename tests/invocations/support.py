@@ -123,9 +123,10 @@ def metadata(**entries: str) -> bes.BuildEvent:
                           build_metadata=bes.BuildMetadata(metadata=entries))
 
 
-def test_summary(label: str, status: bes.TestStatus.ValueType, duration_millis: int = 1500) -> bes.BuildEvent:
+def summary(label: str, status: bes.TestStatus.ValueType, duration_millis: int = 1500) -> bes.BuildEvent:
+    summary_id = bes.BuildEventId.TestSummaryId(label=label, configuration=_configuration("cfg"))
     return bes.BuildEvent(
-        id=bes.BuildEventId(test_summary=bes.BuildEventId.TestSummaryId(label=label, configuration=_configuration("cfg"))),
+        id=bes.BuildEventId(test_summary=summary_id),
         test_summary=bes.TestSummary(overall_status=status, first_start_time_millis=1_700_000_000_500,
                                      total_run_duration_millis=duration_millis))
 
