@@ -85,8 +85,8 @@ async def test_every_page_is_an_index_walk_at_any_tenant_size(maker: Sessions) -
                 if column in SEARCHED and column not in FEW_VALUES:
                     assert f"ix_invocations_by_{column}" in plan, (name, plan)
         for branch in ("", "b7"):
-            request = insights_pb2.GetTargetHistoryRequest(label=LABEL, branch_name=branch, page_size=5)
-            plan = await plan_of(maker, partial(history.get_target_history, maker, tenant, request),
+            runs = insights_pb2.GetTargetHistoryRequest(label=LABEL, branch_name=branch, page_size=5)
+            plan = await plan_of(maker, partial(history.get_target_history, maker, tenant, runs),
                                  "invocation_targets")
             assert_index_walk(plan)
             assert ("ix_invocation_targets_branch_history" if branch else "ix_invocation_targets_history") in plan
