@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 
 import grpc
@@ -12,21 +11,10 @@ import pytest
 
 from services.common.auth import Capability
 from services.gen.bbapi.api.v1 import insights_pb2, insights_pb2_grpc
-from tests.invocations.support import FIXTURES
-from tests.support.bes import Publisher, read_bep
 from tests.support.servers import StackServer, bbapi
 
 PREFIX = "/api/bbapi/v1"
 SHARDED = "//:sharded_test"
-
-
-@pytest.fixture(scope="module")
-def invocation_id(server: StackServer) -> str:
-    """A recorded real `bazel test` run, streamed in over BES with the admin key."""
-    identifier = str(uuid.uuid4())
-    with Publisher(server.grpc_target, server.admin_key) as publisher:
-        publisher.publish(identifier, read_bep(FIXTURES / "test_ci.bep"))
-    return identifier
 
 
 def insight(server: StackServer, method: str, body: object, key: str | None = None) -> httpx.Response:

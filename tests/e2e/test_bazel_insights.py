@@ -1,4 +1,4 @@
-"""Flaky tests and target history from real Bazel runs, read with the README's curl commands.
+"""Flaky tests and target history from real Bazel runs, read back with curl as the README shows.
 
 Two `bazel test` runs of one commit: in the first, //:flaky_once fails and passes on its retry
 (--flaky_test_attempts=2: Bazel reports it FLAKY) and //:flips fails; in the second, //:flips passes.
