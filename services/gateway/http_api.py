@@ -17,18 +17,18 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from google.protobuf import json_format, text_format
-from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from services.common.errors import ApiError, InvalidArgument
 from services.common.rpc import message_class
-from services.gateway import metrics
+from services.gateway import json_enums, metrics
 from services.gateway.api import content_length
 from services.gateway.front import Authenticate, CallContext
 from services.gateway.http import error_response
@@ -73,6 +73,7 @@ class _Codec:
             document = json.loads(body or b"{}")
             if not isinstance(document, dict):
                 raise InvalidArgument(f"the body must be a JSON object (a {cls.DESCRIPTOR.name})")
+            json_enums.check(document, cast(Descriptor, cls.DESCRIPTOR))
             return json_format.ParseDict(document, cls())
         except (json_format.ParseError, text_format.ParseError, DecodeError, UnicodeDecodeError,
                 json.JSONDecodeError) as err:

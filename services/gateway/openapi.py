@@ -69,8 +69,9 @@ _FIELDS: dict[tuple[str, str], Schema] = {
 }
 _REQUIRED["bbapi.api.v1.GetTargetHistoryRequest"] = ("label",)
 _FIELDS[("bbapi.api.v1.GetTargetHistoryRequest", "label")] = _NON_EMPTY
+_FIELDS.update({(f"bbapi.api.v1.{m}Request", "pageSize"): {"minimum": 0}
+                for m in ("SearchInvocations", "GetTargetHistory", "GetFlakyTests")})
 _ONE_OF_REQUIRED = {"api.v1.InvocationSelector": ("invocationId", "commitSha")}
-_NOT_NEGATIVE = {"minimum": 0}
 PAGE_TOKEN: Schema = {"type": "string", "format": "page-token",
                       "description": "next_page_token of the previous answer; empty (or absent) for the first page"}
 
@@ -124,8 +125,6 @@ def message_schema(descriptor: Descriptor, components: dict[str, Schema]) -> Sch
                 schema = {"type": "array", "items": _scalar(field, components)}
             elif field.name == "page_token":
                 schema = PAGE_TOKEN
-            elif field.name == "page_size":
-                schema = {**_scalar(field, components), **_NOT_NEGATIVE}
             else:
                 schema = _scalar(field, components)
             schema = {**schema, **_FIELDS.get((descriptor.full_name, field.json_name), {})}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import CTE, and_, case, func, or_, select
+from sqlalchemy import CTE, Select, and_, case, func, or_, select
 
 from services.common.db import Sessions, now_usec, reading
 from services.gen.api.v1 import common_pb2
@@ -47,7 +47,7 @@ def _evidence(tenant: str, start: int, end: int) -> tuple[CTE, CTE]:
     return evidence, flipped
 
 
-def _ranked(tenant: str, start: int, end: int, after: list[Any] | None, size: int) -> Any:
+def _ranked(tenant: str, start: int, end: int, after: list[Any] | None, size: int) -> Select[Any]:
     evidence, flipped = _evidence(tenant, start, end)
     counts = (select(evidence.c.label, func.count().label("invocations"),
                      func.sum(case((evidence.c.status == Status.FLAKY, 1), else_=0)).label("flaky"),
@@ -62,7 +62,7 @@ def _ranked(tenant: str, start: int, end: int, after: list[Any] | None, size: in
     return query.order_by(counts.c.invocations.desc(), counts.c.label).limit(size + 1)
 
 
-def _newest(tenant: str, start: int, end: int, labels: list[str]) -> Any:
+def _newest(tenant: str, start: int, end: int, labels: list[str]) -> Select[str, str]:
     """The newest MAX_INVOCATIONS showing invocation ids of each label."""
     evidence, _ = _evidence(tenant, start, end)
     numbered = (select(evidence.c.label, Invocation.invocation_id, func.row_number().over(
@@ -82,9 +82,10 @@ async def get_flaky_tests(sessions: Sessions, tenant: str, request: insights_pb2
     position = paging.decode(request.page_token, query_key, (int, int, str))
     end = position[0] if position is not None else window.end if window.end is not None else now_usec()
     start = window.start if window.start is not None else end - DEFAULT_WINDOW_USEC
+    after = None if position is None else position[1:]
     async with reading(sessions) as session:
         await index_plans(session)
-        rows = (await session.execute(_ranked(tenant, start, end, position and position[1:], size))).all()
+        rows = (await session.execute(_ranked(tenant, start, end, after, size))).all()
         ids: dict[str, list[str]] = defaultdict(list)
         if rows:
             for label, invocation_id in await session.execute(_newest(tenant, start, end,
