@@ -28,7 +28,7 @@ from google.protobuf.message import DecodeError, Message
 
 from services.common.errors import ApiError, InvalidArgument
 from services.common.rpc import message_class
-from services.gateway import json_enums, metrics
+from services.gateway import json_strict, metrics
 from services.gateway.api import content_length
 from services.gateway.front import Authenticate, CallContext
 from services.gateway.http import error_response
@@ -71,9 +71,7 @@ class _Codec:
             if self.media == TEXT_TYPE:
                 return text_format.Parse(body.decode(), cls())
             document = json.loads(body or b"{}")
-            if not isinstance(document, dict):
-                raise InvalidArgument(f"the body must be a JSON object (a {cls.DESCRIPTOR.name})")
-            json_enums.check(document, cast(Descriptor, cls.DESCRIPTOR))
+            json_strict.check(document, cast(Descriptor, cls.DESCRIPTOR))
             return json_format.ParseDict(document, cls())
         except (json_format.ParseError, text_format.ParseError, DecodeError, UnicodeDecodeError,
                 json.JSONDecodeError) as err:
