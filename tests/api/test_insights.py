@@ -65,7 +65,8 @@ def test_errors_map_to_http_statuses(server: StackServer) -> None:
     for status_value in ("GREEN", False, "3", 1.5, 2**40):  # json_format alone would read these as some status
         assert status(insight(server, "SearchInvocations", {"query": {"status": status_value}})) == (400, invalid)
     assert insight(server, "SearchInvocations", {"query": {"status": 1}}).status_code == 200  # by number: SUCCESS
-    for created in ("", [], "2026-12-01T00:00:00Z"):  # a TimeRange is an object (json_format reads "" as empty)
+    not_objects: list[object] = ["", [], "2026-12-01T00:00:00Z"]  # json_format would read "" as an empty TimeRange
+    for created in not_objects:
         assert status(insight(server, "GetTargetHistory", {"label": "//:x", "created": created})) == (400, invalid)
     assert status(insight(server, "GetFlakyTests", {"created": {"startTime": "yesterday"}})) == (400, invalid)
     anonymous = httpx.post(f"{server.http_url}{PREFIX}/SearchInvocations", json={})
