@@ -127,11 +127,12 @@ class IngestStream:
         fields = self._fields.copy()
         rows = batch.index(self._pk, decoded, fields, self._secrets, self._named_sets)
         last = fresh[-1][0]
+        owner = self._owner.of(fields)
         async with self.sessions.begin() as session:
             await self._update(session, last_sequence=last, **fields.changes(self._fields))
-            await store.write(session, self._pk, self._owner.of(fields), rows, self._named_sets)
-            if self._owner.of(fields) != self._owner.of(self._fields):
-                await store.restamp_targets(session, self._pk, self._owner.of(fields))
+            await store.write(session, self._pk, owner, rows, self._named_sets)
+            if owner != self._owner.of(self._fields):
+                await store.restamp_targets(session, self._pk, owner)
         self._fields, self.last_sequence = fields, last
         return last
 
@@ -166,7 +167,8 @@ class IngestStream:
         self._closed = True
         try:
             async with self.sessions.begin() as session:
-                await self._update(session, status=DISCONNECTED, overall_status=insights_pb2.DISCONNECTED)
+                await self._update(session, status=DISCONNECTED,
+                                   overall_status=overall_status(DISCONNECTED, self._fields.success))
         except FailedPrecondition:
             return
         self._status = DISCONNECTED
