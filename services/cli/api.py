@@ -1,4 +1,5 @@
-"""`bbapi api METHOD --json '{...}'`: call any public API method over HTTP, like curl would.
+"""`bbapi api METHOD --json '{...}'`: call any public API method over HTTP, like curl would: BuildBuddy's
+(`/api/v1/`) and bbapi's own InsightsService (`/api/bbapi/v1/`).
 
 GetFile writes the file's bytes to --output (stdout if unset) with a progress bar on stderr.
 """
@@ -17,8 +18,12 @@ from tqdm import tqdm
 from services.cli import exits
 from services.common.settings import CommonSettings, add_arguments, from_args
 from services.gen.api.v1 import service_pb2
+from services.gen.bbapi.api.v1 import insights_pb2
 
-METHODS = [m.name for m in service_pb2.DESCRIPTOR.services_by_name["ApiService"].methods]
+# every method by name, with the HTTP prefix that serves it
+PREFIXES = {**{m.name: "/api/v1" for m in service_pb2.DESCRIPTOR.services_by_name["ApiService"].methods},
+            **{m.name: "/api/bbapi/v1" for m in insights_pb2.DESCRIPTOR.services_by_name["InsightsService"].methods}}
+METHODS = list(PREFIXES)
 
 
 class ApiClientSettings(CommonSettings):
@@ -28,7 +33,8 @@ class ApiClientSettings(CommonSettings):
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = commands.add_parser("api", help="call a public API method (GetInvocation, GetLog, GetFile, ...)")
+    parser = commands.add_parser("api", help="call a public API method (GetInvocation, GetLog, GetFile, "
+                                "SearchInvocations, ...)")
     parser.add_argument("method", choices=METHODS, metavar="METHOD", help=" | ".join(METHODS))
     parser.add_argument("--json", default="{}", help="request body as JSON ('-' reads stdin)")
     add_arguments(parser, ApiClientSettings)
@@ -45,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     headers = {"content-type": "application/json"}
     if settings.api_key is not None:
         headers["x-buildbuddy-api-key"] = settings.api_key.get_secret_value()
-    url = f"{settings.server.rstrip('/')}/api/v1/{args.method}"
+    url = f"{settings.server.rstrip('/')}{PREFIXES[args.method]}/{args.method}"
     try:
         return _call(url, body, headers, args.method, settings.output)
     except httpx.TransportError as err:

@@ -1,4 +1,5 @@
-"""`POST /api/v1/<Method>`: BuildBuddy's HTTP API, in proto3 JSON or binary protobuf.
+"""`POST /api/v1/<Method>`: BuildBuddy's HTTP API, in proto3 JSON or binary protobuf; our own
+InsightsService the same way under `POST /api/bbapi/v1/<Method>`.
 
 The body's Content-Type picks the format (none or application/json: JSON; application/protobuf,
 application/proto or application/x-protobuf: binary; application/protobuf-text: text format)
@@ -14,21 +15,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 import grpc
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from google.protobuf import json_format, text_format
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from services.common.auth import Capability
 from services.common.errors import ApiError, InvalidArgument
 from services.common.rpc import message_class
-from services.gateway import files, metrics
-from services.gateway.api import ApiServicer
+from services.gateway import files, json_strict, metrics
 from services.gateway.front import Authenticate, CallContext
 from services.gateway.http import error_response
 from services.gateway.openapi import (
@@ -70,8 +71,7 @@ class _Codec:
             if self.media == TEXT_TYPE:
                 return text_format.Parse(body.decode(), cls())
             document = json.loads(body or b"{}")
-            if not isinstance(document, dict):
-                raise InvalidArgument(f"the body must be a JSON object (a {cls.DESCRIPTOR.name})")
+            json_strict.check(document, cast(Descriptor, cls.DESCRIPTOR))
             return json_format.ParseDict(document, cls())
         except (json_format.ParseError, text_format.ParseError, DecodeError, UnicodeDecodeError,
                 json.JSONDecodeError) as err:
@@ -110,30 +110,25 @@ _FORMATS = ("Also takes the same message as binary protobuf (`application/protob
             f"(`{TEXT_TYPE}`), answered in the same format.")
 
 
-def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) -> None:
-    """One route per ApiService method, documented with schemas derived from the protos."""
+@dataclass(frozen=True)
+class Routes:
+    """A gRPC service served as `POST <prefix>/<Method>`, each method by `servicer`'s attribute of its name."""
+
+    service: ServiceDescriptor
+    servicer: object
+    prefix: str
+
+    @property
+    def tag(self) -> str:
+        """The OpenAPI tag: the proto package ("api.v1", "bbapi.api.v1")."""
+        return self.service.full_name.rpartition(".")[0]
+
+
+def add_routes(app: FastAPI, authenticate: Authenticate, served: Sequence[Routes]) -> None:
+    """One route per method of every service, documented with schemas derived from the protos."""
     components: dict[str, Schema] = {"Error": ERROR_SCHEMA}
-    for method in SERVICE.methods:
-        request_schema = message_schema(method.input_type, components)
-        app.add_api_route(
-            f"/api/v1/{method.name}", _endpoint(method, servicer, authenticate), methods=["POST"],
-            name=method.name, summary=method.name, tags=["api.v1"], description=_FORMATS,
-            openapi_extra={
-                "requestBody": {"required": body_required(method.input_type),
-                                "content": {"application/json": {"schema": request_schema}}},
-                "responses": responses(method, components),
-                "security": [{scheme: []} for scheme in SECURITY_SCHEMES],  # either one
-            })
-
-    names = {method.name for method in SERVICE.methods}
-
-    @app.api_route("/api/v1/{method}", methods=HTTP_METHODS, include_in_schema=False)
-    async def other(request: Request, method: str) -> JSONResponse:
-        """An unknown method, or a known one called with another HTTP method (POST has its own route)."""
-        if method in names:
-            return error_response(grpc.StatusCode.UNIMPLEMENTED, f"{method} takes POST, not {request.method}",
-                                  405, {"allow": "POST"})
-        return error_response(grpc.StatusCode.NOT_FOUND, f"method {method!r} not found")
+    for routes in served:
+        _add_service(app, authenticate, routes, components)
 
     original = app.openapi
 
@@ -147,7 +142,31 @@ def add_routes(app: FastAPI, servicer: ApiServicer, authenticate: Authenticate) 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
+def _add_service(app: FastAPI, authenticate: Authenticate, routes: Routes, components: dict[str, Schema]) -> None:
+    for method in routes.service.methods:
+        request_schema = message_schema(method.input_type, components)
+        app.add_api_route(
+            f"{routes.prefix}/{method.name}", _endpoint(method, routes.servicer, authenticate), methods=["POST"],
+            name=method.name, summary=method.name, tags=[routes.tag], description=_FORMATS,
+            openapi_extra={
+                "requestBody": {"required": body_required(method.input_type),
+                                "content": {"application/json": {"schema": request_schema}}},
+                "responses": responses(method, components),
+                "security": [{scheme: []} for scheme in SECURITY_SCHEMES],  # either one
+            })
+
+    names = {method.name for method in routes.service.methods}
+
+    @app.api_route(f"{routes.prefix}/{{method}}", methods=HTTP_METHODS, include_in_schema=False)
+    async def other(request: Request, method: str) -> JSONResponse:
+        """An unknown method, or a known one called with another HTTP method (POST has its own route)."""
+        if method in names:
+            return error_response(grpc.StatusCode.UNIMPLEMENTED, f"{method} takes POST, not {request.method}",
+                                  405, {"allow": "POST"})
+        return error_response(grpc.StatusCode.NOT_FOUND, f"method {method!r} not found")
+
+
+def _endpoint(method: MethodDescriptor, servicer: object,
               authenticate: Authenticate) -> Callable[[Request], Awaitable[Response]]:
     request_class = message_class(method.input_type)
     impl = getattr(servicer, method.name)
@@ -159,8 +178,8 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
             message = codec.decode(await _body(request), request_class)
             ctx = call_context(request)
             await authenticate(ctx)
-            if method.name == "GetFile":
-                response = await _stream_file(servicer, message, ctx)  # type: ignore[arg-type]
+            if method.server_streaming:  # GetFile
+                response = await _stream_file(impl(message, ctx), message, ctx)  # type: ignore[arg-type]
             else:
                 response = codec.encode(await impl(message, ctx))
         except _TooLarge:
@@ -173,10 +192,10 @@ def _endpoint(method: MethodDescriptor, servicer: ApiServicer,
     return endpoint
 
 
-async def _stream_file(servicer: ApiServicer, request: file_pb2.GetFileRequest, ctx: CallContext) -> Response:
+async def _stream_file(chunks: AsyncIterator[bytes], request: file_pb2.GetFileRequest, ctx: CallContext) -> Response:
     """Read the first chunk before answering (authorising, parsing and finding the blob), so a
     refusal or a missing blob is an error status and not a broken 200."""
-    body = await files.started(servicer.GetFile(request, ctx))
+    body = await files.started(chunks)
     size = files.resolve(ctx.require(Capability.READ), request.uri).size
     headers = {"content-length": str(size)} if size is not None else {}
     return StreamingResponse(body, media_type="application/octet-stream", headers=headers)

@@ -67,6 +67,10 @@ _FIELDS: dict[tuple[str, str], Schema] = {
     ("api.v1.GetFileRangeRequest", "uri"): _RANGE_URI,
     **{("api.v1.GetFileRangeRequest", bound): _OFFSET for bound in ("start", "end")},
 }
+_REQUIRED["bbapi.api.v1.GetTargetHistoryRequest"] = ("label",)
+_FIELDS[("bbapi.api.v1.GetTargetHistoryRequest", "label")] = _NON_EMPTY
+_FIELDS.update({(f"bbapi.api.v1.{m}Request", "pageSize"): {"minimum": 0}
+                for m in ("SearchInvocations", "GetTargetHistory", "GetFlakyTests")})
 _ONE_OF_REQUIRED = {"api.v1.InvocationSelector": ("invocationId", "commitSha")}
 PAGE_TOKEN: Schema = {"type": "string", "format": "page-token",
                       "description": "next_page_token of the previous answer; empty (or absent) for the first page"}
@@ -83,7 +87,9 @@ def _scalar(field: FieldDescriptor, components: dict[str, Schema]) -> Schema:
         return message_schema(field.message_type, components)
     if kind == FieldDescriptor.TYPE_ENUM:
         assert field.enum_type is not None
-        return {"type": "string", "enum": [v.name for v in field.enum_type.values]}
+        # proto3 JSON reads an enum by name or by number
+        values = field.enum_type.values
+        return {"type": ["string", "integer"], "enum": [*(v.name for v in values), *(v.number for v in values)]}
     if kind in _INT64:  # any value of 18 digits fits; a JSON number is read too
         return {"type": ["string", "integer"], "pattern": "^-?[0-9]{1,18}$", "minimum": -_INT64_BOUND,
                 "maximum": _INT64_BOUND, "description": "64-bit integer, as a string"}
@@ -154,7 +160,8 @@ def _object(name: str, properties: Schema) -> Schema:
     return schema
 
 
-# The errors each method answers beyond those of every call (400, 401, 413, 500, 503).
+# The errors each method answers beyond those of every call (400, 401, 413, 500, 503); a method not
+# listed may refuse a key without the capability it needs (403).
 _ERRORS: dict[str, tuple[int, ...]] = {
     "GetInvocation": (403,), "GetLog": (403, 404), "GetTarget": (403, 404), "GetAction": (403, 404),
     "GetFile": (403, 404), "GetFileRange": (403, 404), "DeleteFile": (403,), "GetAuditLog": (403,),
@@ -177,7 +184,7 @@ def responses(method: MethodDescriptor, components: dict[str, Schema]) -> dict[s
         ok = {"application/json": {"schema": message_schema(method.output_type, components)}}
     errors = {str(status): {"description": HTTPStatus(status).phrase,
                             "content": {"application/json": {"schema": _ERROR_REF}}}
-              for status in sorted({*_EVERY_CALL, *_ERRORS.get(method.name, ())})}
+              for status in sorted({*_EVERY_CALL, *_ERRORS.get(method.name, (403,))})}
     return {"200": {"description": "OK", "content": ok}, **errors}
 
 

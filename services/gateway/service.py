@@ -19,7 +19,7 @@ from services.blobstore.stack import Stack
 from services.common.exclusive import listen
 from services.common.rpc import serving
 from services.common.tenant_labels import limit_tenants
-from services.gateway import api, bytestream, download, http_api, tls
+from services.gateway import api, bytestream, download, http_api, insights, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
@@ -27,6 +27,7 @@ from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
 from services.gateway.front import Front
 from services.gateway.http import Readiness, admin_app, create_app
+from services.gateway.insights import InsightsServicer
 from services.gateway.settings import GatewaySettings
 from services.gen.bbapi.internal.v1 import logs_pb2_grpc, metadata_pb2_grpc
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
@@ -143,6 +144,8 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
+    insights_servicer = InsightsServicer(metadata_pb2_grpc.MetadataStub(backends.metadata))
+    front.add(insights.SERVICE, insights_servicer)
     certificate = tls.certificate(settings)
     http_socket, admin_socket = _bind_http(settings)
     try:
@@ -157,7 +160,9 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
 
     readiness = backends.readiness()
     app = create_app(readiness, None if settings.admin_port is not None else backends.routers)
-    http_api.add_routes(app, api_servicer, resolver.authenticate)
+    http_api.add_routes(app, resolver.authenticate, [
+        http_api.Routes(http_api.SERVICE, api_servicer, "/api/v1"),
+        http_api.Routes(insights.SERVICE, insights_servicer, "/api/bbapi/v1")])
     download.add_route(app, blobs, resolver.authenticate)
     def config(app: FastAPI, tls: Callable[[], ssl.SSLContext] | None = None) -> uvicorn.Config:
         return uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,

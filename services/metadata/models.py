@@ -61,6 +61,10 @@ def _invocation_key() -> Mapped[int]:
     return mapped_column(BigInteger, primary_key=True)
 
 
+# The invocation columns SearchInvocations filters by, each with an index (tenant, column, created_at_usec, id)
+SEARCHED = ("repo_url", "branch_name", "user", "host", "role", "command", "pattern", "overall_status")
+
+
 class Invocation(Base):
     """One build, per tenant: the api.v1 Invocation fields plus the ingest's own bookkeeping."""
 
@@ -73,6 +77,8 @@ class Invocation(Base):
         Index("ix_invocations_parent_run", "tenant", "parent_run_id"),
         Index("ix_invocations_build", "invocation_id"),
         Index("ix_invocations_activity", "tenant", "updated_at_usec"),  # retention expires by last activity
+        # InsightsService.SearchInvocations: each filter walks its own index newest first
+        *(Index(f"ix_invocations_by_{column}", "tenant", column, "created_at_usec", "id") for column in SEARCHED),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -89,15 +95,17 @@ class Invocation(Base):
     created_at_usec: Mapped[int] = mapped_column(BigInteger)
     updated_at_usec: Mapped[int] = mapped_column(BigInteger)
     # Derived from the events; `sources` holds each field's source priority (reference §3.3).
+    # bbapi.api.v1.OverallStatus, from status and success: one indexed value to search by
+    overall_status: Mapped[int] = mapped_column(SmallInteger)
     success: Mapped[bool] = mapped_column(Boolean)
     bazel_exit_code: Mapped[str] = mapped_column(Text)
-    command: Mapped[str] = mapped_column(Text)
-    pattern: Mapped[str] = mapped_column(Text)
-    user: Mapped[str] = mapped_column(Text)
-    host: Mapped[str] = mapped_column(Text)
-    role: Mapped[str] = mapped_column(Text)
-    repo_url: Mapped[str] = mapped_column(Text)
-    branch_name: Mapped[str] = mapped_column(Text)
+    command: Mapped[str] = mapped_column(String(INDEXED))
+    pattern: Mapped[str] = mapped_column(String(INDEXED))
+    user: Mapped[str] = mapped_column(String(INDEXED))
+    host: Mapped[str] = mapped_column(String(INDEXED))
+    role: Mapped[str] = mapped_column(String(INDEXED))
+    repo_url: Mapped[str] = mapped_column(String(INDEXED))
+    branch_name: Mapped[str] = mapped_column(String(INDEXED))
     commit_sha: Mapped[str] = mapped_column(String(INDEXED))
     parent_invocation_id: Mapped[str] = mapped_column(String(INDEXED))
     run_id: Mapped[str] = mapped_column(String(INDEXED))
@@ -162,12 +170,26 @@ class Artifact(EventFile, Base):
 
 
 class Target(Base):
-    """A target by label (configurations collapse into one, as in the reference)."""
+    """A target by label (configurations collapse into one, as in the reference).
+
+    It carries its invocation's tenant, creation time, branch and commit (kept in step by the ingest), so
+    one label's history and a window's test results are index walks that never visit other invocations.
+    """
 
     __tablename__ = "invocation_targets"
+    __table_args__ = (
+        Index("ix_invocation_targets_history", "tenant", "label", "created_at_usec", "invocation"),
+        Index("ix_invocation_targets_branch_history", "tenant", "label", "branch_name", "created_at_usec",
+              "invocation"),
+        Index("ix_invocation_targets_outcomes", "tenant", "status", "created_at_usec"),
+    )
 
     invocation: Mapped[int] = _invocation_key()
     label: Mapped[str] = mapped_column(String(LABEL), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(63))
+    created_at_usec: Mapped[int] = mapped_column(BigInteger)
+    branch_name: Mapped[str] = mapped_column(String(INDEXED))
+    commit_sha: Mapped[str] = mapped_column(String(INDEXED))
     status: Mapped[int] = mapped_column(SmallInteger)
     rule_type: Mapped[str] = mapped_column(Text)
     language: Mapped[str] = mapped_column(Text)

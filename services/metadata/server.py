@@ -13,6 +13,7 @@ from services.common.errors import InvalidArgument
 from services.gen.api.v1 import action_pb2, audit_log_pb2, invocation_pb2, target_pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2
 from services.metadata import audit, keys
+from services.metadata.insights import methods as insights
 from services.metadata.invocations import builds, queries
 from services.metadata.invocations.ingest import InvocationStore
 
@@ -92,3 +93,6 @@ class MetadataServicer:
     async def GetAuditLog(self, request: metadata_pb2.TenantGetAuditLogRequest,
                           context: Any) -> audit_log_pb2.GetAuditLogResponse:
         return await audit.entries(self.sessions, request.tenant, request.request)
+
+    async def Insight(self, request: metadata_pb2.TenantInsightRequest, context: Any) -> metadata_pb2.InsightResponse:
+        return await insights.answer(self.sessions, request)

@@ -10,22 +10,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from services.common.auth import Capability
 from services.logs.store import encode_token
-from tests.invocations.support import FIXTURES
-from tests.support.bes import Publisher, read_bep
 from tests.support.clients import CacheClient, digest
 from tests.support.servers import Http, StackServer, bbapi
-
-
-@pytest.fixture(scope="module")
-def invocation_id(server: StackServer) -> str:
-    identifier = str(uuid.uuid4())
-    with Publisher(server.grpc_target, server.admin_key) as publisher:
-        publisher.publish(identifier, read_bep(FIXTURES / "test_ci.bep"))
-    return identifier
 
 
 def test_each_endpoint_reads_another_tenants_data_as_missing(server: StackServer, http: Http, invocation_id: str,

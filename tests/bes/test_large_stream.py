@@ -15,8 +15,9 @@ from pathlib import Path
 
 from services.common import db
 from services.gen.api.v1 import action_pb2, target_pb2
+from tests.invocations.plans import assert_index_walk
 from tests.invocations.support import completed, configured, finished, named_set, started
-from tests.invocations.test_large import assert_index_walk, page_plan
+from tests.invocations.test_large import page_plan
 from tests.support.bes import Publisher
 from tests.support.servers import ServeProcess
 

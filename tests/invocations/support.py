@@ -123,6 +123,14 @@ def metadata(**entries: str) -> bes.BuildEvent:
                           build_metadata=bes.BuildMetadata(metadata=entries))
 
 
+def summary(label: str, status: bes.TestStatus.ValueType, duration_millis: int = 1500) -> bes.BuildEvent:
+    summary_id = bes.BuildEventId.TestSummaryId(label=label, configuration=_configuration("cfg"))
+    return bes.BuildEvent(
+        id=bes.BuildEventId(test_summary=summary_id),
+        test_summary=bes.TestSummary(overall_status=status, first_start_time_millis=1_700_000_000_500,
+                                     total_run_duration_millis=duration_millis))
+
+
 def progress(stdout: str = "", stderr: str = "") -> bes.BuildEvent:
     return bes.BuildEvent(progress=bes.Progress(stdout=stdout, stderr=stderr))
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import event
-
 from services.common.db import Sessions
 from services.gen.api.v1 import action_pb2, target_pb2
 from services.metadata.invocations import queries
 from services.metadata.invocations.ingest import InvocationStore
-from services.metadata.invocations.sql import index_plans
+from tests.invocations.plans import assert_index_walk, plan_of
 from tests.invocations.support import completed, configured, finished, ingest, named_set, numbered, started
 
 LARGE, SMALL = 50_000, 100
@@ -40,34 +38,11 @@ async def load(maker: Sessions, targets: int) -> str:
 async def page_plan(maker: Sessions, request: target_pb2.GetTargetRequest | action_pb2.GetActionRequest,
                     tenant: str = "acme") -> str:
     """The database's plan for the statement that reads a page of targets (or of actions)."""
-    statements: list[tuple[str, object]] = []
-
-    def grab(_conn: object, _cursor: object, statement: str, parameters: object, *_rest: object) -> None:
-        statements.append((statement, parameters))
-
-    engine = maker.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", grab)
-    try:
-        if isinstance(request, target_pb2.GetTargetRequest):
-            await queries.get_targets(maker, tenant, request, page_size=100)
-        else:
-            await queries.get_actions(maker, tenant, request, page_size=100)
-    finally:
-        event.remove(engine, "before_cursor_execute", grab)
-    table = "invocation_target" if isinstance(request, target_pb2.GetTargetRequest) else "invocation_actions"
-    statement, parameters = next((s, p) for s, p in statements if table in s and "LIMIT" in s)
-    async with maker.begin() as session:
-        await index_plans(session)  # the same planner settings get_targets runs under
-        connection = await session.connection()
-        explain = "EXPLAIN QUERY PLAN " if connection.dialect.name == "sqlite" else "EXPLAIN "
-        rows = await connection.exec_driver_sql(explain + statement, parameters)  # type: ignore[arg-type]
-        return "\n".join(" ".join(str(v) for v in row) for row in rows)
-
-
-def assert_index_walk(plan: str) -> None:
-    assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan  # rows come in page order
-    assert "SCAN" not in plan and "Seq Scan" not in plan and "Bitmap" not in plan, plan  # never the whole rest
-    assert "USING PRIMARY KEY" in plan or "USING INDEX" in plan or "Index" in plan, plan
+    if isinstance(request, target_pb2.GetTargetRequest):
+        return await plan_of(maker, lambda: queries.get_targets(maker, tenant, request, page_size=100),
+                             "invocation_target")
+    return await plan_of(maker, lambda: queries.get_actions(maker, tenant, request, page_size=100),
+                         "invocation_actions")
 
 
 def page(invocation_id: str, token: str = "", tag: str = "") -> target_pb2.GetTargetRequest:

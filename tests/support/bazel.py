@@ -37,8 +37,9 @@ class Workspace:
     startup: list[str] = field(default_factory=list)  # startup options, e.g. --digest_function=sha1
 
     @classmethod
-    def create(cls, path: Path, output_user_root: Path, binary: str = "bazel") -> Workspace:
-        shutil.copytree(E2E / "workspace", path)
+    def create(cls, path: Path, output_user_root: Path, binary: str = "bazel", source: str = "workspace") -> Workspace:
+        """A copy of tests/e2e/SOURCE at `path`, with the offline stand-ins for Bazel's rule repositories."""
+        shutil.copytree(E2E / source, path)
         shutil.copytree(E2E / "third_party", path / "third_party")
         return cls(path, output_user_root, binary)
 

@@ -89,10 +89,11 @@ class StackServer:
         return self.running.admin_key
 
     def api(self, method: str, body: object = None, key: str | None = None, content: bytes | None = None,
-            headers: dict[str, str] | None = None) -> httpx.Response:
-        """POST /api/v1/METHOD: `body` as JSON (or raw `content`), with `key` (the admin key by default)."""
+            headers: dict[str, str] | None = None, prefix: str = "/api/v1") -> httpx.Response:
+        """POST /api/v1/METHOD (or PREFIX/METHOD): `body` as JSON (or raw `content`), with `key` (the admin key
+        by default)."""
         sent = {"x-buildbuddy-api-key": key or self.admin_key, **(headers or {})}
-        return httpx.post(f"{self.http_url}/api/v1/{method}", json=body if content is None else None,
+        return httpx.post(f"{self.http_url}{prefix}/{method}", json=body if content is None else None,
                           content=content, headers=sent, timeout=30)
 
 

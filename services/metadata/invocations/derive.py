@@ -41,7 +41,8 @@ _WORKSPACE_KEYS = {"BUILD_HOST": "host", "HOST": "host", "BUILD_USER": "user", "
 _METADATA_KEYS = {"HOST": "host", "USER": "user", "ROLE": "role", "REPO_URL": "repo_url", "BRANCH_NAME": "branch_name",
                   "COMMIT_SHA": "commit_sha", "PATTERN": "pattern", "PARENT_INVOCATION_ID": "parent_invocation_id",
                   "RUN_ID": "run_id", "PARENT_RUN_ID": "parent_run_id"}
-_CLIPPED = ("commit_sha", "parent_invocation_id", "run_id", "parent_run_id")  # indexed: a bounded length
+_CLIPPED = ("command", "pattern", "user", "host", "role", "repo_url", "branch_name", "commit_sha",
+            "parent_invocation_id", "run_id", "parent_run_id")  # indexed: a bounded length
 _CANONICAL = "canonical"  # the command line with every option Bazel applied (rc files included)
 _SLUG = re.compile(r"[\w.-]+/[\w.-]+")  # "owner/repo", as GitHub names repositories
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")

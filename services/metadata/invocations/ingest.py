@@ -20,6 +20,7 @@ from services.common import invocation_ids
 from services.common.db import Sessions, now_usec
 from services.common.errors import AlreadyExists, FailedPrecondition
 from services.gen.api.v1 import invocation_pb2
+from services.gen.bbapi.api.v1 import insights_pb2
 from services.metadata.invocations import batch, store
 from services.metadata.invocations.derive import Fields
 from services.metadata.invocations.namedsets import NamedSets
@@ -29,6 +30,14 @@ Status = invocation_pb2.InvocationStatus
 COMPLETE, PARTIAL, DISCONNECTED = (Status.COMPLETE_INVOCATION_STATUS, Status.PARTIAL_INVOCATION_STATUS,
                                    Status.DISCONNECTED_INVOCATION_STATUS)
 STATUS_NAMES: dict[int, str] = {COMPLETE: "COMPLETE", PARTIAL: "PARTIAL", DISCONNECTED: "DISCONNECTED"}
+_OVERALL: dict[int, int] = {PARTIAL: insights_pb2.IN_PROGRESS, DISCONNECTED: insights_pb2.DISCONNECTED}
+
+
+def overall_status(status: int, success: bool) -> int:
+    """The OverallStatus SearchInvocations filters by: a complete invocation succeeded or failed."""
+    if status == COMPLETE:
+        return insights_pb2.SUCCESS if success else insights_pb2.FAILURE
+    return _OVERALL.get(status, insights_pb2.UNKNOWN_OVERALL_STATUS)
 
 
 _INVOCATIONS = cast(Table, Invocation.__table__)
@@ -72,7 +81,7 @@ async def _claim(session: AsyncSession, tenant: str, invocation_id: str, build_i
     row = await session.scalar(select(Invocation).where(Invocation.tenant == tenant,
                                                         Invocation.invocation_id == invocation_id))
     if row is not None and row.status != COMPLETE:
-        row.status, row.updated_at_usec = PARTIAL, now_usec()
+        row.status, row.overall_status, row.updated_at_usec = PARTIAL, insights_pb2.IN_PROGRESS, now_usec()
     return row
 
 
@@ -81,7 +90,8 @@ async def _create(session: AsyncSession, tenant: str, invocation_id: str, key_id
     now = now_usec()
     row = Invocation(tenant=tenant, invocation_id=invocation_id, key_id=key_id, build_id_hash=build_id_hash,
                      attempt=1, last_sequence=0,
-                     status=PARTIAL, created_at_usec=now, updated_at_usec=now, **Fields().columns())
+                     status=PARTIAL, overall_status=insights_pb2.IN_PROGRESS, created_at_usec=now,
+                     updated_at_usec=now, **Fields().columns())
     session.add(row)
     await session.flush()
     return row
@@ -98,6 +108,7 @@ class IngestStream:
         self.invocation_id = row.invocation_id
         self.last_sequence = row.last_sequence
         self._pk, self._attempt, self._status = row.id, row.attempt, row.status
+        self._owner = store.Owner(row.tenant, row.created_at_usec)
         self._fields = Fields.of(row)
         self._secrets = tuple(s for s in secrets if s)
         self._named_sets = NamedSets(row.id)
@@ -116,9 +127,12 @@ class IngestStream:
         fields = self._fields.copy()
         rows = batch.index(self._pk, decoded, fields, self._secrets, self._named_sets)
         last = fresh[-1][0]
+        owner = self._owner.of(fields)
         async with self.sessions.begin() as session:
             await self._update(session, last_sequence=last, **fields.changes(self._fields))
-            await store.write(session, self._pk, rows, self._named_sets)
+            await store.write(session, self._pk, owner, rows, self._named_sets)
+            if owner != self._owner.of(self._fields):
+                await store.restamp_targets(session, self._pk, owner)
         self._fields, self.last_sequence = fields, last
         return last
 
@@ -141,7 +155,7 @@ class IngestStream:
         status = COMPLETE if self._fields.finished else DISCONNECTED
         if not self._closed and self._status != COMPLETE:
             async with self.sessions.begin() as session:
-                await self._update(session, status=status)
+                await self._update(session, status=status, overall_status=overall_status(status, self._fields.success))
         self._status, self._closed = status, True
         return STATUS_NAMES[status]
 
@@ -153,7 +167,8 @@ class IngestStream:
         self._closed = True
         try:
             async with self.sessions.begin() as session:
-                await self._update(session, status=DISCONNECTED)
+                await self._update(session, status=DISCONNECTED,
+                                   overall_status=overall_status(DISCONNECTED, self._fields.success))
         except FailedPrecondition:
             return
         self._status = DISCONNECTED

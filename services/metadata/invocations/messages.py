@@ -31,11 +31,21 @@ def target(invocation_id: str, row: Target) -> target_pb2.Target:
         status=common_pb2.Status.ValueType(row.status), rule_type=row.rule_type, tag=row.tags,
         language=row.language)
     if row.duration_usec is not None:
-        start, duration = Timestamp(), Duration()
-        start.FromMicroseconds(row.start_usec or 0)
-        duration.FromMicroseconds(row.duration_usec)
-        message.timing.CopyFrom(common_pb2.Timing(start_time=start, duration=duration))
+        message.timing.CopyFrom(timing(row))
     return message
+
+
+def timestamp(usec: int) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromMicroseconds(usec)
+    return stamp
+
+
+def timing(row: Target) -> common_pb2.Timing:
+    """A tested target's timing (only a TestSummary gives one)."""
+    duration = Duration()
+    duration.FromMicroseconds(row.duration_usec or 0)
+    return common_pb2.Timing(start_time=timestamp(row.start_usec or 0), duration=duration)
 
 
 def action(invocation_id: str, row: Action, files: list[file_pb2.File]) -> action_pb2.Action:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, replace
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, select, update
@@ -11,6 +12,7 @@ from services.gen.build_event_stream import build_event_stream_pb2 as bes
 from services.metadata.invocations import targets
 from services.metadata.invocations.actions import ActionRecord
 from services.metadata.invocations.batch import Batch
+from services.metadata.invocations.derive import Fields
 from services.metadata.invocations.namedsets import NamedSets
 from services.metadata.invocations.sql import chunks, index_plans
 from services.metadata.invocations.targets import TargetRow
@@ -27,13 +29,27 @@ from services.metadata.models import (
 )
 
 
-async def write(session: AsyncSession, invocation: int, batch: Batch, named_sets: NamedSets) -> None:
+@dataclass(frozen=True)
+class Owner:
+    """What a target row carries of its invocation (models.Target): fixed at creation, and the branch and
+    commit the events have named so far."""
+
+    tenant: str
+    created_at_usec: int
+    branch_name: str = ""
+    commit_sha: str = ""
+
+    def of(self, fields: Fields) -> Owner:
+        return replace(self, branch_name=fields.branch_name, commit_sha=fields.commit_sha)
+
+
+async def write(session: AsyncSession, invocation: int, owner: Owner, batch: Batch, named_sets: NamedSets) -> None:
     """Everything the batch adds; targets and actions last, as they read what the batch itself stored."""
     await index_plans(session)
     for model, rows in ((InvocationEvent, batch.events), (InvocationMetadata, batch.metadata),
                         (NamedSet, batch.named_sets), (Artifact, batch.artifacts)):
         await _insert(session, model, rows)
-    await _merge_targets(session, invocation, batch.target_events)
+    await _merge_targets(session, invocation, owner, batch.target_events)
     await _insert_actions(session, invocation, batch.actions, named_sets)
 
 
@@ -48,7 +64,15 @@ _UPDATE_TARGET = update(_TARGET).where(_TARGET.c.invocation == bindparam("key_in
                                         _TARGET.c.label == bindparam("key_label"))
 
 
-async def _merge_targets(session: AsyncSession, invocation: int, events: list[tuple[str, bes.BuildEvent]]) -> None:
+async def restamp_targets(session: AsyncSession, invocation: int, owner: Owner) -> None:
+    """The invocation's branch or commit changed: its stored targets take the new ones (usually none is
+    stored yet, as Bazel names both before any target)."""
+    await session.execute(update(Target).where(Target.invocation == invocation)
+                          .values(branch_name=owner.branch_name, commit_sha=owner.commit_sha))
+
+
+async def _merge_targets(session: AsyncSession, invocation: int, owner: Owner,
+                         events: list[tuple[str, bes.BuildEvent]]) -> None:
     """Fold the batch's target events into the stored rows: one read, then bulk insert and update."""
     if not events:
         return
@@ -59,7 +83,7 @@ async def _merge_targets(session: AsyncSession, invocation: int, events: list[tu
         merged[label] = targets.apply(row, label, event)
     new = [row for label, row in merged.items() if label not in stored]
     changed = [row for label, row in merged.items() if label in stored and row != stored[label]]
-    await _insert(session, Target, [{"invocation": invocation, **row.columns()} for row in new])
+    await _insert(session, Target, [{"invocation": invocation, **asdict(owner), **row.columns()} for row in new])
     if changed:
         await session.execute(_UPDATE_TARGET, [{"key_invocation": invocation, "key_label": row.label, **row.columns()}
                                                for row in changed])

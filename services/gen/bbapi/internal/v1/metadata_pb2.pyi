@@ -399,3 +399,52 @@ class TenantGetAuditLogRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TenantGetAuditLogRequest: _TypeAlias = TenantGetAuditLogRequest  # noqa: Y015
+
+@_typing.final
+class TenantInsightRequest(_message.Message):
+    """A call of a bbapi.api.v1.InsightsService method for one tenant, forwarded by the gateway as it came."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    method: _builtins.str
+    """The method's name, e.g. "SearchInvocations"."""
+    request: _builtins.bytes
+    """The method's request message, serialized."""
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        method: _builtins.str = ...,
+        request: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "request", b"request", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TenantInsightRequest: _TypeAlias = TenantInsightRequest  # noqa: Y015
+
+@_typing.final
+class InsightResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESPONSE_FIELD_NUMBER: _builtins.int
+    response: _builtins.bytes
+    """The method's response message, serialized."""
+    def __init__(
+        self,
+        *,
+        response: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InsightResponse: _TypeAlias = InsightResponse  # noqa: Y015

@@ -79,6 +79,11 @@ class MetadataStub:
                 request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetAuditLogRequest.SerializeToString,
                 response_deserializer=api_dot_v1_dot_audit__log__pb2.GetAuditLogResponse.FromString,
                 _registered_method=True)
+        self.Insight = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/Insight',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantInsightRequest.SerializeToString,
+                response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.InsightResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -133,6 +138,13 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Insight(self, request, context):
+        """Every InsightsService method the metadata service answers (services.metadata.insights).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +187,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.GetAuditLog,
                     request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetAuditLogRequest.FromString,
                     response_serializer=api_dot_v1_dot_audit__log__pb2.GetAuditLogResponse.SerializeToString,
+            ),
+            'Insight': grpc.unary_unary_rpc_method_handler(
+                    servicer.Insight,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantInsightRequest.FromString,
+                    response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.InsightResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +410,33 @@ class Metadata:
             '/bbapi.internal.v1.Metadata/GetAuditLog',
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantGetAuditLogRequest.SerializeToString,
             api_dot_v1_dot_audit__log__pb2.GetAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Insight(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/Insight',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantInsightRequest.SerializeToString,
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.InsightResponse.FromString,
             options,
             channel_credentials,
             insecure,

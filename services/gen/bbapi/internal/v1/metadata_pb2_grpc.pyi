@@ -45,6 +45,8 @@ class MetadataStub:
     GetAction: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetActionRequest, _action_pb2.GetActionResponse]
     RecordAudit: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.AuditRecord, _metadata_pb2.AuditRecorded]
     GetAuditLog: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetAuditLogRequest, _audit_log_pb2.GetAuditLogResponse]
+    Insight: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantInsightRequest, _metadata_pb2.InsightResponse]
+    """Every InsightsService method the metadata service answers (services.metadata.insights)."""
 
 @_typing.type_check_only
 class MetadataAsyncStub(MetadataStub):
@@ -58,6 +60,8 @@ class MetadataAsyncStub(MetadataStub):
     GetAction: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetActionRequest, _action_pb2.GetActionResponse]  # type: ignore[assignment]
     RecordAudit: _aio.UnaryUnaryMultiCallable[_metadata_pb2.AuditRecord, _metadata_pb2.AuditRecorded]  # type: ignore[assignment]
     GetAuditLog: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetAuditLogRequest, _audit_log_pb2.GetAuditLogResponse]  # type: ignore[assignment]
+    Insight: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantInsightRequest, _metadata_pb2.InsightResponse]  # type: ignore[assignment]
+    """Every InsightsService method the metadata service answers (services.metadata.insights)."""
 
 class MetadataServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -116,5 +120,13 @@ class MetadataServicer(metaclass=_abc_1.ABCMeta):
         request: _metadata_pb2.TenantGetAuditLogRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_audit_log_pb2.GetAuditLogResponse, _abc.Awaitable[_audit_log_pb2.GetAuditLogResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Insight(
+        self,
+        request: _metadata_pb2.TenantInsightRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metadata_pb2.InsightResponse, _abc.Awaitable[_metadata_pb2.InsightResponse]]:
+        """Every InsightsService method the metadata service answers (services.metadata.insights)."""
 
 def add_MetadataServicer_to_server(servicer: MetadataServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
