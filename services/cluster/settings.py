@@ -27,6 +27,9 @@ class ClusterSettings(CommonSettings):
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="disk budget of each CAS shard, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     key_cache_seconds: float = Field(30.0, description="how long a gateway trusts a resolved API key")
+    drain_seconds: float = Field(300.0, ge=0, description="how long a stopping gateway lets running calls and "
+                                                          "streams (BES, transfers) finish before they are cancelled; "
+                                                          "the supervisor waits that long plus 10 s, then kills it")
     restart_delay_seconds: float = Field(1.0, ge=0, description="wait before restarting a process that exited "
                                                                 "(doubles while it keeps crashing, up to 30 s)")
 
@@ -37,3 +40,7 @@ class ManageSettings(CommonSettings):
 
 class ScaleSettings(ManageSettings):
     cas_shards: int = Field(..., ge=1, le=MAX_MEMBERS, description="the CAS shard count to move to")
+
+
+class RestartSettings(ManageSettings):
+    process: str = Field(..., description="the process to restart, e.g. gateway-0 (`bbapi cluster status` lists them)")
