@@ -88,7 +88,8 @@ def _banner(cluster: Cluster) -> None:
 def _print_membership(membership: dict[str, Any]) -> None:
     print(f"Membership (generation {membership['generation'][:12]}, R={membership['replication']}):")
     for member in membership["members"]:
-        print(f"  {member['id']:<12} {member['address']}")
+        zone = f"   zone {member['zone']}" if member.get("zone") else ""
+        print(f"  {member['id']:<12} {member['address']}{zone}")
     if membership["previous"]:
         print(f"  migrating from: {', '.join(membership['previous'])}")
 

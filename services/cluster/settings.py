@@ -24,6 +24,9 @@ class ClusterSettings(CommonSettings):
     replication: int = Field(2, ge=1, description="copies kept of every blob and action result")
     metadata: int = Field(1, ge=1, description="metadata processes (more than one needs --database)")
     logs: int = Field(1, ge=1, description="logs processes (more than one needs --database)")
+    zones: str = Field("", description="failure domains of the CAS shards, comma-separated (e.g. a,b,c): shard cas-N "
+                                        "is in the (N mod count)-th; a key's replicas go to distinct zones when there "
+                                        "are at least --replication of them. Empty: no zones")
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="disk budget of each CAS shard, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     key_cache_seconds: float = Field(30.0, description="how long a gateway trusts a resolved API key")
@@ -32,6 +35,9 @@ class ClusterSettings(CommonSettings):
                                                           "the supervisor waits that long plus 10 s, then kills it")
     restart_delay_seconds: float = Field(1.0, ge=0, description="wait before restarting a process that exited "
                                                                 "(doubles while it keeps crashing, up to 30 s)")
+
+    def zone_list(self) -> list[str]:
+        return [zone.strip() for zone in self.zones.split(",") if zone.strip()]
 
 
 class ManageSettings(CommonSettings):

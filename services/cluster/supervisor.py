@@ -114,11 +114,12 @@ class Cluster:
                else [shard_id(i) for i in range(self.settings.cas_shards)])
         await asyncio.gather(*(self._start_shard(i) for i in ids))
         if existing is None:
-            self._write(resize.plan(self._members(ids), self.settings.replication, None, len(ids)).text)
-        else:  # the shards of the last run, on this run's addresses; _converge finishes any change it left
+            self._write(resize.plan(self.members(ids), self.settings.replication, None, len(ids)).text)
+        else:  # the shards of the last run (and their zones), on this run's addresses; _converge then
+            # finishes any change it left and moves to this run's shards and zones through a copy
             self._write(membership_file.encode(Membership(
-                members=self._members([m.id for m in existing.members]), replication=existing.replication,
-                previous=MemberList(members=self._members([m.id for m in existing.previous.members]))
+                members=self._readdressed(existing.members), replication=existing.replication,
+                previous=MemberList(members=self._readdressed(existing.previous.members))
                 if existing.previous else None)))
         await self._start_gateways(metadata, logs)
         await self._converge(self.settings.cas_shards, None)
@@ -194,8 +195,14 @@ class Cluster:
             return None
         return membership_file.load(self.membership_path)
 
-    def _members(self, ids: list[str]) -> tuple[Member, ...]:
-        return tuple(Member(id=i, address=self._address(i)) for i in ids)
+    def members(self, ids: list[str]) -> tuple[Member, ...]:
+        """Shards `cas-N` as configured now: their address and zone (`--zones`, round robin)."""
+        zones = self.settings.zone_list()
+        return tuple(Member(id=i, address=self._address(i), zone=zones[int(i.removeprefix("cas-")) % len(zones)]
+                            if zones else None) for i in ids)
+
+    def _readdressed(self, members: tuple[Member, ...]) -> tuple[Member, ...]:
+        return tuple(m.model_copy(update={"address": self._address(m.id)}) for m in members)
 
     def _write(self, text: str) -> str:
         self.membership = membership_file.parse(text)
@@ -229,7 +236,7 @@ class Cluster:
 
     async def _converge(self, shards: int, report: Report | None) -> None:
         """Step through the shared plan until the document names exactly cas-0..cas-{shards-1}."""
-        target = self._members([shard_id(i) for i in range(shards)])
+        target = self.members([shard_id(i) for i in range(shards)])
         reported: dict[str, Any] = {}
         while True:
             text = self.membership_path.read_text()
