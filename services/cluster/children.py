@@ -104,7 +104,7 @@ class Child:
         """Stop the process as Kubernetes stops a pod (SIGTERM, SIGKILL after `stop_grace`), then
         start it again; returns once the new process is spawned."""
         process = self.process
-        if process is None or process.returncode is not None or self._task is None:
+        if process is None or process.returncode is not None or self._task is None or self._restart_asked:
             raise FailedPrecondition(f"{self.name} is not running (it is being restarted already)")
         self._restart_asked = True
         self._respawned.clear()
