@@ -83,6 +83,14 @@ def streams_served(admin_url: str) -> float:
                if labels["method"] == STREAM_METHOD)
 
 
+def draining(admin_url: str) -> bool:
+    """Whether the gateway reports itself not ready (its admin port answers until it exits)."""
+    try:
+        return httpx.get(f"{admin_url}/readyz", timeout=5).status_code == 503
+    except httpx.ConnectError:
+        raise AssertionError("the gateway exited at once instead of draining") from None
+
+
 def gateways(cluster: ClusterProcess) -> dict[str, str]:
     return {p["name"]: p["admin"] for p in supervisor_status(cluster)["processes"] if p["admin"]}
 
@@ -134,7 +142,7 @@ def _build_through_a_gateway_restart(cluster: ClusterProcess, workspace: Workspa
     restarter = threading.Thread(target=lambda: restarted.update(asyncio.run(control.request(
         cluster.data_dir, {"command": "restart", "process": victim}))))
     restarter.start()
-    wait_for(lambda: httpx.get(f"{victim_admin}/readyz", timeout=5).status_code == 503, what="the drain to start")
+    wait_for(lambda: draining(victim_admin), what="the drain to start")
     assert streams_open(victim_admin) == 1, "the stream must still be open on the draining gateway"
     release.touch()  # the rest of the build happens while the gateway drains
 
