@@ -81,7 +81,7 @@ def _banner(cluster: Cluster) -> None:
         admin = f"   admin {process['admin']} (/metrics, /readyz, /status/membership)" if process["admin"] else ""
         print(f"  {process['name']:<12} pid {process['pid']:<8} {process['address']}{admin}")
     _print_membership(cluster.describe_membership())
-    print(f"Manage it with: bbapi cluster status|scale --data-dir {cluster.data_dir}")
+    print(f"Manage it with: bbapi cluster status|scale|restart --data-dir {cluster.data_dir}")
     print("Press Ctrl-C to stop.", flush=True)
 
 
