@@ -52,9 +52,11 @@ def test_get_tree_with_a_missing_subtree_returns_the_present_part(client: CacheC
 
 
 def _ac_misses(running: ServeProcess) -> float:
-    text = httpx.get(f"http://127.0.0.1:{running.http_port}/metrics").text
-    match = re.search(r'^bbapi_gateway_cache_requests_total\{cache="ac",result="miss"\} (\S+)$', text, re.M)
-    return float(match[1]) if match else 0.0
+    """Action-cache misses counted by the gateways (a cluster's gateways serve /metrics on their admin ports)."""
+    urls = (running.gateway_admins().values() if isinstance(running, ClusterProcess)
+            else [f"http://127.0.0.1:{running.http_port}"])
+    pattern = r'^bbapi_gateway_cache_requests_total\{cache="ac",result="miss"\} (\S+)$'
+    return sum(float(m[1]) for url in urls for m in re.finditer(pattern, httpx.get(f"{url}/metrics").text, re.M))
 
 
 def test_an_action_cache_miss_is_not_found_and_counted_as_a_miss(running: ServeProcess,

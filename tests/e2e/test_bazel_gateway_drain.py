@@ -26,7 +26,7 @@ from services.common.convert import digest_out
 from services.gen.api.v1 import invocation_pb2
 from tests.bes.test_bes import expected_log, log_text
 from tests.cluster.processes import ClusterProcess, wait_for
-from tests.cluster.test_cluster import missing, process, supervisor_status, uploaded_outputs
+from tests.cluster.test_cluster import missing, process, uploaded_outputs
 from tests.e2e.test_bazel_bes_outage import invocations, recorded_labels, statuses
 from tests.support.bazel import Workspace
 from tests.support.bes import read_bep
@@ -91,10 +91,6 @@ def draining(admin_url: str) -> bool:
         raise AssertionError("the gateway exited at once instead of draining") from None
 
 
-def gateways(cluster: ClusterProcess) -> dict[str, str]:
-    return {p["name"]: p["admin"] for p in supervisor_status(cluster)["processes"] if p["admin"]}
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[ClusterProcess]:
     running = ClusterProcess(tmp_path / "cluster", [
@@ -130,7 +126,7 @@ def _build_through_a_gateway_restart(cluster: ClusterProcess, workspace: Workspa
         f"--remote_header=x-buildbuddy-api-key={key}", f"--build_event_binary_file={bep}",
         f"--execution_log_json_file={execution_log}")))
     runner.start()
-    admins = gateways(cluster)
+    admins = cluster.gateway_admins()
     wait_for(lambda: started.exists() or not runner.is_alive(), within=180, what="the build to reach the gate")
     assert runner.is_alive(), build["run"].output
     holding = [name for name, url in admins.items() if streams_open(url) >= 1]
@@ -154,7 +150,7 @@ def _build_through_a_gateway_restart(cluster: ClusterProcess, workspace: Workspa
     assert restarted["name"] == victim and restarted["pid"] != pid_before and restarted["restarts"] == 1
     # The stream was never cut and retried: no gateway process alive now ever served a build event stream
     # (the restarted one is a new process; the other took every new call after the GOAWAY).
-    assert [streams_served(url) for url in gateways(cluster).values()] == [0, 0]
+    assert [streams_served(url) for url in cluster.gateway_admins().values()] == [0, 0]
 
     events = read_bep(bep)
     stored = invocations(cluster, key, invocation_id)
