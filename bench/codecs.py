@@ -5,7 +5,7 @@
 Prints the median time to serialize and parse a message with one large `bytes` field through
 protobuf (upb) and through services.common.wire (why ByteStream, the CAS shard's Read/Write and
 GetFile frame their bulk messages by hand), and the time to build a placement table for 3, 10
-and 30 members (paid once per membership change).
+and 30 members (paid once per membership change), without zones and with the members in 3 zones.
 """
 
 from __future__ import annotations
@@ -54,11 +54,13 @@ def main() -> None:
               f"{median_us(partial(cas_codec.decode_read, raw), args.runs):>12.0f}")
 
     print("\nPlacement table (65,536 slots), median of 3 builds (ms)\n")
-    print(f"{'members':>8}{'build':>10}{'per member':>12}")
+    print(f"{'members':>8}{'build':>10}{'per member':>12}{'3 zones':>10}{'per member':>12}")
     for count in (3, 10, 30):
         members = [Member(id=f"cas-{i}", address=f"10.0.0.{i}:1986", weight=1.0) for i in range(count)]
+        zoned = [m.model_copy(update={"zone": f"zone-{i % 3}"}) for i, m in enumerate(members)]
         build_ms = median_us(partial(Placement.build, members, 2), 3) / 1000
-        print(f"{count:>8}{build_ms:>10.0f}{build_ms / count:>12.1f}")
+        zoned_ms = median_us(partial(Placement.build, zoned, 2), 3) / 1000
+        print(f"{count:>8}{build_ms:>10.0f}{build_ms / count:>12.1f}{zoned_ms:>10.0f}{zoned_ms / count:>12.1f}")
 
 
 if __name__ == "__main__":

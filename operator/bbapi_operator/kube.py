@@ -23,6 +23,7 @@ class Kind:
     api_version: str
     kind: str
     plural: str
+    namespaced: bool = True
 
     @property
     def group(self) -> str:
@@ -35,7 +36,8 @@ class Kind:
 
     def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
         root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        parts = [root, "namespaces", namespace, self.plural, name, subresource]
+        scope = ["namespaces", namespace] if self.namespaced else []
+        parts = [root, *scope, self.plural, name, subresource]
         return "/".join(part for part in parts if part)
 
 
@@ -46,6 +48,7 @@ KINDS = {kind.kind: kind for kind in (
     Kind("v1", "Service", "services"),
     Kind("v1", "Pod", "pods"),
     Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    Kind("v1", "Node", "nodes", namespaced=False),
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("apps/v1", "StatefulSet", "statefulsets"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),

@@ -8,7 +8,7 @@ The StatefulSet never runs fewer pods than `Plan.replicas`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bbapi_operator.meta import Owner
@@ -23,17 +23,17 @@ def configmap_name(owner: Owner) -> str:
     return owner.child("cas-membership")
 
 
-def members(owner: Owner, shards: int) -> tuple[Member, ...]:
-    """One member per StatefulSet ordinal, addressed through the headless Service."""
+def members(owner: Owner, shards: int, zones: Mapping[str, str] | None = None) -> tuple[Member, ...]:
+    """One member per StatefulSet ordinal, addressed through the headless Service, in its zone if known."""
     service = owner.child("cas")
-    return tuple(Member(id=f"{service}-{i}", address=f"{service}-{i}.{service}.{owner.namespace}.svc:{CAS_PORT}")
-                 for i in range(shards))
+    return tuple(Member(id=f"{service}-{i}", address=f"{service}-{i}.{service}.{owner.namespace}.svc:{CAS_PORT}",
+                        zone=(zones or {}).get(f"{service}-{i}")) for i in range(shards))
 
 
 def plan(owner: Owner, shards: int, replication: int, current_text: str | None, ready_shards: int,
-         reports: Sequence[Progress] = ()) -> resize.Plan:
+         reports: Sequence[Progress] = (), zones: Mapping[str, str] | None = None) -> resize.Plan:
     """The next step towards `shards` pods' worth of members (services.blobstore.cluster.resize)."""
-    return resize.plan(members(owner, shards), replication, current_text, ready_shards, reports)
+    return resize.plan(members(owner, shards, zones), replication, current_text, ready_shards, reports)
 
 
 def configmap(owner: Owner, text: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from bbapi_operator import apikey, crd, desired, guards, membership, networking, volumes
+from bbapi_operator import apikey, crd, desired, guards, membership, networking, volumes, zones
 from bbapi_operator.apply import Key, apply, contains, key, live_children, prune
 from bbapi_operator.kube import KINDS, KubeApi
 from bbapi_operator.meta import Owner
@@ -154,7 +154,8 @@ class Reconciler:
         shards = live.get(("StatefulSet", owner.child("cas"))) or {}
         ready = (shards.get("status") or {}).get("readyReplicas", 0)
         reports = self._probe(owner, ADMIN_PORT) if resize.in_flight(text) else []
-        plan = membership.plan(owner, spec.cas.shards, spec.cas.replication, text, ready, reports)
+        plan = membership.plan(owner, spec.cas.shards, spec.cas.replication, text, ready, reports,
+                               zones.known(zones.discover(self._api, owner), text))
         if plan.text != text:
             log.info("%s/%s: CAS membership -> %d shards (%s)", owner.namespace, owner.name, plan.shards,
                      plan.phase.value)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from services.cli.runtime import run_until_signal
 from services.cluster import control
-from services.cluster.settings import ClusterSettings, ManageSettings, ScaleSettings
+from services.cluster.settings import ClusterSettings, ManageSettings, RestartSettings, ScaleSettings
 from services.cluster.supervisor import Cluster
 from services.common.errors import ApiError
 from services.common.exclusive import lock_data_dir
@@ -31,6 +31,10 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     status = actions.add_parser("status", help="processes, membership, migration progress and data per shard")
     add_arguments(status, ManageSettings)
     status.set_defaults(run=_manage(ManageSettings, _status))
+    restart = actions.add_parser("restart", help="stop one process as Kubernetes stops a pod (a gateway drains its "
+                                                 "running builds first), then start it again")
+    add_arguments(restart, RestartSettings)
+    restart.set_defaults(run=_manage(RestartSettings, _restart))
 
 
 def _logging(settings: CommonSettings) -> None:
@@ -75,22 +79,24 @@ def _banner(cluster: Cluster) -> None:
     gateways = f"{settings.gateways} gateway{'s' if settings.gateways > 1 else ''}"
     print(f"bbapi cluster running (data in {cluster.data_dir})")
     print(f"  gRPC  grpc://{host}:{cluster.grpc_port}   ({gateways}: remote cache, Build Event Service, api.v1)")
-    print(f"  HTTP  http://{host}:{cluster.http_port}   (/api/v1/<Method>, /metrics, /status/membership)")
+    print(f"  HTTP  http://{host}:{cluster.http_port}   (/api/v1/<Method>, /readyz, /docs)")
     if cluster.admin_key:
         print("Admin API key for tenant 'default' (shown only now, keep it):")
         print(f"  {cluster.admin_key}")
     print("Processes:")
-    for child in cluster.children.values():
-        print(f"  {child.name:<12} pid {child.pid:<8} {child.address}")
+    for process in cluster.processes():
+        admin = f"   admin {process['admin']} (/metrics, /readyz, /status/membership)" if process["admin"] else ""
+        print(f"  {process['name']:<12} pid {process['pid']:<8} {process['address']}{admin}")
     _print_membership(cluster.describe_membership())
-    print(f"Manage it with: bbapi cluster status|scale --data-dir {cluster.data_dir}")
+    print(f"Manage it with: bbapi cluster status|scale|restart --data-dir {cluster.data_dir}")
     print("Press Ctrl-C to stop.", flush=True)
 
 
 def _print_membership(membership: dict[str, Any]) -> None:
     print(f"Membership (generation {membership['generation'][:12]}, R={membership['replication']}):")
     for member in membership["members"]:
-        print(f"  {member['id']:<12} {member['address']}")
+        zone = f"   zone {member['zone']}" if member.get("zone") else ""
+        print(f"  {member['id']:<12} {member['address']}{zone}")
     if membership["previous"]:
         print(f"  migrating from: {', '.join(membership['previous'])}")
 
@@ -124,10 +130,11 @@ async def _status(settings: ManageSettings) -> None:
         state = "copying" if migration["migrating"] else "idle"
         print(f"Migration: {state} (generation {migration['generation'][:12]}, "
               f"{migration['copied']} copied of {migration['scanned']} scanned)")
-    print(f"{'PROCESS':<13}{'PID':<9}{'RESTARTS':<10}{'ADDRESS':<22}STORED")
+    print(f"{'PROCESS':<13}{'PID':<9}{'RESTARTS':<10}{'ADDRESS':<22}STORED / ADMIN")
     for process in status["processes"]:
         stored = process["stored"]
-        data = f"{int(stored['entries'])} entries, {stored['bytes'] / 1e6:.1f} MB" if stored else ""
+        data = (f"{int(stored['entries'])} entries, {stored['bytes'] / 1e6:.1f} MB" if stored
+                else f"admin {process['admin']}" if process["admin"] else "")
         print(f"{process['name']:<13}{process['pid'] or '-':<9}{process['restarts']:<10}{process['address']:<22}"
               f"{data}")
 
@@ -140,3 +147,9 @@ async def _scale(settings: ScaleSettings) -> None:
     result = await control.request(settings.data_dir, {"command": "scale", "cas_shards": settings.cas_shards},
                                    progress)
     _print_membership(result)
+
+
+async def _restart(settings: RestartSettings) -> None:
+    print(f"restarting {settings.process} ...", flush=True)
+    result = await control.request(settings.data_dir, {"command": "restart", "process": settings.process})
+    print(f"{result['name']} is serving again (pid {result['pid']}, {result['restarts']} restarts)")

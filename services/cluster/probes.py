@@ -1,9 +1,10 @@
-"""How the supervisor sees its children: gRPC health, gateway membership status, shard metrics."""
+"""How the supervisor sees its children: gRPC health, gateway readiness and membership status, shard metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -19,13 +20,29 @@ START_TIMEOUT = 120.0
 POLL_SECONDS = 0.2
 
 
+async def _wait(child: Child, ready: Callable[[], Awaitable[bool]]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not await ready():
+        _check_progress(child, deadline)
+        await asyncio.sleep(POLL_SECONDS)
+
+
 async def wait_serving(child: Child, target: str) -> None:
     """Until the child's gRPC health check says SERVING; fails early if the child exits."""
-    deadline = time.monotonic() + START_TIMEOUT
     async with grpc.aio.insecure_channel(target) as channel:
-        while not await serving(channel, 1):
-            _check_progress(child, deadline)
-            await asyncio.sleep(POLL_SECONDS)
+        await _wait(child, lambda: serving(channel, 1))
+
+
+async def wait_ready(child: Child, admin_url: str) -> None:
+    """Until a gateway's `/readyz` on its admin port says ready (it serves the cache and takes calls)."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        async def ready() -> bool:
+            try:
+                return (await client.get(admin_url + "/readyz")).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        await _wait(child, ready)
 
 
 def _check_progress(child: Child, deadline: float) -> None:
@@ -35,11 +52,11 @@ def _check_progress(child: Child, deadline: float) -> None:
         raise Unavailable(f"{child.name} did not become ready in time:\n{child.tail()}")
 
 
-async def gateway_status(http_url: str) -> dict[str, Any] | None:
-    """One gateway's `/status/membership` (a fresh connection, so the kernel may pick any gateway)."""
+async def gateway_status(admin_url: str) -> dict[str, Any] | None:
+    """One gateway's `/status/membership`, from its admin port (None if it did not answer)."""
     try:
         async with httpx.AsyncClient(timeout=2) as client:
-            response = await client.get(http_url + STATUS_PATH)
+            response = await client.get(admin_url + STATUS_PATH)
             response.raise_for_status()
             status: dict[str, Any] = response.json()
             return status

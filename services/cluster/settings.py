@@ -25,12 +25,21 @@ class ClusterSettings(CommonSettings):
     replication: int = Field(2, ge=1, description="copies kept of every blob and action result")
     metadata: int = Field(1, ge=1, description="metadata processes (more than one needs --database)")
     logs: int = Field(1, ge=1, description="logs processes (more than one needs --database)")
+    zones: str = Field("", description="failure domains of the CAS shards, comma-separated (e.g. a,b,c): shard cas-N "
+                                        "is in the (N mod count)-th; a key's replicas go to distinct zones when there "
+                                        "are at least --replication of them. Empty: no zones")
     max_size_bytes: ByteSize = Field(ByteSize(10 * 1024**3), description="disk budget of each CAS shard, e.g. 50GiB")
     min_age_seconds: float = Field(3 * 3600, ge=0, description="blobs used more recently are never evicted")
     min_free_bytes: ByteSize = min_free_field()
     key_cache_seconds: float = Field(30.0, description="how long a gateway trusts a resolved API key")
+    drain_seconds: float = Field(300.0, ge=0, description="how long a stopping gateway lets running calls and "
+                                                          "streams (BES, transfers) finish before they are cancelled; "
+                                                          "the supervisor waits that long plus 10 s, then kills it")
     restart_delay_seconds: float = Field(1.0, ge=0, description="wait before restarting a process that exited "
                                                                 "(doubles while it keeps crashing, up to 30 s)")
+
+    def zone_list(self) -> list[str]:
+        return [zone.strip() for zone in self.zones.split(",") if zone.strip()]
 
 
 class ManageSettings(CommonSettings):
@@ -39,3 +48,7 @@ class ManageSettings(CommonSettings):
 
 class ScaleSettings(ManageSettings):
     cas_shards: int = Field(..., ge=1, le=MAX_MEMBERS, description="the CAS shard count to move to")
+
+
+class RestartSettings(ManageSettings):
+    process: str = Field(..., description="the process to restart, e.g. gateway-0 (`bbapi cluster status` lists them)")

@@ -3,7 +3,12 @@
 Start order: database migrations and the first admin key (in this process), metadata and logs
 replicas, CAS shards, the membership file, gateways. Each internal service gets its own loopback
 port; the gateways share the public gRPC and HTTP ports (SO_REUSEPORT, the kernel spreads
-connections over them), so clients see one address as they would a Kubernetes Service.
+connections over them), so clients see one address as they would a Kubernetes Service. Each
+gateway also has an admin port of its own (metrics, readiness, membership status), so the
+supervisor hears every gateway, not whichever the kernel picks.
+
+Stopping or restarting a gateway (`bbapi cluster restart`) drains it as Kubernetes would: it
+gets `--drain-seconds` plus a margin before SIGKILL.
 
 A shard-count (or replication) change runs the operator's own plan (services.blobstore.cluster
 .resize) on one machine: start the shards it asks for, write the document it gives, ask the
@@ -26,7 +31,7 @@ from services.blobstore.cluster import resize
 from services.blobstore.cluster.membership import Member, MemberList, Membership, Progress
 from services.blobstore.cluster.placement import MAX_MEMBERS
 from services.cluster import probes
-from services.cluster.children import Child, bbapi
+from services.cluster.children import STOP_GRACE, Child, bbapi
 from services.cluster.control import Report
 from services.cluster.settings import ClusterSettings
 from services.common import db
@@ -41,7 +46,6 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 MEMBERSHIP_FILE = "membership.json"
-CONFIRMATIONS_PER_GATEWAY = 3  # consecutive answers asked for, so every gateway is likely heard
 
 
 _handed_out: set[int] = set()
@@ -73,6 +77,7 @@ class Cluster:
     http_port: int = 0
     _shard_metrics: dict[str, int] = field(default_factory=dict)
     _addresses: dict[str, str] = field(default_factory=dict)  # shard id -> its port, chosen once per run
+    _gateway_admin: dict[str, str] = field(default_factory=dict)  # gateway name -> its admin URL
     _changing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -82,11 +87,6 @@ class Cluster:
     @property
     def membership_path(self) -> Path:
         return self.data_dir / MEMBERSHIP_FILE
-
-    @property
-    def http_url(self) -> str:
-        host = LOOPBACK if self.settings.host in ("0.0.0.0", "::", "") else self.settings.host
-        return f"http://{host}:{self.http_port}"
 
     # ----- start -----------------------------------------------------------------------------
 
@@ -116,11 +116,12 @@ class Cluster:
                else [shard_id(i) for i in range(self.settings.cas_shards)])
         await asyncio.gather(*(self._start_shard(i) for i in ids))
         if existing is None:
-            self._write(resize.plan(self._members(ids), self.settings.replication, None, len(ids)).text)
-        else:  # the shards of the last run, on this run's addresses; _converge finishes any change it left
+            self._write(resize.plan(self.members(ids), self.settings.replication, None, len(ids)).text)
+        else:  # the shards of the last run (and their zones), on this run's addresses; _converge then
+            # finishes any change it left and moves to this run's shards and zones through a copy
             self._write(membership_file.encode(Membership(
-                members=self._members([m.id for m in existing.members]), replication=existing.replication,
-                previous=MemberList(members=self._members([m.id for m in existing.previous.members]))
+                members=self._readdressed(existing.members), replication=existing.replication,
+                previous=MemberList(members=self._readdressed(existing.previous.members))
                 if existing.previous else None)))
         await self._start_gateways(metadata, logs)
         await self._converge(self.settings.cas_shards, None)
@@ -144,9 +145,10 @@ class Cluster:
         finally:
             await engine.dispose()
 
-    def _child(self, name: str, args: list[str], address: str) -> Child:
+    def _child(self, name: str, args: list[str], address: str, stop_grace: float = STOP_GRACE) -> Child:
         child = Child(name, bbapi(*args, "--log-level", self.settings.log_level),
-                      self.data_dir / "logs" / f"{name}.log", self.settings.restart_delay_seconds, address)
+                      self.data_dir / "logs" / f"{name}.log", self.settings.restart_delay_seconds, address,
+                      stop_grace)
         self.children[name] = child
         return child
 
@@ -187,9 +189,13 @@ class Cluster:
         args = ["gateway", "--host", self.settings.host, "--grpc-port", str(self.grpc_port),
                 "--http-port", str(self.http_port), "--share-ports", "--metadata-target", metadata,
                 "--membership-file", str(self.membership_path),
-                "--key-cache-seconds", str(self.settings.key_cache_seconds), "--logs-target", logs]
+                "--key-cache-seconds", str(self.settings.key_cache_seconds), "--logs-target", logs,
+                "--drain-seconds", str(self.settings.drain_seconds)]
         for index in range(self.settings.gateways):
-            await self._child(f"gateway-{index}", args, f"{self.settings.host}:{self.grpc_port}").start()
+            name, admin = f"gateway-{index}", free_port()
+            self._gateway_admin[name] = f"http://{LOOPBACK}:{admin}"
+            await self._child(name, [*args, "--admin-port", str(admin)], f"{self.settings.host}:{self.grpc_port}",
+                              stop_grace=self.settings.drain_seconds + STOP_GRACE).start()
         assert self.membership is not None
         await self._await_gateways(self.membership.generation, deadline=time.monotonic() + probes.START_TIMEOUT)
 
@@ -200,8 +206,14 @@ class Cluster:
             return None
         return membership_file.load(self.membership_path)
 
-    def _members(self, ids: list[str]) -> tuple[Member, ...]:
-        return tuple(Member(id=i, address=self._address(i)) for i in ids)
+    def members(self, ids: list[str]) -> tuple[Member, ...]:
+        """Shards `cas-N` as configured now: their address and zone (`--zones`, round robin)."""
+        zones = self.settings.zone_list()
+        return tuple(Member(id=i, address=self._address(i), zone=zones[int(i.removeprefix("cas-")) % len(zones)]
+                            if zones else None) for i in ids)
+
+    def _readdressed(self, members: tuple[Member, ...]) -> tuple[Member, ...]:
+        return tuple(m.model_copy(update={"address": self._address(m.id)}) for m in members)
 
     def _write(self, text: str) -> str:
         self.membership = membership_file.parse(text)
@@ -211,26 +223,20 @@ class Cluster:
                  f" (migrating from {', '.join(m.id for m in previous.members)})" if previous else "")
         return generation
 
+    async def _gateway_statuses(self) -> list[dict[str, Any] | None]:
+        """Every gateway's `/status/membership` (None for one that did not answer)."""
+        return list(await asyncio.gather(*(probes.gateway_status(url) for url in self._gateway_admin.values())))
+
     async def _await_gateways(self, generation: str, deadline: float | None = None) -> None:
-        """Until the gateways run `generation` (several answers in a row, so every gateway is likely heard)."""
-        confirmed = 0
-        while confirmed < CONFIRMATIONS_PER_GATEWAY * self.settings.gateways:
-            status = await probes.gateway_status(self.http_url)
-            done = status is not None and status["generation"] == generation
-            confirmed = confirmed + 1 if done else 0
-            if not done:
-                self._check_gateways(deadline)
-                await asyncio.sleep(probes.POLL_SECONDS)
+        """Until every gateway runs `generation`."""
+        while not all(s is not None and s["generation"] == generation for s in await self._gateway_statuses()):
+            self._check_gateways(deadline)
+            await asyncio.sleep(probes.POLL_SECONDS)
 
     async def _reports(self) -> list[Progress]:
-        """Enough gateway answers that every gateway is likely among them; none if one did not answer."""
-        reports = []
-        for _ in range(CONFIRMATIONS_PER_GATEWAY * self.settings.gateways):
-            status = await probes.gateway_status(self.http_url)
-            if status is None:
-                return []
-            reports.append(Progress.parse(status))
-        return reports
+        """Every gateway's progress; none if one did not answer (a copy is done only when all say so)."""
+        statuses = await self._gateway_statuses()
+        return [Progress.parse(s) for s in statuses if s is not None] if all(statuses) else []
 
     def _check_gateways(self, deadline: float | None) -> None:
         gateways = [c for n, c in self.children.items() if n.startswith("gateway-")]
@@ -241,7 +247,7 @@ class Cluster:
 
     async def _converge(self, shards: int, report: Report | None) -> None:
         """Step through the shared plan until the document names exactly cas-0..cas-{shards-1}."""
-        target = self._members([shard_id(i) for i in range(shards)])
+        target = self.members([shard_id(i) for i in range(shards)])
         reported: dict[str, Any] = {}
         while True:
             text = self.membership_path.read_text()
@@ -274,6 +280,18 @@ class Cluster:
             await self._converge(shards, report)
         return self.describe_membership()
 
+    async def restart(self, name: str) -> dict[str, Any]:
+        """Stop one process as Kubernetes stops a pod (a gateway drains), start it again, wait until it serves."""
+        child = self.children.get(name)
+        if child is None:
+            raise InvalidArgument(f"no process {name!r} (`bbapi cluster status` lists them)")
+        await child.restart()
+        if name in self._gateway_admin:
+            await probes.wait_ready(child, self._gateway_admin[name])
+        else:
+            await probes.wait_serving(child, child.address)
+        return {"name": name, "pid": child.pid, "restarts": child.restarts}
+
     # ----- status and stop -----------------------------------------------------------------------
 
     def describe_membership(self) -> dict[str, Any]:
@@ -289,10 +307,13 @@ class Cluster:
         return {
             "grpc_port": self.grpc_port, "http_port": self.http_port, "data_dir": str(self.data_dir),
             "membership": self.describe_membership(),
-            "migration": await probes.gateway_status(self.http_url),
-            "processes": [{"name": c.name, "pid": c.pid, "restarts": c.restarts, "address": c.address,
-                           "stored": by_shard.get(c.name)} for c in self.children.values()],
+            "migration": next(filter(None, await self._gateway_statuses()), None),
+            "processes": [p | {"stored": by_shard.get(p["name"])} for p in self.processes()],
         }
+
+    def processes(self) -> list[dict[str, Any]]:
+        return [{"name": c.name, "pid": c.pid, "restarts": c.restarts, "address": c.address,
+                 "admin": self._gateway_admin.get(c.name)} for c in self.children.values()]
 
     async def handle(self, message: dict[str, Any], report: Report) -> dict[str, Any]:
         """A control request (services.cluster.control)."""
@@ -305,10 +326,12 @@ class Cluster:
             return await self.status()
         if command == "scale":
             return await self.scale(int(message["cas_shards"]), report)
+        if command == "restart":
+            return await self.restart(str(message["process"]))
         raise InvalidArgument(f"unknown command {command!r}")
 
     async def stop(self) -> None:
-        """Gateways first (no new requests), then the services behind them."""
+        """Gateways first (no new requests; running builds get the drain), then the services behind them."""
         order: list[Callable[[str], bool]] = [lambda n: n.startswith("gateway-"), lambda n: n.startswith("cas-"),
                                               lambda n: True]
         for wanted in order:

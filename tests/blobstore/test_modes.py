@@ -52,8 +52,11 @@ def test_get_tree_with_a_missing_subtree_returns_the_present_part(client: CacheC
 
 
 def _ac_misses(running: ServeProcess) -> float:
-    text = httpx.get(f"http://127.0.0.1:{running.http_port}/metrics").text
-    return sample(text, "bbapi_gateway_cache_requests_total", cache="ac", result="miss", tenant="default")
+    """Action-cache misses counted by the gateways (a cluster's gateways serve /metrics on their admin ports)."""
+    urls = (running.gateway_admins().values() if isinstance(running, ClusterProcess)
+            else [f"http://127.0.0.1:{running.http_port}"])
+    return sum(sample(httpx.get(f"{url}/metrics").text, "bbapi_gateway_cache_requests_total", cache="ac",
+                      result="miss", tenant="default") for url in urls)
 
 
 def test_an_action_cache_miss_is_not_found_and_counted_as_a_miss(running: ServeProcess,

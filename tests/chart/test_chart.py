@@ -24,8 +24,14 @@ def chart_meta() -> dict[str, Any]:
     return meta
 
 
+def roles(rendered: Rendered, *, nodes: bool = False) -> list[dict[str, Any]]:
+    """The operator's Role or ClusterRole (and bindings), or with `nodes` its ClusterRole for nodes."""
+    return [d for d in rendered.documents if d["kind"].endswith(("Role", "RoleBinding"))
+            and d["metadata"]["name"].endswith("-nodes") == nodes]
+
+
 def rules(rendered: Rendered) -> list[dict[str, Any]]:
-    role = [d for d in rendered.documents if d["kind"] in ("ClusterRole", "Role")]
+    role = [d for d in roles(rendered) if d["kind"] in ("ClusterRole", "Role")]
     assert len(role) == 1
     found: list[dict[str, Any]] = role[0]["rules"]
     return found
@@ -102,13 +108,26 @@ def test_rbac_grants_exactly_what_the_operator_uses() -> None:
     assert verbs(rendered, "", "secrets") == {"create"}  # never read a Secret
     assert verbs(rendered, "", "pods") == {"list"}
     assert verbs(rendered, "", "persistentvolumeclaims") == {"list", "patch"}  # grown, never created or deleted
-    binding = rendered.one("ClusterRoleBinding")
+    (binding,) = [d for d in roles(rendered) if d["kind"] == "ClusterRoleBinding"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "bbapi-operator", "namespace": "builds"}]
+    assert_nodes_readable(rendered)
+
+
+def assert_nodes_readable(rendered: Rendered) -> None:
+    """Whatever the namespace scope, the operator may `get` nodes (for zones), and nothing else there."""
+    role, binding = sorted(roles(rendered, nodes=True), key=lambda d: str(d["kind"]))
+    assert (role["kind"], binding["kind"]) == ("ClusterRole", "ClusterRoleBinding")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    (operator_binding,) = [d for d in roles(rendered) if d["kind"].endswith("RoleBinding")]
+    assert binding["subjects"] == operator_binding["subjects"]
 
 
 def test_namespaced_operator_gets_a_role_in_that_namespace() -> None:
     rendered = render(VALUES["namespaced-values.yaml"])
-    assert not rendered.find("ClusterRole") and not rendered.find("ClusterRoleBinding")
+    assert not [d for d in roles(rendered) if d["kind"].startswith("Cluster")]
+    assert_nodes_readable(rendered)
     assert rendered.one("Role")["metadata"]["namespace"] == "builds"
     assert rendered.one("RoleBinding")["roleRef"]["kind"] == "Role"
     env = {e["name"]: e.get("value") for e in rendered.one("Deployment")["spec"]["template"]["spec"]

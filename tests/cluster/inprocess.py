@@ -40,6 +40,7 @@ class Shard:
     data_dir: Path
     port: int = 0
     service: cas.CasService | None = None
+    zone: str | None = None
 
     async def start(self) -> Shard:
         self.service = await cas.start(CasSettings(host="127.0.0.1", port=self.port, data_dir=self.data_dir,
@@ -55,7 +56,7 @@ class Shard:
 
     @property
     def member(self) -> Member:
-        return Member(id=self.id, address=f"127.0.0.1:{self.port}")
+        return Member(id=self.id, address=f"127.0.0.1:{self.port}", zone=self.zone)
 
     async def holds(self, scope: Scope, digest: Digest) -> bool:
         assert self.service is not None
@@ -93,8 +94,10 @@ class Stack:
                          if previous else None)
         return membership.write(self.path, doc)
 
-    async def start(self, shards: int, replication: int = 2) -> Cluster:
-        await self.add_shards(shards)
+    async def start(self, shards: int, replication: int = 2, zones: tuple[str, ...] = ()) -> Cluster:
+        """`shards` shards, shard i in zones[i mod len(zones)] when zones are given."""
+        for index, shard in enumerate(await self.add_shards(shards)):
+            shard.zone = zones[index % len(zones)] if zones else None
         self.write(list(self.shards), replication=replication)
         self.cluster = (await blobstore.cluster_gateway(self.path)).cluster
         return self.cluster

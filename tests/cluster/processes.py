@@ -15,6 +15,7 @@ from services.blobstore.cluster import membership
 from services.blobstore.cluster.placement import Placement
 from services.blobstore.local.verify import digest_of
 from services.blobstore.remote.client import RemoteBlobAccess
+from services.cluster import control
 from services.common.resources import Digest
 from tests.support.servers import ServeProcess
 
@@ -42,6 +43,11 @@ class ClusterProcess(ServeProcess):
         """Every child process's own log (the supervisor writes one file each), for a failing test to show."""
         return "".join(f"----- {path.name}\n{path.read_text(errors='replace')}"
                        for path in sorted((self.data_dir / "logs").glob("*.log")))
+
+    def gateway_admins(self) -> dict[str, str]:
+        """Each gateway's admin URL (its own /metrics, /readyz, /status/membership), from the supervisor."""
+        status = asyncio.run(control.request(self.data_dir, {"command": "status"}))
+        return {p["name"]: p["admin"] for p in status["processes"] if p["admin"]}
 
     def membership(self) -> membership.Membership:
         return membership.load(self.data_dir / "membership.json")

@@ -158,9 +158,12 @@ def test_growing_from_3_to_4_shards_under_load_loses_nothing(cluster: ClusterPro
 
     doc = cluster.membership()
     assert [m.id for m in doc.members] == ["cas-0", "cas-1", "cas-2", "cas-3"] and doc.previous is None
-    status = httpx.get(f"http://127.0.0.1:{cluster.http_port}/status/membership").json()
+    admin = process(cluster, "gateway-0")["admin"]
+    status = httpx.get(f"{admin}/status/membership").json()
     assert status["generation"] == doc.generation and status["migrating"] is False
     assert cluster.misplaced(DEFAULT, blobs) == []
     assert client.missing(*blobs) == []
     text = bbapi("cluster", "status", "--data-dir", str(cluster.data_dir)).stdout
     assert "cas-3" in text and "Migration: idle" in text
+    unknown = bbapi("cluster", "restart", "--process", "cas-9", "--data-dir", str(cluster.data_dir))
+    assert unknown.returncode == 1 and "no process 'cas-9'" in unknown.stderr

@@ -1,4 +1,4 @@
-"""Rendezvous placement over 65,536 slots: deterministic, balanced, minimal movement."""
+"""Rendezvous placement over 65,536 slots: deterministic, balanced, minimal movement, spread over zones."""
 
 from __future__ import annotations
 
@@ -20,6 +20,20 @@ def members(n: int, weights: dict[int, float] | None = None) -> list[Member]:
 @functools.cache
 def table(n: int, replication: int = 2) -> Placement:
     return Placement.build(members(n), replication)
+
+
+def in_zones(n: int, zones: int) -> list[Member]:
+    """Members cas-0..cas-{n-1}, member i in zone z{i mod zones}."""
+    return [m.model_copy(update={"zone": f"z{i % zones}"}) for i, m in enumerate(members(n))]
+
+
+@functools.cache
+def zoned(n: int, zones: int, replication: int = 2) -> Placement:
+    return Placement.build(in_zones(n, zones), replication)
+
+
+def zone_of(member_id: str, zones: int) -> str:
+    return f"z{int(member_id.removeprefix('cas-')) % zones}"
 
 
 def shares(placement: Placement, replicas: bool) -> Counter[str]:
@@ -85,3 +99,55 @@ def test_replication_is_capped_by_the_member_count_and_slots_come_from_the_diges
     assert slot_of("ffff" + "0" * 60) == SLOTS - 1 and slot_of("0001" + "a" * 60) == 1
     with pytest.raises(InvalidArgument):
         Placement.build([], replication=2)
+
+
+@pytest.mark.parametrize(("n", "zones", "replication"), [(4, 2, 2), (5, 2, 2), (6, 3, 2), (6, 3, 3), (7, 4, 3)])
+def test_replicas_are_in_distinct_zones_when_there_are_enough_zones(n: int, zones: int, replication: int) -> None:
+    placement = zoned(n, zones, replication)
+    plain = Placement.build(members(n), replication)
+    crowded = 0
+    for slot in range(SLOTS):
+        owners = placement.owners(slot)
+        assert len({zone_of(o, zones) for o in owners}) == replication, (slot, owners)
+        assert sorted(placement.preference(slot)) == sorted(plain.preference(slot))  # everyone, once
+        assert placement.owners(slot)[0] == plain.owners(slot)[0]  # the rendezvous winner stays primary
+        crowded += len({zone_of(o, zones) for o in plain.owners(slot)}) < replication
+    assert crowded > SLOTS / 10  # without zones many slots would keep two copies in one zone
+
+
+@pytest.mark.parametrize(("n", "zones", "replication"), [(4, 2, 2), (6, 3, 2), (6, 3, 3)])
+def test_zones_of_equal_size_keep_replicas_balanced_within_2_percent(n: int, zones: int, replication: int) -> None:
+    counts = shares(zoned(n, zones, replication), replicas=True)
+    per_member = SLOTS * replication / n
+    assert all(abs(c - per_member) / per_member <= 0.02 for c in counts.values()), counts
+
+
+def test_with_as_many_zones_as_replicas_each_zone_holds_one_copy_of_everything() -> None:
+    """Uneven zones (3 members and 2): each zone holds every key once, so the smaller zone's members hold more."""
+    counts = shares(zoned(5, 2), replicas=True)
+    by_zone = {z: sum(c for m, c in counts.items() if zone_of(m, 2) == z) for z in ("z0", "z1")}
+    assert by_zone == {"z0": SLOTS, "z1": SLOTS}
+    assert all(abs(counts[m] - SLOTS / 2) / (SLOTS / 2) <= 0.02 for m in ("cas-1", "cas-3"))
+
+
+@pytest.mark.parametrize(("n", "zones"), [(3, 3), (4, 2), (6, 3)])
+def test_adding_a_member_with_zones_moves_about_r_in_n_plus_1_slots_and_only_to_it(n: int, zones: int) -> None:
+    before, after = zoned(n, zones), zoned(n + 1, zones)
+    changed = [s for s in range(SLOTS) if set(before.owners(s)) != set(after.owners(s))]
+    assert len(changed) / SLOTS <= 2 / (n + 1) + 0.015
+    assert all(f"cas-{n}" in after.owners(s) for s in changed)
+    moved = [s for s in range(SLOTS) if before.owners(s)[0] != after.owners(s)[0]]
+    assert abs(len(moved) / SLOTS - 1 / (n + 1)) < 0.01
+
+
+def test_zoned_placement_is_deterministic() -> None:
+    again = Placement.build(list(reversed(in_zones(6, 3))), replication=2)
+    assert all(zoned(6, 3).preference(s) == again.preference(s) for s in range(SLOTS))
+
+
+def test_too_few_zones_or_a_member_without_one_falls_back_to_plain_order() -> None:
+    plain = Placement.build(members(4), replication=3)
+    two_zones = Placement.build(in_zones(4, 2), replication=3)  # fewer zones than replicas
+    partly = Placement.build([*in_zones(3, 3), members(4)[3]], replication=3)  # cas-3 has no zone
+    for slot in range(SLOTS):
+        assert two_zones.preference(slot) == partly.preference(slot) == plain.preference(slot)

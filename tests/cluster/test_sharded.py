@@ -52,6 +52,19 @@ async def test_blobs_are_stored_on_exactly_their_two_owners_and_read_back(stack:
     assert await cluster.write(A, big, chunks(data[-1])) is True  # both replicas had it
 
 
+async def test_with_two_zones_every_write_lands_in_both(stack: Stack) -> None:
+    cluster = await stack.start(4, zones=("zone-a", "zone-b"))  # cas-0, cas-2 in zone-a; cas-1, cas-3 in zone-b
+    zone = {s.id: s.zone for s in stack.shards.values()}
+    data = blobs(60)
+    for blob in data:
+        assert await cluster.write(A, digest_of(blob), chunks(blob)) is False
+    for blob in data:
+        held = await stack.holders(A, digest_of(blob))
+        assert len(held) == 2 and {zone[i] for i in held} == {"zone-a", "zone-b"}, held
+        assert await read_all(cluster, A, digest_of(blob)) == blob
+        assert await stack.holders(B, digest_of(blob)) == set()  # another tenant's scope holds nothing
+
+
 async def test_find_missing_is_exact_across_shards(stack: Stack) -> None:
     cluster = await stack.start(3)
     stored, absent = blobs(30), blobs(20, size=999)

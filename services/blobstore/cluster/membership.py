@@ -2,8 +2,9 @@
 
 Read from a JSON file (a ConfigMap in Kubernetes, written by `bbapi cluster` on one machine):
   {"replication": 2,
-   "members": [{"id": "cas-0", "address": "host:7001", "weight": 1.0}, ...],
+   "members": [{"id": "cas-0", "address": "host:7001", "weight": 1.0, "zone": "eu-west-1a"}, ...],
    "previous": null | {"members": [...]}}
+`zone` is optional (a failure domain: placement puts a key's replicas in distinct zones when it can).
 `previous` is set while a membership change is being migrated (see services.blobstore.cluster.migration).
 The generation is the SHA-256 of the file's exact text, so whoever wrote it (the operator, the
 cluster supervisor) can tell from a gateway's `/status/membership` which document it runs.
@@ -26,6 +27,11 @@ class Member(BaseModel, frozen=True):
     id: str = Field(min_length=1)
     address: str = Field(min_length=1)
     weight: float = Field(1.0, gt=0)
+    zone: str | None = Field(None, min_length=1)
+
+    def document(self) -> dict[str, Any]:
+        """The member as the file names it; `zone` only when known, so zoneless documents stay as they were."""
+        return self.model_dump(exclude_none=True)
 
 
 class MemberList(BaseModel, frozen=True):
@@ -80,9 +86,9 @@ class Progress:
 def encode(membership: Membership) -> str:
     """The canonical file text, byte for byte what the operator writes for the same document."""
     document = {"replication": membership.replication,
-                "members": [m.model_dump() for m in membership.members],
+                "members": [m.document() for m in membership.members],
                 "previous": None if membership.previous is None
-                else {"members": [m.model_dump() for m in membership.previous.members]}}
+                else {"members": [m.document() for m in membership.previous.members]}}
     return json.dumps(document, indent=2) + "\n"
 
 

@@ -10,6 +10,11 @@ much for a 10,000-digest FindMissingBlobs).
 HRW keeps movement minimal: adding a member to n moves only the ~1/(n+1) of slots the newcomer
 wins, and removing one moves only the slots it held. Placement never changes because a member
 is down; that is handled per request (services.blobstore.cluster.routing).
+
+Failure domains: when every member names a zone and there are at least R zones, a slot's R
+replicas are the first members of its rendezvous order that are in zones not yet chosen (the
+rest keep their order behind them), so losing a zone loses no blob. This stays a pure function
+of the membership, and a newcomer still only takes the picks it wins, so movement stays ~1/n.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Placement:
             raise InvalidArgument(f"replication must be at least 1, got {replication}")
         seeds = [_seed(m.id) for m in members]
         weights = [m.weight for m in members]
+        zones = _zones(members, min(replication, len(members)))
         rows = bytearray()
         for slot in range(SLOTS):
             salt = (slot * _GOLDEN) & _MASK
@@ -72,7 +78,8 @@ class Placement:
             scores = [(w / -math.log((_mix(s ^ salt) + 0.5) / 2**64), -i)
                       for i, (s, w) in enumerate(zip(seeds, weights, strict=True))]
             scores.sort(reverse=True)
-            rows.extend(-i for _, i in scores)
+            order = [-i for _, i in scores]
+            rows.extend(order if zones is None else _spread(order, zones, replication))
         return cls(tuple(m.id for m in members), replication, bytes(rows))
 
     @property
@@ -92,3 +99,28 @@ class Placement:
 
     def owner_ids(self, digest_hash: str) -> tuple[str, ...]:
         return self.owners(slot_of(digest_hash))
+
+
+def _zones(members: Sequence[Member], replicas: int) -> list[str] | None:
+    """Each member's zone, when replicas can be spread over zones: every member names one, and
+    there are at least R (>= 2) of them; None otherwise (plain rendezvous order)."""
+    zones = [m.zone for m in members]
+    if replicas < 2 or None in zones or len(set(zones)) < replicas:
+        return None
+    return [z for z in zones if z is not None]
+
+
+def _spread(order: list[int], zones: list[str], replicas: int) -> list[int]:
+    """`order` with its first `replicas` members in distinct zones: each is the best-ranked member
+    of a zone not chosen yet; everyone else follows in rendezvous order."""
+    if len({zones[i] for i in order[:replicas]}) == replicas:
+        return order  # already spread, the common case
+    picked: list[int] = []
+    seen: set[str] = set()
+    for i in order:
+        if zones[i] not in seen:
+            seen.add(zones[i])
+            picked.append(i)
+            if len(picked) == replicas:
+                break
+    return picked + [i for i in order if i not in picked]

@@ -7,7 +7,8 @@ when one restarts. A change runs the old and new tables side by side:
 * grow: start the new shards first; once they are ready, write the new members with `previous`
   set, so gateways write to the new placement, read new-then-old and copy;
 * shrink: write the new members with `previous` set while every old shard still runs;
-* a new replication factor is a copy pass over the same members (every key gets its new copies);
+* a new replication factor, or a member's new zone, is a copy pass over the same members (every
+  key gets its new copies);
 * when every gateway reports the copy done for this exact document, drop `previous`, and only
   then stop the shards that left, so a shard never goes before its data lives elsewhere.
 
@@ -70,8 +71,9 @@ def copy_done(reports: Sequence[Progress], text: str) -> bool:
     return bool(reports) and all(r.generation == current and not r.migrating for r in reports)
 
 
-def _ids(members: Sequence[Member]) -> list[str]:
-    return [m.id for m in members]
+def _layout(members: Sequence[Member]) -> list[tuple[str, str | None]]:
+    """What placement depends on besides weights: the members and their zones."""
+    return [(m.id, m.zone) for m in members]
 
 
 def document(replication: int, members: Sequence[Member], previous: Sequence[Member] | None) -> str:
@@ -100,10 +102,10 @@ def plan(target: Sequence[Member], replication: int, current_text: str | None, r
     if previous is not None:
         if copy_done(reports, current_text):
             return _plan(document(current.replication, live, None), live, None, wanted, Phase.STABLE)
-        same = _ids(live) == _ids(target) and current.replication == replication
+        same = _layout(live) == _layout(target) and current.replication == replication
         phase = Phase.MIGRATING if same else Phase.WAITING_FOR_MIGRATION
         return _plan(current_text, live, previous, wanted, phase, reports)
-    if _ids(live) == _ids(target):
+    if _layout(live) == _layout(target):
         if current.replication == replication:
             return _plan(document(replication, target, None), target, None, wanted, Phase.STABLE)
         return _plan(document(replication, target, live), target, live, wanted, Phase.MIGRATING)
