@@ -135,8 +135,12 @@ def message_schema(descriptor: Descriptor, components: dict[str, Schema]) -> Sch
 
 
 def _nullable(schema: Schema) -> Schema:
-    """proto3 JSON reads null as a field's default, so an optional field may be null."""
-    if "$ref" in schema:
+    """proto3 JSON reads null as a field's default, so an optional field may be null.
+
+    A schema with a format (a Timestamp's date-time, a page token) gets null as an alternative of
+    its own, so no validator applies the format to null.
+    """
+    if "$ref" in schema or "format" in schema:
         return {"anyOf": [schema, {"type": "null"}]}
     kind = schema.get("type")
     out = {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]} if kind else dict(schema)
