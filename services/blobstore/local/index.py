@@ -17,7 +17,9 @@ writes it to disk; the LRU order itself is exact. Names (the store's paths,
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
 
 from services.common.errors import ResourceExhausted
 from services.common.resources import Digest
@@ -83,10 +85,13 @@ class LruIndex:
     def _pop(self, key: bytes) -> int:
         value = self._entries.pop(key)
         self._removed += 1
+        self._compact()
+        return value
+
+    def _compact(self) -> None:
         if self._removed > len(self._entries) + 1024:  # deleted slots slow iteration from the front
             self._entries = dict(self._entries)
             self._removed = 0
-        return value
 
     # ----- contents --------------------------------------------------------------------------------
 
@@ -125,14 +130,26 @@ class LruIndex:
 
     def use_many(self, prefix: str, digests: Sequence[Digest], now: float, stale: list[str]) -> list[bool]:
         """Whether each digest of one scope and kind is stored, noting uses (FindMissingBlobs' path:
-        no name is built unless its use is due to be written)."""
-        scope, _ = self._scope(prefix)
-        present = []
-        for digest in digests:
-            due = self._touch(scope + bytes.fromhex(digest.hash), digest.size, now)
-            present.append(due is not None)
-            if due:
-                stale.append(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}")
+        a few C-level passes over the batch, and no name is built unless its use is due to be written)."""
+        tag, _ = self._scope(prefix)
+        entries = self._entries
+        keys = [tag + bytes.fromhex(digest.hash) for digest in digests]
+        values = list(map(entries.get, keys))
+        present = [value is not None and value >> _TIME_BITS == digest.size
+                   for value, digest in zip(values, digests, strict=True)]
+        if True not in present:
+            return present
+        hits = [(key, value, digest) for key, value, digest, here in zip(keys, values, digests, present, strict=True)
+                if here and value is not None]
+        cutoff, stamp = now - TOUCH_PERSIST_SECONDS, int(now)
+        used = [(key, value if value & _TIME_MASK > cutoff else value >> _TIME_BITS << _TIME_BITS | stamp)
+                for key, value, _ in hits]
+        deque(map(entries.pop, [key for key, _ in used], repeat(None)), maxlen=0)
+        entries.update(used)  # moved to the recent end, in request order
+        self._removed += len(used)
+        self._compact()
+        stale.extend(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}"
+                     for _, value, digest in hits if value & _TIME_MASK <= cutoff)
         return present
 
     def _touch(self, key: bytes, size: int | None, now: float) -> bool | None:
