@@ -123,13 +123,7 @@ class Replicator:
         return all(r is True for r in results)
 
     async def batch_write(self, router: Router, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
-        routes: list[list[Target]] = []
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, item in enumerate(items):
-            targets = router.write_set(item.digest.hash)
-            routes.append(targets)
-            for target in targets:
-                groups[target.member].append(index)
+        routes, groups = _routes(router, items)
         members = list(groups)
 
         async def write_batch(shard: BlobAccess, batch: list[BatchItem]) -> list[BatchResult]:
@@ -185,3 +179,19 @@ class Replicator:
         outcomes = await asyncio.gather(*(self.pool.call(t.member, put) for t in targets), return_exceptions=True)
         await self._settle(router, Key(scope, Kind.AC, action), targets, outcomes,
                            lambda _source, member: self.pool.call(member, put), len(result))
+
+
+def _routes(router: Router, items: Sequence[BatchItem]) -> tuple[list[list[Target]], dict[str, list[int]]]:
+    """Each item's write set, and the items each member gets. A cluster of one (the all-in-one) needs
+    no placement per item: its member owns everything."""
+    sole = router.sole_member()
+    if sole is not None:
+        return [[Target(sole)]] * len(items), {sole: list(range(len(items)))}
+    routes: list[list[Target]] = []
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        targets = router.write_set(item.digest.hash)
+        routes.append(targets)
+        for target in targets:
+            groups[target.member].append(index)
+    return routes, groups

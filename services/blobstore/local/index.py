@@ -203,9 +203,12 @@ class LruIndex:
         self.total -= freed
         return [(self._name(key, value), value >> _TIME_BITS) for key, value in victims]
 
+    def room_for(self, size: int) -> bool:
+        return self.total + self.reserved + size <= self.max_size
+
     def reserve(self, size: int) -> None:
         """Hold room for a write in progress, or refuse when the budget has none left."""
-        if self.total + self.reserved + size > self.max_size:
+        if not self.room_for(size):
             raise ResourceExhausted(
                 f"cache full: {self.total + self.reserved} of {self.max_size} bytes are in use by data used "
                 f"within the last {self.min_age:.0f}s; cannot store {size} more bytes")
