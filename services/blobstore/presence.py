@@ -66,8 +66,9 @@ class RecentlyPresent(BlobAccessDecorator):
                 del self._expiry[scope]
         while self._size > self.max_entries:
             oldest = min(self._expiry.values(), key=lambda known: next(iter(known.values())))
-            oldest.popitem(last=False)
-            self._size -= 1
+            for _ in range(self._size - self.max_entries if len(self._expiry) == 1 else 1):
+                oldest.popitem(last=False)
+                self._size -= 1
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         known = self._expiry.get(scope)
