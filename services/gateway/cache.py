@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import compress, repeat
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
@@ -92,8 +92,9 @@ class CasServicer:
         messages = list(request.blob_digests)
         scope = request_scope(ctx, Capability.READ, request, (m.hash for m in messages))
         digests = digests_in(messages, scope.function)
-        missing = set(await self.blobs.find_missing(scope, list(dict.fromkeys(digests))))
-        return cas_wire.find_missing_response(_once_each(messages, digests, missing))
+        unique = list(dict.fromkeys(digests))
+        missing = set(await self.blobs.find_missing(scope, unique))
+        return cas_wire.find_missing_response(_once_each(messages, digests, missing, len(unique) < len(digests)))
 
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest, ctx: CallContext) -> bytes:
         """Encoded by hand (cas_wire), like FindMissingBlobs."""
@@ -175,8 +176,11 @@ class CasServicer:
         raise Unimplemented("SpliceBlob is not supported (splice_blob_support is false)")
 
 
-def _once_each(messages: list[re_pb2.Digest], digests: list[Digest], wanted: set[Digest]) -> list[re_pb2.Digest]:
+def _once_each(messages: list[re_pb2.Digest], digests: list[Digest], wanted: set[Digest],
+               repeats: bool) -> Iterable[re_pb2.Digest]:
     """The messages naming `wanted` digests, in request order, each digest once however often it was asked."""
+    if not repeats:
+        return compress(messages, map(wanted.__contains__, digests))
     chosen = []
     for message, digest in zip(messages, digests, strict=True):
         if digest in wanted:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import repeat
+from itertools import compress, repeat
+from operator import attrgetter, eq, rshift
 
 from services.common.errors import ResourceExhausted
 from services.common.resources import Digest
@@ -28,6 +29,8 @@ TOUCH_PERSIST_SECONDS = 600  # a use is recorded (and written to disk) at most t
 _TIME_BITS = 34  # seconds since the epoch, good until the year 2514
 _TIME_MASK = (1 << _TIME_BITS) - 1
 _RESULTS = "ac"  # the kind directory of action results' names, before any "-<function>"
+_ABSENT = -1  # what use_many reads for a key not stored: its "size" (-1 >> bits) matches no valid digest's
+_HASH, _SIZE = attrgetter("hash"), attrgetter("size")
 
 
 def _split(name: str) -> tuple[str, str, int]:
@@ -133,14 +136,13 @@ class LruIndex:
         a few C-level passes over the batch, and no name is built unless its use is due to be written)."""
         tag, _ = self._scope(prefix)
         entries = self._entries
-        keys = [tag + bytes.fromhex(digest.hash) for digest in digests]
-        values = list(map(entries.get, keys))
-        present = [value is not None and value >> _TIME_BITS == digest.size
-                   for value, digest in zip(values, digests, strict=True)]
+        # map chains of C functions, no bytecode per digest: key = tag + raw hash; stored = value's size matches
+        keys = list(map(tag.__add__, map(bytes.fromhex, map(_HASH, digests))))
+        values: list[int] = list(map(entries.get, keys, repeat(_ABSENT)))
+        present = list(map(eq, map(rshift, values, repeat(_TIME_BITS)), map(_SIZE, digests)))
         if True not in present:
             return present
-        hits = [(key, value, digest) for key, value, digest, here in zip(keys, values, digests, present, strict=True)
-                if here and value is not None]
+        hits = list(compress(zip(keys, values, digests, strict=True), present))
         cutoff, stamp = now - TOUCH_PERSIST_SECONDS, int(now)
         used = [(key, value if value & _TIME_MASK > cutoff else value >> _TIME_BITS << _TIME_BITS | stamp)
                 for key, value, _ in hits]

@@ -18,6 +18,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
+from itertools import compress
+from operator import not_
 from pathlib import Path
 
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Kind, Scope
@@ -140,7 +142,7 @@ class LocalBlobAccess(BlobAccess):
         stale: list[str] = []
         present = self.index.use_many(prefix_of(scope, Kind.CAS), digests, now, stale)
         await self._persist(stale)
-        return [d for d, here in zip(digests, present, strict=True) if not here]
+        return list(compress(digests, map(not_, present)))
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
