@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress, repeat
-from operator import attrgetter, eq, rshift
+from operator import and_, attrgetter, eq, rshift
 
 from services.common.errors import ResourceExhausted
 from services.common.resources import Digest
@@ -142,16 +142,19 @@ class LruIndex:
         present = list(map(eq, map(rshift, values, repeat(_TIME_BITS)), map(_SIZE, digests)))
         if True not in present:
             return present
-        hits = list(compress(zip(keys, values, digests, strict=True), present))
-        cutoff, stamp = now - TOUCH_PERSIST_SECONDS, int(now)
-        used = [(key, value if value & _TIME_MASK > cutoff else value >> _TIME_BITS << _TIME_BITS | stamp)
-                for key, value, _ in hits]
-        deque(map(entries.pop, [key for key, _ in used], repeat(None)), maxlen=0)
-        entries.update(used)  # moved to the recent end, in request order
-        self._removed += len(used)
+        hit_keys, hit_values = list(compress(keys, present)), list(compress(values, present))
+        cutoff = now - TOUCH_PERSIST_SECONDS  # a use older than this is due to be recorded (and written)
+        if min(map(and_, hit_values, repeat(_TIME_MASK))) <= cutoff:
+            stamp = int(now)
+            stale.extend(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}"
+                         for digest, value in zip(compress(digests, present), hit_values, strict=True)
+                         if value & _TIME_MASK <= cutoff)
+            hit_values = [value if value & _TIME_MASK > cutoff else value >> _TIME_BITS << _TIME_BITS | stamp
+                          for value in hit_values]
+        deque(map(entries.pop, hit_keys, repeat(None)), maxlen=0)
+        entries.update(zip(hit_keys, hit_values, strict=True))  # moved to the recent end, in request order
+        self._removed += len(hit_keys)
         self._compact()
-        stale.extend(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}"
-                     for _, value, digest in hits if value & _TIME_MASK <= cutoff)
         return present
 
     def _touch(self, key: bytes, size: int | None, now: float) -> bool | None:
