@@ -60,7 +60,7 @@ class EmptyBlobHandling(BlobAccessDecorator):
     async def batch_write(self, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
         empty = EMPTY_HASH[scope.function]
         stored = [item for item in items if item.digest.size or item.digest.hash != empty]  # is_empty, inline
-        if len(stored) == len(items):
+        if stored and len(stored) == len(items):  # none empty: the backend's answers are the answers
             return await self.backend.batch_write(scope, items)
         answers = iter(await self.backend.batch_write(scope, stored) if stored else [])
         return [BatchResult(item.digest) if is_empty(scope, item.digest) else next(answers) for item in items]
