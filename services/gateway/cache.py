@@ -91,6 +91,8 @@ class CasServicer:
         scope = request_scope(ctx, Capability.READ, request, (d.hash for d in request.blob_digests))
         digests = list(dict.fromkeys(digests_in(request.blob_digests, scope.function)))
         missing = await self.blobs.find_missing(scope, digests)
+        ctx.count("cas_digests_checked", len(digests))
+        ctx.count("cas_digests_missing", len(missing))
         return re_pb2.FindMissingBlobsResponse(missing_blob_digests=[digest_out(d) for d in missing])
 
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
@@ -102,6 +104,10 @@ class CasServicer:
                  for d, r in zip(checked, request.requests, strict=True)]
         results = await self.blobs.batch_write(scope, items)
         metrics.streamed_bytes(scope.tenant, "in", "batch").inc(total)
+        if ctx.request_metadata:
+            stored = [len(r.data) for r, result in zip(request.requests, results, strict=True) if result.error is None]
+            ctx.count("cas_uploads", len(stored))
+            ctx.count("cas_upload_bytes", sum(stored))
         return re_pb2.BatchUpdateBlobsResponse(responses=[
             re_pb2.BatchUpdateBlobsResponse.Response(digest=digest_out(r.digest), status=status_out(r.error))
             for r in results])
@@ -113,7 +119,13 @@ class CasServicer:
         _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)
-        metrics.streamed_bytes(scope.tenant, "out", "batch").inc(sum(len(r.data) for r in results))
+        sent = sum(len(r.data) for r in results)
+        metrics.streamed_bytes(scope.tenant, "out", "batch").inc(sent)
+        if ctx.request_metadata:
+            found = sum(r.error is None for r in results)
+            ctx.count("cas_downloads", found)
+            ctx.count("cas_download_bytes", sent)
+            ctx.count("cas_download_misses", sum(isinstance(r.error, NotFound) for r in results))
         return re_pb2.BatchReadBlobsResponse(responses=[
             re_pb2.BatchReadBlobsResponse.Response(
                 digest=digest_out(r.digest), data=r.data, status=status_out(r.error),
@@ -193,7 +205,12 @@ class ActionCacheServicer:
 
     async def GetActionResult(self, request: re_pb2.GetActionResultRequest, ctx: CallContext) -> re_pb2.ActionResult:
         scope = request_scope(ctx, Capability.READ, request, [request.action_digest.hash])
-        data = await self.blobs.get_action_result(scope, digest_in(request.action_digest, scope.function))
+        try:
+            data = await self.blobs.get_action_result(scope, digest_in(request.action_digest, scope.function))
+        except NotFound:
+            ctx.count("action_cache_misses")
+            raise
+        ctx.count("action_cache_hits")
         return re_pb2.ActionResult.FromString(data)
 
     async def UpdateActionResult(self, request: re_pb2.UpdateActionResultRequest,
@@ -207,4 +224,5 @@ class ActionCacheServicer:
             if directory.HasField("tree_digest"):
                 digest_in(directory.tree_digest, scope.function)
         await self.blobs.put_action_result(scope, action, result.SerializeToString())
+        ctx.count("action_cache_uploads")
         return result
