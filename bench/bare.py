@@ -3,10 +3,11 @@
     python bench/bare.py [--size-mib 64]    # prints its port, serves until killed
 
 ByteStream reads return one random blob of SIZE, or a blob of up to 8 MiB written before; larger
-writes are counted and dropped. The action
-cache keeps results in a dict. The CAS keeps
+writes are counted and dropped. The action cache keeps results in a dict. The CAS keeps
 batch-uploaded blobs in a dict, answers FindMissingBlobs and BatchReadBlobs from it, and checks
-nothing: no digests, no disk, no tenants. Whatever bbapi costs beyond this is bbapi's.
+nothing: no digests, no disk, no tenants. The Build Event Service acknowledges every event as it
+arrives and keeps nothing: what a build with `--bes_backend` costs Bazel itself. Whatever bbapi
+costs beyond this is bbapi's.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import empty_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as re_grpc
+from services.gen.build.bazel.semver import semver_pb2
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
 from services.gen.google.bytestream import bytestream_pb2_grpc as bs_grpc
+from services.gen.google.devtools.build.v1 import publish_build_event_pb2 as pbe_pb2
+from services.gen.google.devtools.build.v1 import publish_build_event_pb2_grpc as pbe_grpc
 from services.gen.google.rpc import status_pb2
 
 CHUNK_READ = 256 * 1024 - 1024
@@ -104,12 +109,40 @@ class ActionCache(re_grpc.ActionCacheServicer):
         return request.action_result
 
 
+class Capabilities(re_grpc.CapabilitiesServicer):
+    async def GetCapabilities(self, request: re_pb2.GetCapabilitiesRequest,
+                              context: object) -> re_pb2.ServerCapabilities:
+        return re_pb2.ServerCapabilities(
+            cache_capabilities=re_pb2.CacheCapabilities(
+                digest_functions=[re_pb2.DigestFunction.Value.SHA256],
+                action_cache_update_capabilities=re_pb2.ActionCacheUpdateCapabilities(update_enabled=True),
+                max_batch_total_size_bytes=4 * 1024 * 1024,
+                symlink_absolute_path_strategy=re_pb2.SymlinkAbsolutePathStrategy.Value.ALLOWED),
+            low_api_version=semver_pb2.SemVer(major=2), high_api_version=semver_pb2.SemVer(major=2, minor=3))
+
+
+class BuildEvents(pbe_grpc.PublishBuildEventServicer):
+    async def PublishLifecycleEvent(self, request: pbe_pb2.PublishLifecycleEventRequest,
+                                    context: object) -> empty_pb2.Empty:
+        return empty_pb2.Empty()
+
+    async def PublishBuildToolEventStream(
+            self, requests: AsyncIterator[pbe_pb2.PublishBuildToolEventStreamRequest],
+            context: object) -> AsyncIterator[pbe_pb2.PublishBuildToolEventStreamResponse]:
+        async for request in requests:
+            event = request.ordered_build_event
+            yield pbe_pb2.PublishBuildToolEventStreamResponse(stream_id=event.stream_id,
+                                                              sequence_number=event.sequence_number)
+
+
 async def serve(size: int) -> None:
     server = grpc.aio.server(options=OPTIONS)
     cas = Cas()
     bs_grpc.add_ByteStreamServicer_to_server(ByteStream(os.urandom(size), cas.blobs), server)
     re_grpc.add_ContentAddressableStorageServicer_to_server(cas, server)  # type: ignore[abstract]  # no GetTree
     re_grpc.add_ActionCacheServicer_to_server(ActionCache(), server)
+    pbe_grpc.add_PublishBuildEventServicer_to_server(BuildEvents(), server)
+    re_grpc.add_CapabilitiesServicer_to_server(Capabilities(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)

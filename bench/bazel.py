@@ -6,7 +6,10 @@ The workspace has TARGETS genrules of OUTPUTS files each, mostly 1-64 KiB (log-u
 every 50th genrule has one 4 MiB output. Columns (`--only` picks some): `nocache`; `buildgrid`
 (BuildGrid from PyPI, disk storage, see bench/peers.py); `serve` and `cluster` (`bbapi serve`,
 `bbapi cluster` with one gateway and one shard) as the remote cache; `serve-bes` and
-`cluster-bes`, the same with `--bes_backend` too (the key as userinfo, as Bazel 4 needs).
+`cluster-bes`, the same with `--bes_backend` too (the key as userinfo, as Bazel 4 needs); `bare`
+and `bare-bes`, the bare grpc.aio server of bench/bare.py as the cache, and as a Build Event
+Service that acknowledges every event at once and keeps nothing: what the cache and BES cost
+Bazel itself, the floor under any server's ratio.
 
 Every column has its own workspace copy and Bazel output root. Per run and column: a cold
 build (the genrule commands carry a new salt, so every action is a cache miss and every output
@@ -35,12 +38,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import bare
 from bench.peers import buildgrid, start_cluster, start_serve
 from tests.support.bazel import E2E, BazelRun, Workspace
 from tests.support.servers import ServeProcess
 
-COLUMNS = {"nocache": "no cache", "buildgrid": "BuildGrid 0.4.4", "serve": "bbapi serve",
-           "cluster": "bbapi cluster", "serve-bes": "serve + BES", "cluster-bes": "cluster + BES"}
+COLUMNS = {"nocache": "no cache", "buildgrid": "BuildGrid 0.4.4", "bare": "bare grpc.aio", "serve": "bbapi serve",
+           "cluster": "bbapi cluster", "bare-bes": "bare + BES", "serve-bes": "serve + BES",
+           "cluster-bes": "cluster + BES"}
 LARGE_EVERY, LARGE_SIZE = 50, 4 * 1024 * 1024
 DEFS = """\
 load(":salt.bzl", "SALT")
@@ -212,6 +217,12 @@ def main() -> None:
         flags: dict[str, list[str]] = {"nocache": []}
         if "buildgrid" in chosen:
             flags["buildgrid"] = [f"--remote_cache=grpc://{stack.enter_context(buildgrid(root / 'buildgrid'))}"]
+        if "bare" in chosen or "bare-bes" in chosen:  # the floor: what Bazel itself spends on a cache and on BES
+            proc, address = bare.start()
+            stack.callback(proc.wait)
+            stack.callback(proc.terminate)
+            flags["bare"] = [f"--remote_cache=grpc://{address}"]
+            flags["bare-bes"] = [*flags["bare"], f"--bes_backend=grpc://{address}"]
         for kind, server in servers.items():
             flags[kind] = bbapi_flags(server, bes=False)
             flags[f"{kind}-bes"] = bbapi_flags(server, bes=True)
@@ -220,7 +231,7 @@ def main() -> None:
             generate(root / f"ws-{name}", args.targets, args.outputs)
             workspace = Workspace(root / f"ws-{name}", root / f"bazel-{name}")
             stack.callback(workspace.shutdown)
-            bes = servers[name.removesuffix("-bes")] if name.endswith("-bes") else None
+            bes = servers.get(name.removesuffix("-bes")) if name.endswith("-bes") else None  # bare keeps nothing
             columns.append(Column(name, flags[name], workspace, args.targets, bes))
 
         for run in range(args.runs + 1):  # run 0 starts and warms every Bazel server, untimed

@@ -6,7 +6,9 @@ Starts the bare server of bench/bare.py (CAS in a dict), BuildGrid (disk storage
 bench/peers.py), `bbapi serve` and `bbapi cluster` (one gateway, one shard), stores DIGESTS/2
 blobs in each, then per run and server, from one client in this process: FindMissingBlobs of
 DIGESTS digests (half stored, half not), BatchUpdateBlobs of BATCH new blobs of BLOB_KIB each
-and BatchReadBlobs of those. Every answer is checked. GetFile of a 64 MiB file over HTTP is
+and BatchReadBlobs of those. Every answer is checked. "bbapi serve, tagged" is the same serve process
+called with Bazel's RequestMetadata on every call, so its calls are counted per invocation (cache
+statistics): the two columns side by side show what that attribution costs. GetFile of a 64 MiB file over HTTP is
 downloaded with curl from bbapi and from nginx (bench/api.py). Servers take turns every run,
 the order rotating; the table gives medians, the ratios to the bare server (time) or to nginx
 (speed) and to BuildGrid, and the goals of issue 11.
@@ -21,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +36,8 @@ from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as
 from tests.support.clients import CacheClient, digest
 from tests.support.servers import ServeProcess
 
-NAMES = ("bare grpc.aio", "BuildGrid 0.4.4", "nginx", "bbapi serve", "bbapi cluster")
+TAGGED = "bbapi serve, tagged"  # the same server, every call carrying Bazel's RequestMetadata (cache statistics)
+NAMES = ("bare grpc.aio", "BuildGrid 0.4.4", "nginx", "bbapi serve", TAGGED, "bbapi cluster")
 # (operation, unit, goal): times are ratios to the bare server, GetFile's speed a ratio to nginx
 OPERATIONS = (("FindMissingBlobs", "ms", "<= 2x bare"), ("BatchUpdateBlobs", "ms", "<= 3x bare, <= 0.5x BuildGrid"),
               ("BatchReadBlobs", "ms", "<= 3x bare, <= 0.5x BuildGrid"), ("GetFile over HTTP", "MB/s", ">= 0.5x nginx"))
@@ -52,8 +56,9 @@ class Cache:
     absent: int
 
     @classmethod
-    def create(cls, address: str, key: str | None, stored: list[bytes], absent: list[bytes]) -> Cache:
-        client = CacheClient(address, key)
+    def create(cls, address: str, key: str | None, stored: list[bytes], absent: list[bytes],
+               invocation_id: str | None = None) -> Cache:
+        client = CacheClient(address, key, invocation_id)
         for start in range(0, len(stored), 1000):
             update(client, stored[start:start + 1000])
         return cls(client, re_pb2.FindMissingBlobsRequest(blob_digests=[digest(b) for b in stored + absent]),
@@ -109,7 +114,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     stored, absent = blobs(args.digests // 2, 1024), blobs(args.digests - args.digests // 2, 1024)
-    batches = [blobs(args.batch, args.blob_kib * 1024) for _ in range(args.runs)]
+    batches = {name: [blobs(args.batch, args.blob_kib * 1024) for _ in range(args.runs)] for name in NAMES}
     data = os.urandom(args.file_mib * 1024 * 1024)
 
     load = os.getloadavg()[0]
@@ -126,6 +131,7 @@ def main() -> None:
                      "BuildGrid 0.4.4": (stack.enter_context(buildgrid(root / "buildgrid")), None),
                      **{name: (server.grpc_target, server.admin_key) for name, server in servers.items()}}
         caches = {name: Cache.create(address, key, stored, absent) for name, (address, key) in addresses.items()}
+        caches[TAGGED] = Cache.create(*addresses["bbapi serve"], stored, absent, invocation_id=str(uuid.uuid4()))
         for cache in caches.values():
             stack.callback(cache.client.close)
         downloads = {"nginx": stack.enter_context(nginx(data, root / "nginx")),
@@ -135,7 +141,7 @@ def main() -> None:
         for run in range(args.runs):  # servers take turns, starting one further each run
             order = NAMES[run % len(NAMES):] + NAMES[:run % len(NAMES)]
             for name in order:
-                measured = caches[name].round(batches[run]) if name in caches else {}
+                measured = caches[name].round(batches[name][run]) if name in caches else {}
                 if name in downloads:
                     measured["GetFile over HTTP"] = curl(downloads[name], "speed_download") / 1e6
                 for operation, value in measured.items():

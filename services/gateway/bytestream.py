@@ -15,7 +15,7 @@ from services.blobstore.access import BlobAccess
 from services.blobstore.streams import STREAM_CHUNK
 from services.common import wire
 from services.common.auth import Capability
-from services.common.errors import InvalidArgument, OutOfRange
+from services.common.errors import InvalidArgument, NotFound, OutOfRange
 from services.common.resources import BlobResource, Compressor, parse_read_resource, parse_write_resource
 from services.common.rpc import Codec, passthrough
 from services.gateway import metrics
@@ -71,11 +71,20 @@ class ByteStreamServicer:
         counter = metrics.streamed_bytes(scope.tenant, "out", _compression(resource))
         stream = self.blobs.read(scope, resource.digest, request.read_offset, request.read_limit,
                                  resource.compressor)
-        async for block in stream:
-            counter.inc(len(block))
-            view = memoryview(block)  # the framing join is the one copy of each piece
-            for start in range(0, len(block), STREAM_CHUNK):
-                yield encode_read_response(view[start:start + STREAM_CHUNK])
+        sent = 0
+        try:
+            async for block in stream:
+                counter.inc(len(block))
+                sent += len(block)
+                view = memoryview(block)  # the framing join is the one copy of each piece
+                for start in range(0, len(block), STREAM_CHUNK):
+                    yield encode_read_response(view[start:start + STREAM_CHUNK])
+        except NotFound:
+            ctx.count("cas_download_misses")
+            raise
+        finally:
+            ctx.count("cas_download_bytes", sent)
+        ctx.count("cas_downloads")
 
     async def Write(self, requests: AsyncIterator[WriteChunk], ctx: CallContext) -> bs_pb2.WriteResponse:
         first = await anext(requests, None)
@@ -110,7 +119,10 @@ class ByteStreamServicer:
             raise InvalidArgument(f"the client ended the write after {received} bytes without finish_write")
 
         # a blob that already exists completes at once: write() returns True without reading the data
-        if await self.blobs.write(scope, resource.digest, data(), resource.compressor):
+        existed = await self.blobs.write(scope, resource.digest, data(), resource.compressor)
+        ctx.count("cas_uploads")
+        ctx.count("cas_upload_bytes", received)
+        if existed:
             compressed = resource.compressor is not Compressor.IDENTITY
             return bs_pb2.WriteResponse(committed_size=-1 if compressed else resource.digest.size)
         return bs_pb2.WriteResponse(committed_size=received)

@@ -94,6 +94,8 @@ class CasServicer:
         digests = digests_in(messages, scope.function)
         unique = list(dict.fromkeys(digests))
         missing = set(await self.blobs.find_missing(scope, unique))
+        ctx.count("cas_digests_checked", len(unique))
+        ctx.count("cas_digests_missing", len(missing))
         return cas_wire.find_missing_response(_once_each(messages, digests, missing, len(unique) < len(digests)))
 
     async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest, ctx: CallContext) -> bytes:
@@ -108,6 +110,10 @@ class CasServicer:
                          map(compressor_in, compressors) if any(compressors) else repeat(Compressor.IDENTITY)))
         results = await self.blobs.batch_write(scope, items)
         metrics.streamed_bytes(scope.tenant, "in", "batch").inc(total)
+        if ctx.request_metadata:
+            stored = [len(d) for d, result in zip(data, results, strict=True) if result.error is None]
+            ctx.count("cas_uploads", len(stored))
+            ctx.count("cas_upload_bytes", sum(stored))
         return cas_wire.batch_update_response(messages, [None if r.error is None else status_out(r.error)
                                                          for r in results])
 
@@ -118,7 +124,13 @@ class CasServicer:
         _batch_size(sum(d.size for d in digests))
         compressor = Compressor.ZSTD if ZSTD in request.acceptable_compressors else Compressor.IDENTITY
         results = await self.blobs.batch_read(scope, digests, compressor)
-        metrics.streamed_bytes(scope.tenant, "out", "batch").inc(sum(len(r.data) for r in results))
+        sent = sum(len(r.data) for r in results)
+        metrics.streamed_bytes(scope.tenant, "out", "batch").inc(sent)
+        if ctx.request_metadata:
+            found = sum(r.error is None for r in results)
+            ctx.count("cas_downloads", found)
+            ctx.count("cas_download_bytes", sent)
+            ctx.count("cas_download_misses", sum(isinstance(r.error, NotFound) for r in results))
         return re_pb2.BatchReadBlobsResponse(responses=[
             re_pb2.BatchReadBlobsResponse.Response(
                 digest=digest_out(r.digest), data=r.data, status=status_out(r.error),
@@ -211,7 +223,12 @@ class ActionCacheServicer:
 
     async def GetActionResult(self, request: re_pb2.GetActionResultRequest, ctx: CallContext) -> re_pb2.ActionResult:
         scope = request_scope(ctx, Capability.READ, request, [request.action_digest.hash])
-        data = await self.blobs.get_action_result(scope, digest_in(request.action_digest, scope.function))
+        try:
+            data = await self.blobs.get_action_result(scope, digest_in(request.action_digest, scope.function))
+        except NotFound:
+            ctx.count("action_cache_misses")
+            raise
+        ctx.count("action_cache_hits")
         return re_pb2.ActionResult.FromString(data)
 
     async def UpdateActionResult(self, request: re_pb2.UpdateActionResultRequest,
@@ -225,4 +242,5 @@ class ActionCacheServicer:
             if directory.HasField("tree_digest"):
                 digest_in(directory.tree_digest, scope.function)
         await self.blobs.put_action_result(scope, action, result.SerializeToString())
+        ctx.count("action_cache_uploads")
         return result

@@ -30,6 +30,7 @@ from services.gateway.authority import AuthorityReader
 log = logging.getLogger(__name__)
 
 API_KEY_HEADER = "x-buildbuddy-api-key"
+REQUEST_METADATA_HEADER = "build.bazel.remote.execution.v2.requestmetadata-bin"
 AUTHORIZATION_SCHEMES = ("bearer", API_KEY_HEADER)  # `authorization: <scheme> KEY`, scheme case-insensitive
 CALIBRATION_METHOD = "/bbapi.Calibrate/Probe"  # short enough to be stored inline by grpc
 CALIBRATION_AUTHORITY = "calibration@bbapi.invalid"
@@ -42,6 +43,15 @@ class CallContext:
     metadata: dict[str, str]
     authority: str = ""  # read only when the call carries no key header: it is where Bazel 4 puts the key
     principal: Principal | None = None
+    request_metadata: bytes = b""  # REAPI RequestMetadata as sent: names the invocation a cache call is for
+    counts: dict[str, int] | None = None  # what the call did for its invocation (services.gateway.cache_stats)
+
+    def count(self, stat: str, amount: int = 1) -> None:
+        """Add to a bbapi.api.v1.CacheStats counter of the invocation the call names (if it names one)."""
+        if self.request_metadata:
+            if self.counts is None:
+                self.counts = {}
+            self.counts[stat] = self.counts.get(stat, 0) + amount
 
     def api_key(self) -> str | None:
         """The key from the x-buildbuddy-api-key header, else the authorization header, else userinfo."""
@@ -65,14 +75,17 @@ class CallContext:
 
 
 Authenticate = Callable[[CallContext], Awaitable[None]]
+Observe = Callable[[CallContext, str, float], None]  # (call, "Service/Method", perf_counter at its start)
 Context = Any  # grpc.aio.ServicerContext
 
 
 class Front:
     """Serves async servicers on the public grpc.aio server and authenticates every call."""
 
-    def __init__(self, authenticate: Authenticate) -> None:
+    def __init__(self, authenticate: Authenticate, observe: Observe | None = None) -> None:
+        """`observe` sees every call that ended and carried RequestMetadata (cache statistics)."""
         self.authenticate = authenticate
+        self.observe = observe
         self.authority = AuthorityReader()
         self._handlers: list[grpc.GenericRpcHandler] = [self._calibration_handler()]
         self._server: grpc.aio.Server | None = None
@@ -130,11 +143,21 @@ class Front:
     # ----- per-call plumbing ------------------------------------------------------------------
 
     def _context(self, context: Context) -> CallContext:
-        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
-        ctx = CallContext(metadata)
-        if ctx.api_key():
-            return ctx
-        return CallContext(metadata, self.authority.read(context))
+        metadata: dict[str, str] = {}
+        request_metadata = b""
+        for key, value in context.invocation_metadata() or ():
+            if isinstance(value, str):
+                metadata[key] = value
+            elif key == REQUEST_METADATA_HEADER:
+                request_metadata = value
+        ctx = CallContext(metadata, request_metadata=request_metadata)
+        if not ctx.api_key():
+            ctx.authority = self.authority.read(context)
+        return ctx
+
+    def _ended(self, ctx: CallContext, name: str, start: float) -> None:
+        if ctx.request_metadata and self.observe is not None:
+            self.observe(ctx, name, start)
 
     def _unary_unary(self, impl: Callable[..., Awaitable[Any]], name: str) -> Callable[..., Awaitable[Any]]:
         async def handler(request: Any, context: Context) -> Any:
@@ -147,6 +170,8 @@ class Front:
                 raise
             except Exception as err:
                 await _fail(context, name, start, err)
+            finally:
+                self._ended(ctx, name, start)
             _record(name, start, grpc.StatusCode.OK)
             return response
         return handler
@@ -165,6 +190,8 @@ class Front:
                 raise
             except Exception as err:
                 await _fail(context, name, start, err)
+            finally:
+                self._ended(ctx, name, start)
             _record(name, start, grpc.StatusCode.OK)
         return handler
 

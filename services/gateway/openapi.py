@@ -67,8 +67,10 @@ _FIELDS: dict[tuple[str, str], Schema] = {
     ("api.v1.GetFileRangeRequest", "uri"): _RANGE_URI,
     **{("api.v1.GetFileRangeRequest", bound): _OFFSET for bound in ("start", "end")},
 }
-_REQUIRED["bbapi.api.v1.GetTargetHistoryRequest"] = ("label",)
-_FIELDS[("bbapi.api.v1.GetTargetHistoryRequest", "label")] = _NON_EMPTY
+_REQUIRED.update({"bbapi.api.v1.GetTargetHistoryRequest": ("label",),
+                  "bbapi.api.v1.GetCacheStatsRequest": ("invocationId",)})
+_FIELDS.update({("bbapi.api.v1.GetTargetHistoryRequest", "label"): _NON_EMPTY,
+                ("bbapi.api.v1.GetCacheStatsRequest", "invocationId"): _NON_EMPTY})
 _FIELDS.update({(f"bbapi.api.v1.{m}Request", "pageSize"): {"minimum": 0}
                 for m in ("SearchInvocations", "GetTargetHistory", "GetFlakyTests")})
 _ONE_OF_REQUIRED = {"api.v1.InvocationSelector": ("invocationId", "commitSha")}
@@ -169,7 +171,7 @@ def _object(name: str, properties: Schema) -> Schema:
 _ERRORS: dict[str, tuple[int, ...]] = {
     "GetInvocation": (403,), "GetLog": (403, 404), "GetTarget": (403, 404), "GetAction": (403, 404),
     "GetFile": (403, 404), "GetFileRange": (403, 404), "DeleteFile": (403,), "GetAuditLog": (403,),
-    "ExecuteWorkflow": (501,), "Run": (501,), "CreateUserApiKey": (501,),
+    "ExecuteWorkflow": (501,), "Run": (501,), "CreateUserApiKey": (501,), "GetCacheStats": (403, 404),
 }
 _EVERY_CALL = (400, 401, 413, 500, 503)
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}

@@ -25,6 +25,7 @@ from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
 from services.gateway.bytestream import ByteStreamServicer
 from services.gateway.cache import ActionCacheServicer, CapabilitiesServicer, CasServicer
+from services.gateway.cache_stats import CacheStatsRecorder
 from services.gateway.front import Front
 from services.gateway.http import Readiness, admin_app, create_app
 from services.gateway.insights import InsightsServicer
@@ -91,6 +92,7 @@ class GatewayService:
     admin: HttpServer | None
     backends: Backends
     drain_seconds: float
+    cache_stats: CacheStatsRecorder
 
     @property
     def http_port(self) -> int:
@@ -102,6 +104,7 @@ class GatewayService:
         finish before they are cancelled. The admin port answers (not ready) until the end."""
         self.backends.draining = True
         await asyncio.gather(self.front.stop(self.drain_seconds), self.http.stop())
+        await self.cache_stats.stop()
         if self.admin is not None:
             await self.admin.stop()
         await self.backends.close()
@@ -132,7 +135,9 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     limit_tenants(settings.metrics_tenants)
     resolver = KeyResolver(backends.metadata, ttl=settings.key_cache_seconds)
     blobs = backends.blobs.blobs
-    front = Front(resolver.authenticate)
+    metadata = metadata_pb2_grpc.MetadataStub(backends.metadata)
+    cache_stats = CacheStatsRecorder(metadata, settings.cache_stats_flush_seconds)
+    front = Front(resolver.authenticate, cache_stats.observe)
     services = re_pb2.DESCRIPTOR.services_by_name
     front.add(services["Capabilities"], CapabilitiesServicer())
     front.add(services["ContentAddressableStorage"], CasServicer(blobs), codecs=cas_wire.CODECS)
@@ -141,10 +146,10 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
               codecs=bytestream.CODECS)
     front.add(pbe_pb2.DESCRIPTOR.services_by_name["PublishBuildEvent"],
               BuildEventServicer(backends.metadata, backends.logs, resolver, settings.bes_options()))
-    api_servicer = ApiServicer(metadata_pb2_grpc.MetadataStub(backends.metadata),
+    api_servicer = ApiServicer(metadata,
                                logs_pb2_grpc.LogsStub(backends.logs), blobs)
     front.add(http_api.SERVICE, api_servicer, aliases=["buildbuddy.api.v1.ApiService"], codecs=api.CODECS)
-    insights_servicer = InsightsServicer(metadata_pb2_grpc.MetadataStub(backends.metadata))
+    insights_servicer = InsightsServicer(metadata)
     front.add(insights.SERVICE, insights_servicer)
     certificate = tls.certificate(settings)
     http_socket, admin_socket = _bind_http(settings)
@@ -176,4 +181,5 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
         log.info("gateway: admin HTTP (metrics, status) on %s:%d", settings.host, admin.port)
     log.info("gateway: gRPC on %s:%d, HTTP on %s:%d%s", settings.host, grpc_port, settings.host,
              http.port, "" if certificate is None else f" (TLS, {certificate.cert})")
-    return GatewayService(front, grpc_port, http, admin, backends, settings.drain_seconds)
+    cache_stats.start()
+    return GatewayService(front, grpc_port, http, admin, backends, settings.drain_seconds, cache_stats)

@@ -38,6 +38,8 @@ class EdgeSettings(TlsSettings, BesSettings):
     key_cache_seconds: float = Field(30.0, description="how long a resolved API key is trusted before re-checking")
     metrics_tenants: int = Field(DEFAULT_LIMIT, ge=0, description="distinct tenants labelled by name in the cache "
                                                                  "metrics; later ones count as tenant '_other'")
+    cache_stats_flush_seconds: float = Field(1.0, gt=0, description="how often the cache statistics counted per "
+                                                                     "invocation are sent to the metadata service")
 
 
 class GatewaySettings(EdgeSettings):

@@ -12,16 +12,20 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Index,
     Integer,
     LargeBinary,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.gen.bbapi.api.v1 import insights_pb2
 
 
 class Base(DeclarativeBase):
@@ -264,3 +268,20 @@ class ExpiredInvocation(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)  # invocations.id
     tenant: Mapped[str] = mapped_column(String(63))
+
+
+# One counter column per bbapi.api.v1.CacheStats field, named as the field: the message is the schema.
+CACHE_STATS_FIELDS = tuple(field.name for field in insights_pb2.CacheStats.DESCRIPTOR.fields)
+
+# The remote cache's work for one invocation of a tenant, summed from the gateways' flushes
+# (services.metadata.insights.cache_stats). Keyed by the invocation id Bazel sent, not by
+# `invocations.id`: cache calls may come before the build's events, or without any. Expires with the
+# tenant's invocation retention, by its last call.
+InvocationCacheStats = Table(
+    "invocation_cache_stats", Base.metadata,
+    Column("tenant", String(63), primary_key=True),
+    Column("invocation_id", String(INDEXED), primary_key=True),
+    *(Column(name, BigInteger, nullable=False) for name in CACHE_STATS_FIELDS),
+    Column("last_call_usec", BigInteger, nullable=False),
+    Index("ix_invocation_cache_stats_activity", "tenant", "last_call_usec"),
+)

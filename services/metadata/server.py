@@ -1,4 +1,4 @@
-"""The metadata service's internal gRPC API: keys, build-event ingestion, API queries, audit."""
+"""The metadata service's internal gRPC API: keys, build-event ingestion, API queries, audit, cache statistics."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from services.common.errors import InvalidArgument
 from services.gen.api.v1 import action_pb2, audit_log_pb2, invocation_pb2, target_pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2
 from services.metadata import audit, keys
+from services.metadata.insights import cache_stats
 from services.metadata.insights import methods as insights
 from services.metadata.invocations import builds, queries
 from services.metadata.invocations.ingest import InvocationStore
@@ -96,3 +97,8 @@ class MetadataServicer:
 
     async def Insight(self, request: metadata_pb2.TenantInsightRequest, context: Any) -> metadata_pb2.InsightResponse:
         return await insights.answer(self.sessions, request)
+
+    async def RecordCacheStats(self, request: metadata_pb2.RecordCacheStatsRequest,
+                               context: Any) -> metadata_pb2.CacheStatsRecorded:
+        await cache_stats.record(self.sessions, request.deltas)
+        return metadata_pb2.CacheStatsRecorded()

@@ -29,6 +29,7 @@ def digest(data: bytes, function: DigestFunction = SHA256) -> re_pb2.Digest:
 class CacheClient:
     target: str
     key: str | None
+    invocation_id: str | None = None  # sent as REAPI RequestMetadata.tool_invocation_id on every call, as Bazel does
     channel: grpc.Channel = field(init=False)
 
     def __post_init__(self) -> None:
@@ -39,8 +40,13 @@ class CacheClient:
         self.bytestream = bs_grpc.ByteStreamStub(self.channel)
 
     @property
-    def metadata(self) -> list[tuple[str, str]]:
-        return [("x-buildbuddy-api-key", self.key)] if self.key else []
+    def metadata(self) -> list[tuple[str, str | bytes]]:
+        headers: list[tuple[str, str | bytes]] = [("x-buildbuddy-api-key", self.key)] if self.key else []
+        if self.invocation_id is not None:
+            tagged = re_pb2.RequestMetadata(tool_invocation_id=self.invocation_id, action_id="a" * 64,
+                                            tool_details=re_pb2.ToolDetails(tool_name="bazel", tool_version="4.2.1"))
+            headers.append(("build.bazel.remote.execution.v2.requestmetadata-bin", tagged.SerializeToString()))
+        return headers
 
     def close(self) -> None:
         self.channel.close()

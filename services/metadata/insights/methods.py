@@ -12,7 +12,7 @@ from services.common.errors import InvalidArgument, Unimplemented
 from services.common.rpc import message_class
 from services.gen.bbapi.api.v1 import insights_pb2
 from services.gen.bbapi.internal.v1 import metadata_pb2
-from services.metadata.insights import flaky, history, search
+from services.metadata.insights import cache_stats, flaky, history, search
 
 SERVICE = insights_pb2.DESCRIPTOR.services_by_name["InsightsService"]
 Method = Callable[[Sessions, str, Any], Awaitable[Message]]
@@ -21,6 +21,7 @@ METHODS: dict[str, Method] = {
     "SearchInvocations": search.search_invocations,
     "GetTargetHistory": history.get_target_history,
     "GetFlakyTests": flaky.get_flaky_tests,
+    "GetCacheStats": cache_stats.get_cache_stats,
 }
 
 

@@ -1,10 +1,13 @@
-"""The metadata janitor's sweep: expired invocations, their rows, and audit entries, in bounded batches.
+"""The metadata janitor's sweep: expired invocations, their rows, cache statistics and audit entries, in
+bounded batches.
 
 An expired invocation goes in two steps. First its `invocations` row moves to
 `retention_expired_invocations` (a batch of rows per transaction): from then on no query sees it, a
 stream still holding it loses its claim, and a build reusing its id starts a new invocation. Then its
 rows in the child tables are deleted at most `janitor_batch` per transaction; its entry goes with the
 last of them. A sweep cut short (a crash, a stop) resumes from the entries left, so nothing is orphaned.
+Cache statistics (keyed by the invocation id Bazel sent, with or without build events) follow the
+invocation policy by their own last call.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, false, insert, select
+from sqlalchemy import ColumnElement, Select, delete, false, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.common import invocation_ids
@@ -23,10 +26,11 @@ from services.common.distinct import distinct_values
 from services.common.janitor import JanitorSettings, Sweep
 from services.common.retention import Policies, RetentionSettings, cutoff
 from services.metadata.invocations.sql import chunks
-from services.metadata.models import AuditEntry, ExpiredInvocation, Invocation
+from services.metadata.models import AuditEntry, ExpiredInvocation, Invocation, InvocationCacheStats
 from services.metadata.retention import policies, sql
 
 INVOCATIONS, AUDIT = Invocation.__tablename__, AuditEntry.__tablename__
+STATS = InvocationCacheStats
 
 
 @dataclass
@@ -41,15 +45,20 @@ class MetadataExpiry:
         async with reading(self.sessions) as session:
             with_invocations = await distinct_values(session, Invocation.tenant)
             with_audit = await distinct_values(session, AuditEntry.tenant)
+            with_stats = await distinct_values(session, STATS.c.tenant)
             being_deleted = set(await session.scalars(select(ExpiredInvocation.tenant).distinct()))
         done = Sweep(dry_run)
         if dry_run:
             await self._count(done, rules, now_usec, sorted({*with_invocations, *being_deleted}), with_audit)
+            await self._count_stats(done, rules, now_usec, with_stats)
             return done
         for tenant in with_invocations:
             if (before := cutoff(now_usec, rules.invocations_of(tenant))) is not None:
                 await self._expire_invocations(done, tenant, before)
         await self._delete_expired_rows(done)
+        for tenant in with_stats:
+            if (before := cutoff(now_usec, rules.invocations_of(tenant))) is not None:
+                await self._expire_stats(done, tenant, before)
         for tenant in with_audit:
             if (before := cutoff(now_usec, rules.audit_of(tenant))) is not None:
                 await self._expire_audit(done, tenant, before)
@@ -130,6 +139,25 @@ class MetadataExpiry:
             done.add(tenant, AUDIT, len(ids))
             await self._batch(done, len(ids))
 
+    async def _expire_stats(self, done: Sweep, tenant: str, before: int) -> None:
+        while True:
+            async with self.sessions.begin() as session:
+                ids = list(await session.scalars(
+                    select(STATS.c.invocation_id).where(*_stale_stats(tenant, before)).order_by(STATS.c.last_call_usec)
+                    .limit(self.janitor.janitor_batch).with_for_update(skip_locked=True)))
+                if not ids:
+                    return
+                await session.execute(delete(STATS).where(STATS.c.tenant == tenant, STATS.c.invocation_id.in_(ids)))
+            done.add(tenant, STATS.name, len(ids))
+            await self._batch(done, len(ids))
+
+    async def _count_stats(self, done: Sweep, rules: Policies, now_usec: int, with_stats: list[str]) -> None:
+        async with reading(self.sessions) as session:
+            for tenant in with_stats:
+                if (before := cutoff(now_usec, rules.invocations_of(tenant))) is not None:
+                    done.add(tenant, STATS.name, await sql.count(session, select(STATS.c.invocation_id).where(
+                        *_stale_stats(tenant, before))))
+
     async def _count(self, done: Sweep, rules: Policies, now_usec: int, with_invocations: list[str],
                      with_audit: list[str]) -> None:
         """What a sweep at `now_usec` would delete, counted in one read-only transaction."""
@@ -150,3 +178,7 @@ class MetadataExpiry:
 
 def _expired(tenant: str, before: int) -> Select[Any]:
     return select(Invocation.id).where(Invocation.tenant == tenant, Invocation.updated_at_usec < before)
+
+
+def _stale_stats(tenant: str, before: int) -> tuple[ColumnElement[bool], ...]:
+    return STATS.c.tenant == tenant, STATS.c.last_call_usec < before

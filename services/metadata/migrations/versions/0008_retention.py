@@ -1,7 +1,7 @@
 """retention: per-tenant policies, expired invocations being deleted, invocations by last activity
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03
 """
 from collections.abc import Sequence

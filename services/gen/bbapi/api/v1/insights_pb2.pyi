@@ -408,5 +408,117 @@ class GetFlakyTestsResponse(_message.Message):
 
 Global___GetFlakyTestsResponse: _TypeAlias = GetFlakyTestsResponse  # noqa: Y015
 
+@_typing.final
+class GetCacheStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INVOCATION_ID_FIELD_NUMBER: _builtins.int
+    invocation_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        invocation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invocation_id", b"invocation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCacheStatsRequest: _TypeAlias = GetCacheStatsRequest  # noqa: Y015
+
+@_typing.final
+class CacheStats(_message.Message):
+    """The cache calls whose REAPI RequestMetadata (header `build.bazel.remote.execution.v2.requestmetadata-bin`)
+    named the invocation as tool_invocation_id, made with a key of the caller's tenant. Bytes are as sent on the
+    wire (compressed when the call was), times are the server's, summed over calls.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTION_CACHE_HITS_FIELD_NUMBER: _builtins.int
+    ACTION_CACHE_MISSES_FIELD_NUMBER: _builtins.int
+    ACTION_CACHE_UPLOADS_FIELD_NUMBER: _builtins.int
+    CAS_DOWNLOADS_FIELD_NUMBER: _builtins.int
+    CAS_DOWNLOAD_BYTES_FIELD_NUMBER: _builtins.int
+    CAS_DOWNLOAD_MISSES_FIELD_NUMBER: _builtins.int
+    CAS_UPLOADS_FIELD_NUMBER: _builtins.int
+    CAS_UPLOAD_BYTES_FIELD_NUMBER: _builtins.int
+    CAS_DIGESTS_CHECKED_FIELD_NUMBER: _builtins.int
+    CAS_DIGESTS_MISSING_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_USEC_FIELD_NUMBER: _builtins.int
+    UPLOAD_USEC_FIELD_NUMBER: _builtins.int
+    LOOKUP_USEC_FIELD_NUMBER: _builtins.int
+    action_cache_hits: _builtins.int
+    """GetActionResult that found a result (Bazel's "remote cache hit"), found none, and UpdateActionResult."""
+    action_cache_misses: _builtins.int
+    action_cache_uploads: _builtins.int
+    cas_downloads: _builtins.int
+    """Blobs read (ByteStream Read, BatchReadBlobs) and the bytes sent; reads of a missing blob."""
+    cas_download_bytes: _builtins.int
+    cas_download_misses: _builtins.int
+    cas_uploads: _builtins.int
+    """Blobs written (ByteStream Write, BatchUpdateBlobs) and the bytes received."""
+    cas_upload_bytes: _builtins.int
+    cas_digests_checked: _builtins.int
+    """Digests asked about by FindMissingBlobs, and those answered missing."""
+    cas_digests_missing: _builtins.int
+    download_usec: _builtins.int
+    """Server time in downloads (CAS reads), uploads (CAS writes, UpdateActionResult) and lookups (the rest:
+    GetActionResult, FindMissingBlobs, GetTree, QueryWriteStatus, GetCapabilities), in microseconds.
+    """
+    upload_usec: _builtins.int
+    lookup_usec: _builtins.int
+    def __init__(
+        self,
+        *,
+        action_cache_hits: _builtins.int = ...,
+        action_cache_misses: _builtins.int = ...,
+        action_cache_uploads: _builtins.int = ...,
+        cas_downloads: _builtins.int = ...,
+        cas_download_bytes: _builtins.int = ...,
+        cas_download_misses: _builtins.int = ...,
+        cas_uploads: _builtins.int = ...,
+        cas_upload_bytes: _builtins.int = ...,
+        cas_digests_checked: _builtins.int = ...,
+        cas_digests_missing: _builtins.int = ...,
+        download_usec: _builtins.int = ...,
+        upload_usec: _builtins.int = ...,
+        lookup_usec: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_cache_hits", b"action_cache_hits", "action_cache_misses", b"action_cache_misses", "action_cache_uploads", b"action_cache_uploads", "cas_digests_checked", b"cas_digests_checked", "cas_digests_missing", b"cas_digests_missing", "cas_download_bytes", b"cas_download_bytes", "cas_download_misses", b"cas_download_misses", "cas_downloads", b"cas_downloads", "cas_upload_bytes", b"cas_upload_bytes", "cas_uploads", b"cas_uploads", "download_usec", b"download_usec", "lookup_usec", b"lookup_usec", "upload_usec", b"upload_usec"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheStats: _TypeAlias = CacheStats  # noqa: Y015
+
+@_typing.final
+class GetCacheStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CACHE_STATS_FIELD_NUMBER: _builtins.int
+    LAST_CALL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def cache_stats(self) -> Global___CacheStats: ...
+    @_builtins.property
+    def last_call(self) -> _timestamp_pb2.Timestamp:
+        """When the last call counted here ended (unset when the invocation had no cache calls)."""
+
+    def __init__(
+        self,
+        *,
+        cache_stats: Global___CacheStats | None = ...,
+        last_call: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cache_stats", b"cache_stats", "last_call", b"last_call"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache_stats", b"cache_stats", "last_call", b"last_call"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCacheStatsResponse: _TypeAlias = GetCacheStatsResponse  # noqa: Y015
+
 REQUIRED_CAPABILITY_FIELD_NUMBER: _builtins.int
 required_capability: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Capability.ValueType]

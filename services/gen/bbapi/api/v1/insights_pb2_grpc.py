@@ -50,6 +50,11 @@ class InsightsServiceStub:
                 request_serializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetFlakyTestsRequest.SerializeToString,
                 response_deserializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetFlakyTestsResponse.FromString,
                 _registered_method=True)
+        self.GetCacheStats = channel.unary_unary(
+                '/bbapi.api.v1.InsightsService/GetCacheStats',
+                request_serializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetCacheStatsRequest.SerializeToString,
+                response_deserializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetCacheStatsResponse.FromString,
+                _registered_method=True)
 
 
 class InsightsServiceServicer:
@@ -76,6 +81,13 @@ class InsightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCacheStats(self, request, context):
+        """What the remote cache did for one invocation: the REAPI calls Bazel tagged with its invocation id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InsightsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +105,11 @@ def add_InsightsServiceServicer_to_server(servicer, server):
                     servicer.GetFlakyTests,
                     request_deserializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetFlakyTestsRequest.FromString,
                     response_serializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetFlakyTestsResponse.SerializeToString,
+            ),
+            'GetCacheStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCacheStats,
+                    request_deserializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetCacheStatsRequest.FromString,
+                    response_serializer=bbapi_dot_api_dot_v1_dot_insights__pb2.GetCacheStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +193,33 @@ class InsightsService:
             '/bbapi.api.v1.InsightsService/GetFlakyTests',
             bbapi_dot_api_dot_v1_dot_insights__pb2.GetFlakyTestsRequest.SerializeToString,
             bbapi_dot_api_dot_v1_dot_insights__pb2.GetFlakyTestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCacheStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.api.v1.InsightsService/GetCacheStats',
+            bbapi_dot_api_dot_v1_dot_insights__pb2.GetCacheStatsRequest.SerializeToString,
+            bbapi_dot_api_dot_v1_dot_insights__pb2.GetCacheStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ class InsightsServiceStub:
     """One target across invocations, newest first."""
     GetFlakyTests: _grpc.UnaryUnaryMultiCallable[_insights_pb2.GetFlakyTestsRequest, _insights_pb2.GetFlakyTestsResponse]
     """Tests that were reported FLAKY, or both passed and failed on one commit, over a window; most often first."""
+    GetCacheStats: _grpc.UnaryUnaryMultiCallable[_insights_pb2.GetCacheStatsRequest, _insights_pb2.GetCacheStatsResponse]
+    """What the remote cache did for one invocation: the REAPI calls Bazel tagged with its invocation id."""
 
 @_typing.type_check_only
 class InsightsServiceAsyncStub(InsightsServiceStub):
@@ -51,6 +53,8 @@ class InsightsServiceAsyncStub(InsightsServiceStub):
     """One target across invocations, newest first."""
     GetFlakyTests: _aio.UnaryUnaryMultiCallable[_insights_pb2.GetFlakyTestsRequest, _insights_pb2.GetFlakyTestsResponse]  # type: ignore[assignment]
     """Tests that were reported FLAKY, or both passed and failed on one commit, over a window; most often first."""
+    GetCacheStats: _aio.UnaryUnaryMultiCallable[_insights_pb2.GetCacheStatsRequest, _insights_pb2.GetCacheStatsResponse]  # type: ignore[assignment]
+    """What the remote cache did for one invocation: the REAPI calls Bazel tagged with its invocation id."""
 
 class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -76,5 +80,13 @@ class InsightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_insights_pb2.GetFlakyTestsResponse, _abc.Awaitable[_insights_pb2.GetFlakyTestsResponse]]:
         """Tests that were reported FLAKY, or both passed and failed on one commit, over a window; most often first."""
+
+    @_abc_1.abstractmethod
+    def GetCacheStats(
+        self,
+        request: _insights_pb2.GetCacheStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_insights_pb2.GetCacheStatsResponse, _abc.Awaitable[_insights_pb2.GetCacheStatsResponse]]:
+        """What the remote cache did for one invocation: the REAPI calls Bazel tagged with its invocation id."""
 
 def add_InsightsServiceServicer_to_server(servicer: InsightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,49 +27,56 @@ from services.gen.api.v1 import action_pb2 as api_dot_v1_dot_action__pb2
 from services.gen.api.v1 import audit_log_pb2 as api_dot_v1_dot_audit__log__pb2
 from services.gen.api.v1 import invocation_pb2 as api_dot_v1_dot_invocation__pb2
 from services.gen.api.v1 import target_pb2 as api_dot_v1_dot_target__pb2
+from services.gen.bbapi.api.v1 import insights_pb2 as bbapi_dot_api_dot_v1_dot_insights__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n bbapi/internal/v1/metadata.proto\x12\x11\x62\x62\x61pi.internal.v1\x1a\x13\x61pi/v1/action.proto\x1a\x16\x61pi/v1/audit_log.proto\x1a\x17\x61pi/v1/invocation.proto\x1a\x13\x61pi/v1/target.proto\"(\n\x14ResolveApiKeyRequest\x12\x10\n\x08key_hash\x18\x01 \x01(\t\"k\n\x15ResolveApiKeyResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\x05\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0f\n\x07revoked\x18\x05 \x01(\x08\"k\n\nIngestOpen\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0f\n\x07secrets\x18\x04 \x03(\t\x12\x15\n\rbuild_id_hash\x18\x05 \x01(\t\";\n\x0bIngestEvent\x12\x17\n\x0fsequence_number\x18\x01 \x01(\x03\x12\x13\n\x0b\x62uild_event\x18\x02 \x01(\x0c\">\n\x0cIngestEvents\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.bbapi.internal.v1.IngestEvent\"\x0e\n\x0cIngestFinish\"\xac\x01\n\rIngestRequest\x12-\n\x04open\x18\x01 \x01(\x0b\x32\x1d.bbapi.internal.v1.IngestOpenH\x00\x12\x31\n\x06\x65vents\x18\x02 \x01(\x0b\x32\x1f.bbapi.internal.v1.IngestEventsH\x00\x12\x31\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1f.bbapi.internal.v1.IngestFinishH\x00\x42\x06\n\x04kind\"7\n\x0eIngestResponse\x12\x15\n\rlast_sequence\x18\x01 \x01(\x03\x12\x0e\n\x06status\x18\x02 \x01(\t\"C\n\x13ResolveBuildRequest\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x15\n\rbuild_id_hash\x18\x02 \x01(\t\"[\n\x1aTenantGetInvocationRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.api.v1.GetInvocationRequest\"S\n\x16TenantGetTargetRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.api.v1.GetTargetRequest\"S\n\x16TenantGetActionRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.api.v1.GetActionRequest\"_\n\x0b\x41uditRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x0f\n\rAuditRecorded\"W\n\x18TenantGetAuditLogRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.api.v1.GetAuditLogRequest\"G\n\x14TenantInsightRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\"#\n\x0fInsightResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c\x32\xaa\x06\n\x08Metadata\x12\x62\n\rResolveApiKey\x12\'.bbapi.internal.v1.ResolveApiKeyRequest\x1a(.bbapi.internal.v1.ResolveApiKeyResponse\x12`\n\x0cResolveBuild\x12&.bbapi.internal.v1.ResolveBuildRequest\x1a(.bbapi.internal.v1.ResolveApiKeyResponse\x12Q\n\x06Ingest\x12 .bbapi.internal.v1.IngestRequest\x1a!.bbapi.internal.v1.IngestResponse(\x01\x30\x01\x12]\n\rGetInvocation\x12-.bbapi.internal.v1.TenantGetInvocationRequest\x1a\x1d.api.v1.GetInvocationResponse\x12Q\n\tGetTarget\x12).bbapi.internal.v1.TenantGetTargetRequest\x1a\x19.api.v1.GetTargetResponse\x12Q\n\tGetAction\x12).bbapi.internal.v1.TenantGetActionRequest\x1a\x19.api.v1.GetActionResponse\x12O\n\x0bRecordAudit\x12\x1e.bbapi.internal.v1.AuditRecord\x1a .bbapi.internal.v1.AuditRecorded\x12W\n\x0bGetAuditLog\x12+.bbapi.internal.v1.TenantGetAuditLogRequest\x1a\x1b.api.v1.GetAuditLogResponse\x12V\n\x07Insight\x12\'.bbapi.internal.v1.TenantInsightRequest\x1a\".bbapi.internal.v1.InsightResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n bbapi/internal/v1/metadata.proto\x12\x11\x62\x62\x61pi.internal.v1\x1a\x13\x61pi/v1/action.proto\x1a\x16\x61pi/v1/audit_log.proto\x1a\x17\x61pi/v1/invocation.proto\x1a\x13\x61pi/v1/target.proto\x1a\x1b\x62\x62\x61pi/api/v1/insights.proto\"(\n\x14ResolveApiKeyRequest\x12\x10\n\x08key_hash\x18\x01 \x01(\t\"k\n\x15ResolveApiKeyResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x12\n\ncapability\x18\x03 \x01(\x05\x12\x0e\n\x06key_id\x18\x04 \x01(\t\x12\x0f\n\x07revoked\x18\x05 \x01(\x08\"k\n\nIngestOpen\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0f\n\x07secrets\x18\x04 \x03(\t\x12\x15\n\rbuild_id_hash\x18\x05 \x01(\t\";\n\x0bIngestEvent\x12\x17\n\x0fsequence_number\x18\x01 \x01(\x03\x12\x13\n\x0b\x62uild_event\x18\x02 \x01(\x0c\">\n\x0cIngestEvents\x12.\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1e.bbapi.internal.v1.IngestEvent\"\x0e\n\x0cIngestFinish\"\xac\x01\n\rIngestRequest\x12-\n\x04open\x18\x01 \x01(\x0b\x32\x1d.bbapi.internal.v1.IngestOpenH\x00\x12\x31\n\x06\x65vents\x18\x02 \x01(\x0b\x32\x1f.bbapi.internal.v1.IngestEventsH\x00\x12\x31\n\x06\x66inish\x18\x03 \x01(\x0b\x32\x1f.bbapi.internal.v1.IngestFinishH\x00\x42\x06\n\x04kind\"7\n\x0eIngestResponse\x12\x15\n\rlast_sequence\x18\x01 \x01(\x03\x12\x0e\n\x06status\x18\x02 \x01(\t\"C\n\x13ResolveBuildRequest\x12\x15\n\rinvocation_id\x18\x01 \x01(\t\x12\x15\n\rbuild_id_hash\x18\x02 \x01(\t\"[\n\x1aTenantGetInvocationRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12-\n\x07request\x18\x02 \x01(\x0b\x32\x1c.api.v1.GetInvocationRequest\"S\n\x16TenantGetTargetRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.api.v1.GetTargetRequest\"S\n\x16TenantGetActionRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12)\n\x07request\x18\x02 \x01(\x0b\x32\x18.api.v1.GetActionRequest\"_\n\x0b\x41uditRecord\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08resource\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\"\x0f\n\rAuditRecorded\"W\n\x18TenantGetAuditLogRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.api.v1.GetAuditLogRequest\"G\n\x14TenantInsightRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07request\x18\x03 \x01(\x0c\"#\n\x0fInsightResponse\x12\x10\n\x08response\x18\x01 \x01(\x0c\"y\n\x0f\x43\x61\x63heStatsDelta\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x15\n\rinvocation_id\x18\x02 \x01(\t\x12\'\n\x05stats\x18\x03 \x01(\x0b\x32\x18.bbapi.api.v1.CacheStats\x12\x16\n\x0elast_call_usec\x18\x04 \x01(\x03\"M\n\x17RecordCacheStatsRequest\x12\x32\n\x06\x64\x65ltas\x18\x01 \x03(\x0b\x32\".bbapi.internal.v1.CacheStatsDelta\"\x14\n\x12\x43\x61\x63heStatsRecorded2\x91\x07\n\x08Metadata\x12\x62\n\rResolveApiKey\x12\'.bbapi.internal.v1.ResolveApiKeyRequest\x1a(.bbapi.internal.v1.ResolveApiKeyResponse\x12`\n\x0cResolveBuild\x12&.bbapi.internal.v1.ResolveBuildRequest\x1a(.bbapi.internal.v1.ResolveApiKeyResponse\x12Q\n\x06Ingest\x12 .bbapi.internal.v1.IngestRequest\x1a!.bbapi.internal.v1.IngestResponse(\x01\x30\x01\x12]\n\rGetInvocation\x12-.bbapi.internal.v1.TenantGetInvocationRequest\x1a\x1d.api.v1.GetInvocationResponse\x12Q\n\tGetTarget\x12).bbapi.internal.v1.TenantGetTargetRequest\x1a\x19.api.v1.GetTargetResponse\x12Q\n\tGetAction\x12).bbapi.internal.v1.TenantGetActionRequest\x1a\x19.api.v1.GetActionResponse\x12O\n\x0bRecordAudit\x12\x1e.bbapi.internal.v1.AuditRecord\x1a .bbapi.internal.v1.AuditRecorded\x12W\n\x0bGetAuditLog\x12+.bbapi.internal.v1.TenantGetAuditLogRequest\x1a\x1b.api.v1.GetAuditLogResponse\x12V\n\x07Insight\x12\'.bbapi.internal.v1.TenantInsightRequest\x1a\".bbapi.internal.v1.InsightResponse\x12\x65\n\x10RecordCacheStats\x12*.bbapi.internal.v1.RecordCacheStatsRequest\x1a%.bbapi.internal.v1.CacheStatsRecordedb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'services.gen.bbapi.internal.v1.metadata_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESOLVEAPIKEYREQUEST']._serialized_start=146
-  _globals['_RESOLVEAPIKEYREQUEST']._serialized_end=186
-  _globals['_RESOLVEAPIKEYRESPONSE']._serialized_start=188
-  _globals['_RESOLVEAPIKEYRESPONSE']._serialized_end=295
-  _globals['_INGESTOPEN']._serialized_start=297
-  _globals['_INGESTOPEN']._serialized_end=404
-  _globals['_INGESTEVENT']._serialized_start=406
-  _globals['_INGESTEVENT']._serialized_end=465
-  _globals['_INGESTEVENTS']._serialized_start=467
-  _globals['_INGESTEVENTS']._serialized_end=529
-  _globals['_INGESTFINISH']._serialized_start=531
-  _globals['_INGESTFINISH']._serialized_end=545
-  _globals['_INGESTREQUEST']._serialized_start=548
-  _globals['_INGESTREQUEST']._serialized_end=720
-  _globals['_INGESTRESPONSE']._serialized_start=722
-  _globals['_INGESTRESPONSE']._serialized_end=777
-  _globals['_RESOLVEBUILDREQUEST']._serialized_start=779
-  _globals['_RESOLVEBUILDREQUEST']._serialized_end=846
-  _globals['_TENANTGETINVOCATIONREQUEST']._serialized_start=848
-  _globals['_TENANTGETINVOCATIONREQUEST']._serialized_end=939
-  _globals['_TENANTGETTARGETREQUEST']._serialized_start=941
-  _globals['_TENANTGETTARGETREQUEST']._serialized_end=1024
-  _globals['_TENANTGETACTIONREQUEST']._serialized_start=1026
-  _globals['_TENANTGETACTIONREQUEST']._serialized_end=1109
-  _globals['_AUDITRECORD']._serialized_start=1111
-  _globals['_AUDITRECORD']._serialized_end=1206
-  _globals['_AUDITRECORDED']._serialized_start=1208
-  _globals['_AUDITRECORDED']._serialized_end=1223
-  _globals['_TENANTGETAUDITLOGREQUEST']._serialized_start=1225
-  _globals['_TENANTGETAUDITLOGREQUEST']._serialized_end=1312
-  _globals['_TENANTINSIGHTREQUEST']._serialized_start=1314
-  _globals['_TENANTINSIGHTREQUEST']._serialized_end=1385
-  _globals['_INSIGHTRESPONSE']._serialized_start=1387
-  _globals['_INSIGHTRESPONSE']._serialized_end=1422
-  _globals['_METADATA']._serialized_start=1425
-  _globals['_METADATA']._serialized_end=2235
+  _globals['_RESOLVEAPIKEYREQUEST']._serialized_start=175
+  _globals['_RESOLVEAPIKEYREQUEST']._serialized_end=215
+  _globals['_RESOLVEAPIKEYRESPONSE']._serialized_start=217
+  _globals['_RESOLVEAPIKEYRESPONSE']._serialized_end=324
+  _globals['_INGESTOPEN']._serialized_start=326
+  _globals['_INGESTOPEN']._serialized_end=433
+  _globals['_INGESTEVENT']._serialized_start=435
+  _globals['_INGESTEVENT']._serialized_end=494
+  _globals['_INGESTEVENTS']._serialized_start=496
+  _globals['_INGESTEVENTS']._serialized_end=558
+  _globals['_INGESTFINISH']._serialized_start=560
+  _globals['_INGESTFINISH']._serialized_end=574
+  _globals['_INGESTREQUEST']._serialized_start=577
+  _globals['_INGESTREQUEST']._serialized_end=749
+  _globals['_INGESTRESPONSE']._serialized_start=751
+  _globals['_INGESTRESPONSE']._serialized_end=806
+  _globals['_RESOLVEBUILDREQUEST']._serialized_start=808
+  _globals['_RESOLVEBUILDREQUEST']._serialized_end=875
+  _globals['_TENANTGETINVOCATIONREQUEST']._serialized_start=877
+  _globals['_TENANTGETINVOCATIONREQUEST']._serialized_end=968
+  _globals['_TENANTGETTARGETREQUEST']._serialized_start=970
+  _globals['_TENANTGETTARGETREQUEST']._serialized_end=1053
+  _globals['_TENANTGETACTIONREQUEST']._serialized_start=1055
+  _globals['_TENANTGETACTIONREQUEST']._serialized_end=1138
+  _globals['_AUDITRECORD']._serialized_start=1140
+  _globals['_AUDITRECORD']._serialized_end=1235
+  _globals['_AUDITRECORDED']._serialized_start=1237
+  _globals['_AUDITRECORDED']._serialized_end=1252
+  _globals['_TENANTGETAUDITLOGREQUEST']._serialized_start=1254
+  _globals['_TENANTGETAUDITLOGREQUEST']._serialized_end=1341
+  _globals['_TENANTINSIGHTREQUEST']._serialized_start=1343
+  _globals['_TENANTINSIGHTREQUEST']._serialized_end=1414
+  _globals['_INSIGHTRESPONSE']._serialized_start=1416
+  _globals['_INSIGHTRESPONSE']._serialized_end=1451
+  _globals['_CACHESTATSDELTA']._serialized_start=1453
+  _globals['_CACHESTATSDELTA']._serialized_end=1574
+  _globals['_RECORDCACHESTATSREQUEST']._serialized_start=1576
+  _globals['_RECORDCACHESTATSREQUEST']._serialized_end=1653
+  _globals['_CACHESTATSRECORDED']._serialized_start=1655
+  _globals['_CACHESTATSRECORDED']._serialized_end=1675
+  _globals['_METADATA']._serialized_start=1678
+  _globals['_METADATA']._serialized_end=2591
 # @@protoc_insertion_point(module_scope)

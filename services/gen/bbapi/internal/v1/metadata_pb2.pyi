@@ -8,6 +8,7 @@ from services.gen.api.v1 import action_pb2 as _action_pb2
 from services.gen.api.v1 import audit_log_pb2 as _audit_log_pb2
 from services.gen.api.v1 import invocation_pb2 as _invocation_pb2
 from services.gen.api.v1 import target_pb2 as _target_pb2
+from services.gen.bbapi.api.v1 import insights_pb2 as _insights_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -448,3 +449,70 @@ class InsightResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___InsightResponse: _TypeAlias = InsightResponse  # noqa: Y015
+
+@_typing.final
+class CacheStatsDelta(_message.Message):
+    """What one gateway counted for one invocation since its last flush (services.gateway.cache_stats)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_FIELD_NUMBER: _builtins.int
+    INVOCATION_ID_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
+    LAST_CALL_USEC_FIELD_NUMBER: _builtins.int
+    tenant: _builtins.str
+    invocation_id: _builtins.str
+    last_call_usec: _builtins.int
+    """When the last of these calls ended, in microseconds since the epoch."""
+    @_builtins.property
+    def stats(self) -> _insights_pb2.CacheStats: ...
+    def __init__(
+        self,
+        *,
+        tenant: _builtins.str = ...,
+        invocation_id: _builtins.str = ...,
+        stats: _insights_pb2.CacheStats | None = ...,
+        last_call_usec: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["invocation_id", b"invocation_id", "last_call_usec", b"last_call_usec", "stats", b"stats", "tenant", b"tenant"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheStatsDelta: _TypeAlias = CacheStatsDelta  # noqa: Y015
+
+@_typing.final
+class RecordCacheStatsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DELTAS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def deltas(self) -> _containers.RepeatedCompositeFieldContainer[Global___CacheStatsDelta]: ...
+    def __init__(
+        self,
+        *,
+        deltas: _abc.Iterable[Global___CacheStatsDelta] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deltas", b"deltas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordCacheStatsRequest: _TypeAlias = RecordCacheStatsRequest  # noqa: Y015
+
+@_typing.final
+class CacheStatsRecorded(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CacheStatsRecorded: _TypeAlias = CacheStatsRecorded  # noqa: Y015

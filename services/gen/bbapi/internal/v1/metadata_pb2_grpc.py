@@ -84,6 +84,11 @@ class MetadataStub:
                 request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantInsightRequest.SerializeToString,
                 response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.InsightResponse.FromString,
                 _registered_method=True)
+        self.RecordCacheStats = channel.unary_unary(
+                '/bbapi.internal.v1.Metadata/RecordCacheStats',
+                request_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.RecordCacheStatsRequest.SerializeToString,
+                response_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.CacheStatsRecorded.FromString,
+                _registered_method=True)
 
 
 class MetadataServicer:
@@ -145,6 +150,13 @@ class MetadataServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordCacheStats(self, request, context):
+        """Adds each delta to its invocation's cache statistics, all in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -192,6 +204,11 @@ def add_MetadataServicer_to_server(servicer, server):
                     servicer.Insight,
                     request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantInsightRequest.FromString,
                     response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.InsightResponse.SerializeToString,
+            ),
+            'RecordCacheStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordCacheStats,
+                    request_deserializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.RecordCacheStatsRequest.FromString,
+                    response_serializer=bbapi_dot_internal_dot_v1_dot_metadata__pb2.CacheStatsRecorded.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -437,6 +454,33 @@ class Metadata:
             '/bbapi.internal.v1.Metadata/Insight',
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.TenantInsightRequest.SerializeToString,
             bbapi_dot_internal_dot_v1_dot_metadata__pb2.InsightResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordCacheStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/bbapi.internal.v1.Metadata/RecordCacheStats',
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.RecordCacheStatsRequest.SerializeToString,
+            bbapi_dot_internal_dot_v1_dot_metadata__pb2.CacheStatsRecorded.FromString,
             options,
             channel_credentials,
             insecure,

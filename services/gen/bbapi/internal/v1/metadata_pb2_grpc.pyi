@@ -47,6 +47,8 @@ class MetadataStub:
     GetAuditLog: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetAuditLogRequest, _audit_log_pb2.GetAuditLogResponse]
     Insight: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.TenantInsightRequest, _metadata_pb2.InsightResponse]
     """Every InsightsService method the metadata service answers (services.metadata.insights)."""
+    RecordCacheStats: _grpc.UnaryUnaryMultiCallable[_metadata_pb2.RecordCacheStatsRequest, _metadata_pb2.CacheStatsRecorded]
+    """Adds each delta to its invocation's cache statistics, all in one transaction."""
 
 @_typing.type_check_only
 class MetadataAsyncStub(MetadataStub):
@@ -62,6 +64,8 @@ class MetadataAsyncStub(MetadataStub):
     GetAuditLog: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantGetAuditLogRequest, _audit_log_pb2.GetAuditLogResponse]  # type: ignore[assignment]
     Insight: _aio.UnaryUnaryMultiCallable[_metadata_pb2.TenantInsightRequest, _metadata_pb2.InsightResponse]  # type: ignore[assignment]
     """Every InsightsService method the metadata service answers (services.metadata.insights)."""
+    RecordCacheStats: _aio.UnaryUnaryMultiCallable[_metadata_pb2.RecordCacheStatsRequest, _metadata_pb2.CacheStatsRecorded]  # type: ignore[assignment]
+    """Adds each delta to its invocation's cache statistics, all in one transaction."""
 
 class MetadataServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -128,5 +132,13 @@ class MetadataServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_metadata_pb2.InsightResponse, _abc.Awaitable[_metadata_pb2.InsightResponse]]:
         """Every InsightsService method the metadata service answers (services.metadata.insights)."""
+
+    @_abc_1.abstractmethod
+    def RecordCacheStats(
+        self,
+        request: _metadata_pb2.RecordCacheStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_metadata_pb2.CacheStatsRecorded, _abc.Awaitable[_metadata_pb2.CacheStatsRecorded]]:
+        """Adds each delta to its invocation's cache statistics, all in one transaction."""
 
 def add_MetadataServicer_to_server(servicer: MetadataServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
