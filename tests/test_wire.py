@@ -9,10 +9,13 @@ from google.protobuf.message import DecodeError
 
 from services.blobstore.remote import codec as cas_codec
 from services.common import wire
+from services.common.hashing import DigestFunction, hash_hex
+from services.gateway import cas_wire
 from services.gateway.bytestream import decode_write_request, encode_read_response
 from services.gen.bbapi.internal.v1 import cas_pb2
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.google.bytestream import bytestream_pb2 as bs_pb2
+from services.gen.google.rpc import status_pb2
 
 
 @pytest.mark.parametrize("size", [0, 1, 127, 128, 16384, 300_000])
@@ -50,3 +53,17 @@ def test_varints_and_malformed_input() -> None:
     for bad in (b"\x52\x05abc", b"\x80", b"\x00\x01", b"\x53"):
         with pytest.raises(DecodeError):
             list(wire.fields(bad))
+
+
+@pytest.mark.parametrize("function", list(DigestFunction))
+def test_cas_batch_responses_are_protobuf_s_own_encoding(function: DigestFunction) -> None:
+    digests = [re_pb2.Digest(hash=hash_hex(function, os.urandom(8)), size_bytes=size)
+               for size in (0, 1, 127, 128, 2**40)]
+    missing = re_pb2.FindMissingBlobsResponse(missing_blob_digests=digests)
+    assert cas_wire.find_missing_response(digests) == missing.SerializeToString()
+    assert cas_wire.find_missing_response([]) == b""
+    statuses = [None, status_pb2.Status(code=3, message="hash mismatch " * 20), None, status_pb2.Status(code=8), None]
+    updated = re_pb2.BatchUpdateBlobsResponse(responses=[
+        re_pb2.BatchUpdateBlobsResponse.Response(digest=d, status=s or status_pb2.Status())
+        for d, s in zip(digests, statuses, strict=True)])
+    assert cas_wire.batch_update_response(digests, statuses) == updated.SerializeToString()

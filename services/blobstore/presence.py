@@ -17,8 +17,9 @@ within `ttl`. Bounded: the oldest entries go first beyond `max_entries`.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
+from itertools import compress, repeat
 
 from prometheus_client import Counter
 
@@ -33,38 +34,57 @@ ANSWERED = Counter("bbapi_blobstore_presence_answered",
 
 
 class RecentlyPresent(BlobAccessDecorator):
+    """One ordered map per scope (digest: expiry, oldest confirmation first), so a FindMissingBlobs
+    of thousands of digests is a few C-level passes keyed by the digests themselves."""
+
     def __init__(self, backend: BlobAccess, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES) -> None:
         super().__init__(backend)
         self.ttl = ttl
         self.max_entries = max_entries
-        self._expiry: OrderedDict[tuple[Scope, Digest], float] = OrderedDict()  # oldest confirmation first
+        self._expiry: dict[Scope, OrderedDict[Digest, float]] = {}
+        self._size = 0  # entries over all scopes
         self._deletes = 0  # bumped by every delete: a confirmation that raced with one is not remembered
-
-    def _known(self, scope: Scope, digest: Digest, now: float) -> bool:
-        expiry = self._expiry.get((scope, digest))
-        return expiry is not None and expiry > now
 
     def _remember(self, scope: Scope, digests: Sequence[Digest], deletes_before: int) -> None:
         if self._deletes != deletes_before or not digests:
             return
         now = time.monotonic()
-        for digest in digests:
-            key = (scope, digest)
-            self._expiry[key] = now + self.ttl
-            self._expiry.move_to_end(key)
-        while self._expiry and (len(self._expiry) > self.max_entries or next(iter(self._expiry.values())) <= now):
-            self._expiry.popitem(last=False)
+        known = self._expiry.setdefault(scope, OrderedDict())
+        self._size -= len(known)
+        deque(map(known.pop, digests, repeat(None)), maxlen=0)  # re-added below, at the young end
+        known.update(zip(digests, repeat(now + self.ttl)))
+        self._size += len(known)
+        self._forget_old(now)
+
+    def _forget_old(self, now: float) -> None:
+        """Drop expired entries, then the oldest beyond `max_entries` (whichever scope holds them)."""
+        for scope, known in list(self._expiry.items()):
+            while known and next(iter(known.values())) <= now:
+                known.popitem(last=False)
+                self._size -= 1
+            if not known:
+                del self._expiry[scope]
+        while self._size > self.max_entries:
+            oldest = min(self._expiry.values(), key=lambda known: next(iter(known.values())))
+            for _ in range(self._size - self.max_entries if len(self._expiry) == 1 else 1):
+                oldest.popitem(last=False)
+                self._size -= 1
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
-        now = time.monotonic()
-        unknown = [d for d in digests if not self._known(scope, d, now)]
+        known = self._expiry.get(scope)
+        if known is None:
+            unknown = list(digests)
+        else:
+            expired = map(time.monotonic().__ge__, map(known.get, digests, repeat(0.0)))  # C calls, no bytecode each
+            unknown = list(compress(digests, expired))
         ANSWERED.inc(len(digests) - len(unknown))
         if not unknown:
             return []
         deletes = self._deletes
         missing = await self.backend.find_missing(scope, unknown)
-        absent = set(missing)
-        self._remember(scope, [d for d in unknown if d not in absent], deletes)
+        if len(missing) < len(unknown):
+            absent = set(missing)
+            self._remember(scope, [d for d in unknown if d not in absent] if missing else unknown, deletes)
         return missing
 
     async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
@@ -82,7 +102,9 @@ class RecentlyPresent(BlobAccessDecorator):
 
     async def delete(self, scope: Scope, digest: Digest) -> bool:
         self._deletes += 1
-        self._expiry.pop((scope, digest), None)
+        known = self._expiry.get(scope)
+        if known is not None and known.pop(digest, None) is not None:
+            self._size -= 1
         try:
             return await self.backend.delete(scope, digest)
         finally:

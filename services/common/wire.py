@@ -4,7 +4,8 @@
 serialize or parse a ReadResponse with a 255 KiB `data` field, framing it here ~8 us (for
 1 MiB: ~110-120 us vs ~46 us, where the one copy of the data dominates). So the streaming
 RPCs (ByteStream Read/Write, the CAS shard's Read/Write, GetFile) encode and decode their
-messages here; every other message still goes through protobuf. Tests check both directions
+messages here, as do the digest-heavy CAS batch answers (services.gateway.cas_wire); every other
+message still goes through protobuf. Tests check both directions
 against protobuf's own encoding.
 """
 

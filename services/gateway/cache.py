@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from itertools import compress, repeat
 from typing import Protocol
 
 from google.protobuf.message import DecodeError
@@ -19,7 +20,7 @@ from services.common.convert import compressor_in, compressor_out, digest_in, di
 from services.common.errors import InvalidArgument, NotFound, Unimplemented
 from services.common.hashing import DigestFunction, function_of
 from services.common.resources import SHA256, Compressor, Digest, check_instance_name
-from services.gateway import metrics
+from services.gateway import cas_wire, metrics
 from services.gateway.front import CallContext
 from services.gen.build.bazel.remote.execution.v2 import remote_execution_pb2 as re_pb2
 from services.gen.build.bazel.semver import semver_pb2
@@ -86,31 +87,35 @@ class CapabilitiesServicer:
 class CasServicer:
     blobs: BlobAccess
 
-    async def FindMissingBlobs(self, request: re_pb2.FindMissingBlobsRequest,
-                               ctx: CallContext) -> re_pb2.FindMissingBlobsResponse:
-        scope = request_scope(ctx, Capability.READ, request, (d.hash for d in request.blob_digests))
-        digests = list(dict.fromkeys(digests_in(request.blob_digests, scope.function)))
-        missing = await self.blobs.find_missing(scope, digests)
-        ctx.count("cas_digests_checked", len(digests))
+    async def FindMissingBlobs(self, request: re_pb2.FindMissingBlobsRequest, ctx: CallContext) -> bytes:
+        """Encoded by hand (cas_wire): the answer echoes the request's own Digest messages."""
+        messages = list(request.blob_digests)
+        scope = request_scope(ctx, Capability.READ, request, (m.hash for m in messages))
+        digests = digests_in(messages, scope.function)
+        unique = list(dict.fromkeys(digests))
+        missing = set(await self.blobs.find_missing(scope, unique))
+        ctx.count("cas_digests_checked", len(unique))
         ctx.count("cas_digests_missing", len(missing))
-        return re_pb2.FindMissingBlobsResponse(missing_blob_digests=[digest_out(d) for d in missing])
+        return cas_wire.find_missing_response(_once_each(messages, digests, missing, len(unique) < len(digests)))
 
-    async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest,
-                               ctx: CallContext) -> re_pb2.BatchUpdateBlobsResponse:
-        scope = request_scope(ctx, Capability.CAS_WRITE, request, (r.digest.hash for r in request.requests))
-        total = _batch_size(sum(len(r.data) for r in request.requests))
-        checked = digests_in((r.digest for r in request.requests), scope.function)
-        items = [BatchItem(d, r.data, compressor_in(r.compressor))
-                 for d, r in zip(checked, request.requests, strict=True)]
+    async def BatchUpdateBlobs(self, request: re_pb2.BatchUpdateBlobsRequest, ctx: CallContext) -> bytes:
+        """Encoded by hand (cas_wire), like FindMissingBlobs."""
+        requests = list(request.requests)
+        messages = [r.digest for r in requests]
+        scope = request_scope(ctx, Capability.CAS_WRITE, request, (m.hash for m in messages))
+        data = [r.data for r in requests]  # each read of a bytes field is a copy: once
+        total = _batch_size(sum(map(len, data)))
+        compressors = [r.compressor for r in requests]
+        items = list(map(BatchItem, digests_in(messages, scope.function), data,
+                         map(compressor_in, compressors) if any(compressors) else repeat(Compressor.IDENTITY)))
         results = await self.blobs.batch_write(scope, items)
         metrics.streamed_bytes(scope.tenant, "in", "batch").inc(total)
         if ctx.request_metadata:
-            stored = [len(r.data) for r, result in zip(request.requests, results, strict=True) if result.error is None]
+            stored = [len(d) for d, result in zip(data, results, strict=True) if result.error is None]
             ctx.count("cas_uploads", len(stored))
             ctx.count("cas_upload_bytes", sum(stored))
-        return re_pb2.BatchUpdateBlobsResponse(responses=[
-            re_pb2.BatchUpdateBlobsResponse.Response(digest=digest_out(r.digest), status=status_out(r.error))
-            for r in results])
+        return cas_wire.batch_update_response(messages, [None if r.error is None else status_out(r.error)
+                                                         for r in results])
 
     async def BatchReadBlobs(self, request: re_pb2.BatchReadBlobsRequest,
                              ctx: CallContext) -> re_pb2.BatchReadBlobsResponse:
@@ -181,6 +186,19 @@ class CasServicer:
 
     async def SpliceBlob(self, request: re_pb2.SpliceBlobRequest, ctx: CallContext) -> re_pb2.SpliceBlobResponse:
         raise Unimplemented("SpliceBlob is not supported (splice_blob_support is false)")
+
+
+def _once_each(messages: list[re_pb2.Digest], digests: list[Digest], wanted: set[Digest],
+               repeats: bool) -> Iterable[re_pb2.Digest]:
+    """The messages naming `wanted` digests, in request order, each digest once however often it was asked."""
+    if not repeats:
+        return compress(messages, map(wanted.__contains__, digests))
+    chosen = []
+    for message, digest in zip(messages, digests, strict=True):
+        if digest in wanted:
+            wanted.discard(digest)
+            chosen.append(message)
+    return chosen
 
 
 def _encode_token(count: int) -> str:

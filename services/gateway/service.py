@@ -19,7 +19,7 @@ from services.blobstore.stack import Stack
 from services.common.exclusive import listen
 from services.common.rpc import serving
 from services.common.tenant_labels import limit_tenants
-from services.gateway import api, bytestream, download, http_api, insights, tls
+from services.gateway import api, bytestream, cas_wire, download, http_api, insights, tls
 from services.gateway.api import ApiServicer
 from services.gateway.auth import KeyResolver
 from services.gateway.bes import BuildEventServicer
@@ -140,7 +140,7 @@ async def start(settings: GatewaySettings, backends: Backends) -> GatewayService
     front = Front(resolver.authenticate, cache_stats.observe)
     services = re_pb2.DESCRIPTOR.services_by_name
     front.add(services["Capabilities"], CapabilitiesServicer())
-    front.add(services["ContentAddressableStorage"], CasServicer(blobs))
+    front.add(services["ContentAddressableStorage"], CasServicer(blobs), codecs=cas_wire.CODECS)
     front.add(services["ActionCache"], ActionCacheServicer(blobs))
     front.add(bytestream_pb2.DESCRIPTOR.services_by_name["ByteStream"], ByteStreamServicer(blobs),
               codecs=bytestream.CODECS)

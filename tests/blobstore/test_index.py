@@ -73,6 +73,21 @@ def test_uses_reorder_and_are_due_for_disk_only_every_persist_interval() -> None
     assert stale == [blob(2)]
 
 
+def test_use_many_moves_every_hit_to_the_recent_end_and_refreshes_only_what_is_due() -> None:
+    index = LruIndex(10_000, 0.5, 0)
+    for n in range(4):
+        index.add(blob(n), 100, NOW)
+    index.set_used(blob(1), NOW - TOUCH_PERSIST_SECONDS)
+    digests = [Digest(hashlib.sha256(bytes([n])).hexdigest(), size)
+               for n, size in ((3, 100), (1, 100), (0, 99), (9, 100))]
+    stale: list[str] = []
+    assert index.use_many(prefix_of(A, Kind.CAS), digests, NOW + 1, stale) == [True, True, False, False]
+    assert stale == [blob(1)]  # due: its last use is a persist interval old; blob 3's is not
+    assert list(index.names()) == [blob(0), blob(2), blob(3), blob(1)]
+    assert (index.used(blob(1)), index.used(blob(3))) == (NOW + 1, NOW)
+    assert index.use_many(prefix_of(A, Kind.CAS), digests[2:], NOW + 2, stale) == [False, False]
+
+
 def test_eviction_frees_to_low_water_in_lru_order_sparing_young_entries() -> None:
     index = LruIndex(1000, 0.5, min_age=3600)
     for n in range(10):

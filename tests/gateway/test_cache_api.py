@@ -134,6 +134,8 @@ def test_find_missing_and_batch_roundtrip_with_instances(client: CacheClient) ->
         re_pb2.BatchUpdateBlobsRequest.Request(digest=digest(b"right"), data=b"wrong"),
     ]), metadata=client.metadata)
     assert [r.status.code for r in response.responses] == [0, 0, grpc.StatusCode.INVALID_ARGUMENT.value[0]]
+    assert [r.digest for r in response.responses] == [digest(a), digest(b), digest(b"right")]
+    assert "hash mismatch" in response.responses[2].status.message
     assert client.missing(a, b, instance="ci/linux") == []
     assert client.missing(a, instance="ci/mac") == [digest(a).hash]
     read = client.cas.BatchReadBlobs(re_pb2.BatchReadBlobsRequest(
@@ -141,6 +143,14 @@ def test_find_missing_and_batch_roundtrip_with_instances(client: CacheClient) ->
         metadata=client.metadata)
     assert [zstandard.decompress(r.data) for r in read.responses] == [a, b]
     assert all(r.compressor == ZSTD for r in read.responses)
+
+
+def test_find_missing_names_each_missing_digest_once_in_request_order(client: CacheClient) -> None:
+    stored, absent = [os.urandom(50) for _ in range(3)], [os.urandom(60) for _ in range(3)]
+    client.cas.BatchUpdateBlobs(re_pb2.BatchUpdateBlobsRequest(requests=[
+        re_pb2.BatchUpdateBlobsRequest.Request(digest=digest(b), data=b) for b in stored]), metadata=client.metadata)
+    asked = [absent[2], stored[0], absent[0], b"", absent[2], stored[1], absent[1], absent[0], stored[2]]
+    assert client.missing(*asked) == [digest(b).hash for b in (absent[2], absent[0], absent[1])]
 
 
 def test_batches_over_the_limit_are_refused(client: CacheClient) -> None:

@@ -123,13 +123,8 @@ class Replicator:
         return all(r is True for r in results)
 
     async def batch_write(self, router: Router, scope: Scope, items: Sequence[BatchItem]) -> list[BatchResult]:
-        routes: list[list[Target]] = []
-        groups: dict[str, list[int]] = defaultdict(list)
-        for index, item in enumerate(items):
-            targets = router.write_set(item.digest.hash)
-            routes.append(targets)
-            for target in targets:
-                groups[target.member].append(index)
+        sole = router.sole_member()
+        routes, groups = _routes(sole, router, items)
         members = list(groups)
 
         async def write_batch(shard: BlobAccess, batch: list[BatchItem]) -> list[BatchResult]:
@@ -163,7 +158,9 @@ class Replicator:
 
         # the common case costs no coroutine per item: every owner was up and stored it
         results: list[BatchResult | None] = [None] * len(items)
-        for index, targets in enumerate(routes):
+        if sole is not None and not isinstance(answers[0], BaseException):  # a cluster of one: its answers stand
+            results = [result if result.error is None else None for result in answers[0]]
+        for index, targets in enumerate(routes if sole is None else ()):
             if targets and all(t.stands_in_for is None and outcome[index, t.member] is False for t in targets):
                 results[index] = BatchResult(items[index].digest)
         for member in members:
@@ -185,3 +182,19 @@ class Replicator:
         outcomes = await asyncio.gather(*(self.pool.call(t.member, put) for t in targets), return_exceptions=True)
         await self._settle(router, Key(scope, Kind.AC, action), targets, outcomes,
                            lambda _source, member: self.pool.call(member, put), len(result))
+
+
+def _routes(sole: str | None, router: Router,
+            items: Sequence[BatchItem]) -> tuple[list[list[Target]], dict[str, list[int]]]:
+    """Each item's write set, and the items each member gets. A cluster of one (`sole`, the all-in-one)
+    needs no placement per item: its member owns everything."""
+    if sole is not None:
+        return [[Target(sole)]] * len(items), {sole: list(range(len(items)))}
+    routes: list[list[Target]] = []
+    groups: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        targets = router.write_set(item.digest.hash)
+        routes.append(targets)
+        for target in targets:
+            groups[target.member].append(index)
+    return routes, groups

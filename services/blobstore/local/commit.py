@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.blobstore.local.packed import PackedStore
 from services.common import zstd_pool
@@ -25,7 +25,7 @@ from services.common.hashing import DigestFunction, hash_hex
 from services.common.resources import SHA256, Compressor, Digest
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     """One small item to commit: a CAS blob to verify against `digest`, or an action result (None)."""
 
@@ -34,7 +34,9 @@ class Pending:
     digest: Digest | None = None
     compressor: Compressor = Compressor.IDENTITY
     function: DigestFunction = SHA256
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+Outcome = BaseException | None  # None: durable; else why not (ApiError: this item; anything else: the group)
 
 
 def verified(item: Pending) -> bytes:
@@ -61,40 +63,45 @@ def verified(item: Pending) -> bytes:
 
 
 class GroupCommitter:
+    """Callers queue lists of items; each list gets one future for all its outcomes (a batch of a
+    thousand blobs is one wake-up, not a thousand)."""
+
     def __init__(self, packed: PackedStore) -> None:
         self.packed = packed
-        self._queue: list[Pending] = []
+        self._queue: list[tuple[list[Pending], asyncio.Future[list[Outcome]]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def commit(self, items: list[Pending]) -> list[BaseException | None]:
+    async def commit(self, items: list[Pending]) -> list[Outcome]:
         """Commit the items (in the next group); each one's outcome: None when durable, or its error."""
+        if not items:
+            return []
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
-        self._queue.extend(items)
+        done: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        self._queue.append((items, done))
         self._wake.set()
-        return list(await asyncio.gather(*(item.done for item in items), return_exceptions=True))
+        return await done
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            group, self._queue = self._queue, []
+            batches, self._queue = self._queue, []
+            group = [item for items, _ in batches for item in items]
             try:
-                outcomes = await asyncio.to_thread(self._write, group)
+                outcomes: list[Outcome] = list(await asyncio.to_thread(self._write, group))
             except Exception as err:  # a failed sync fails the whole group: nothing is acknowledged
                 outcomes = [err] * len(group)
             except BaseException:
-                for item in group:
-                    item.done.cancel()
+                for _, done in batches:
+                    done.cancel()
                 raise
-            for item, outcome in zip(group, outcomes, strict=True):
-                if item.done.done():
-                    continue
-                if outcome is None:
-                    item.done.set_result(None)
-                else:
-                    item.done.set_exception(outcome)
+            start = 0
+            for items, done in batches:
+                if not done.done():
+                    done.set_result(outcomes[start:start + len(items)])
+                start += len(items)
 
     def _write(self, group: list[Pending]) -> list[Exception | None]:
         outcomes: list[Exception | None] = []

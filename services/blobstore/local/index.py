@@ -17,7 +17,10 @@ writes it to disk; the LRU order itself is exact. Names (the store's paths,
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import compress, repeat
+from operator import and_, attrgetter, eq, rshift
 
 from services.common.errors import ResourceExhausted
 from services.common.resources import Digest
@@ -26,6 +29,8 @@ TOUCH_PERSIST_SECONDS = 600  # a use is recorded (and written to disk) at most t
 _TIME_BITS = 34  # seconds since the epoch, good until the year 2514
 _TIME_MASK = (1 << _TIME_BITS) - 1
 _RESULTS = "ac"  # the kind directory of action results' names, before any "-<function>"
+_ABSENT = -1  # what use_many reads for a key not stored: its "size" (-1 >> bits) matches no valid digest's
+_HASH, _SIZE = attrgetter("hash"), attrgetter("size")
 
 
 def _split(name: str) -> tuple[str, str, int]:
@@ -83,10 +88,13 @@ class LruIndex:
     def _pop(self, key: bytes) -> int:
         value = self._entries.pop(key)
         self._removed += 1
+        self._compact()
+        return value
+
+    def _compact(self) -> None:
         if self._removed > len(self._entries) + 1024:  # deleted slots slow iteration from the front
             self._entries = dict(self._entries)
             self._removed = 0
-        return value
 
     # ----- contents --------------------------------------------------------------------------------
 
@@ -125,14 +133,28 @@ class LruIndex:
 
     def use_many(self, prefix: str, digests: Sequence[Digest], now: float, stale: list[str]) -> list[bool]:
         """Whether each digest of one scope and kind is stored, noting uses (FindMissingBlobs' path:
-        no name is built unless its use is due to be written)."""
-        scope, _ = self._scope(prefix)
-        present = []
-        for digest in digests:
-            due = self._touch(scope + bytes.fromhex(digest.hash), digest.size, now)
-            present.append(due is not None)
-            if due:
-                stale.append(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}")
+        a few C-level passes over the batch, and no name is built unless its use is due to be written)."""
+        tag, _ = self._scope(prefix)
+        entries = self._entries
+        # map chains of C functions, no bytecode per digest: key = tag + raw hash; stored = value's size matches
+        keys = list(map(tag.__add__, map(bytes.fromhex, map(_HASH, digests))))
+        values: list[int] = list(map(entries.get, keys, repeat(_ABSENT)))
+        present = list(map(eq, map(rshift, values, repeat(_TIME_BITS)), map(_SIZE, digests)))
+        if True not in present:
+            return present
+        hit_keys, hit_values = list(compress(keys, present)), list(compress(values, present))
+        cutoff = now - TOUCH_PERSIST_SECONDS  # a use older than this is due to be recorded (and written)
+        if min(map(and_, hit_values, repeat(_TIME_MASK))) <= cutoff:
+            stamp = int(now)
+            stale.extend(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}"
+                         for digest, value in zip(compress(digests, present), hit_values, strict=True)
+                         if value & _TIME_MASK <= cutoff)
+            hit_values = [value if value & _TIME_MASK > cutoff else value >> _TIME_BITS << _TIME_BITS | stamp
+                          for value in hit_values]
+        deque(map(entries.pop, hit_keys, repeat(None)), maxlen=0)
+        entries.update(zip(hit_keys, hit_values, strict=True))  # moved to the recent end, in request order
+        self._removed += len(hit_keys)
+        self._compact()
         return present
 
     def _touch(self, key: bytes, size: int | None, now: float) -> bool | None:
@@ -186,9 +208,12 @@ class LruIndex:
         self.total -= freed
         return [(self._name(key, value), value >> _TIME_BITS) for key, value in victims]
 
+    def room_for(self, size: int) -> bool:
+        return self.total + self.reserved + size <= self.max_size
+
     def reserve(self, size: int) -> None:
         """Hold room for a write in progress, or refuse when the budget has none left."""
-        if self.total + self.reserved + size > self.max_size:
+        if not self.room_for(size):
             raise ResourceExhausted(
                 f"cache full: {self.total + self.reserved} of {self.max_size} bytes are in use by data used "
                 f"within the last {self.min_age:.0f}s; cannot store {size} more bytes")

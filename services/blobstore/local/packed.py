@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterable, Sequence
+from itertools import repeat
 from pathlib import Path
 
 import lmdb
@@ -55,11 +56,10 @@ class PackedStore:
         """Store every item in one transaction; durable when this returns."""
         stamp = _TIME.pack(now)
         try:
-            with self.env.begin(write=True) as txn:
-                for name, data in items:
-                    key = name.encode()
-                    txn.put(key, data, db=self._blobs)
-                    txn.put(key, stamp, db=self._used)
+            keys = [name.encode() for name, _ in items]
+            with self.env.begin(write=True) as txn:  # putmulti: the loop over items runs in C
+                txn.cursor(self._blobs).putmulti(zip(keys, [data for _, data in items], strict=True))
+                txn.cursor(self._used).putmulti(zip(keys, repeat(stamp)))
         except lmdb.MapFullError:
             raise ResourceExhausted("the small-blob database is full; raise the cache budget") from None
         except lmdb.Error as err:

@@ -18,6 +18,8 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Sequence
+from itertools import compress
+from operator import not_
 from pathlib import Path
 
 from services.blobstore.access import BatchItem, BatchResult, BlobAccess, Key, Kind, Scope
@@ -106,6 +108,14 @@ class LocalBlobAccess(BlobAccess):
 
     async def _reserve(self, size: int) -> None:
         """Make room for `size` more bytes, evicting old data; refuse if only young data is left."""
+        await self._make_room(size)
+        try:
+            self.index.reserve(size)
+        except ApiError:
+            metrics.WRITES_REFUSED.inc()
+            raise
+
+    async def _make_room(self, size: int) -> None:
         self._cap_budget(self.index.reserved + size)
         victims = self.index.evict_for(size, time.time())
         if victims:
@@ -113,11 +123,6 @@ class LocalBlobAccess(BlobAccess):
             metrics.EVICTED_ENTRIES.inc(len(victims))
             metrics.EVICTED_BYTES.inc(sum(size for _, size in victims))
             await asyncio.to_thread(self._unlink_all, [name for name, _ in victims])
-        try:
-            self.index.reserve(size)
-        except ApiError:
-            metrics.WRITES_REFUSED.inc()
-            raise
 
     def _stored(self, name: str, size: int) -> None:
         self.index.add(name, size, time.time())
@@ -137,7 +142,7 @@ class LocalBlobAccess(BlobAccess):
         stale: list[str] = []
         present = self.index.use_many(prefix_of(scope, Kind.CAS), digests, now, stale)
         await self._persist(stale)
-        return [d for d, here in zip(digests, present, strict=True) if not here]
+        return list(compress(digests, map(not_, present)))
 
     async def read(self, scope: Scope, digest: Digest, offset: int = 0, limit: int = 0,
                    compressor: Compressor = Compressor.IDENTITY) -> AsyncIterator[bytes]:
@@ -236,24 +241,24 @@ class LocalBlobAccess(BlobAccess):
         """Every new small item in one group commit; a larger one (rare in a batch) on its own."""
         errors: list[ApiError | None] = [None] * len(items)
         existed = [False] * len(items)
-        group: list[int] = []
-        stale: list[str] = []
-        now = time.time()
         prefix = prefix_of(scope, Kind.CAS)
-        names = [name_in(prefix, item.digest) for item in items]
-        for index, item in enumerate(items):
-            if item.digest.size > SMALL_BLOB:
-                try:
-                    existed[index] = await self.write(scope, item.digest, once(item.data), item.compressor)
-                except ApiError as err:
-                    errors[index] = err
-            elif self._use(names[index], stale, now):
-                existed[index] = True
-            else:
-                group.append(index)
+        small = [index for index, item in enumerate(items) if item.digest.size <= SMALL_BLOB]
+        for index in [index for index, item in enumerate(items) if item.digest.size > SMALL_BLOB]:
+            try:
+                existed[index] = await self.write(scope, items[index].digest, once(items[index].data),
+                                                  items[index].compressor)
+            except ApiError as err:
+                errors[index] = err
+        stale: list[str] = []
+        present = self.index.use_many(prefix, [items[i].digest for i in small], time.time(), stale)
         await self._persist(stale)
-        pending = [Pending(names[i], items[i].data, items[i].digest, items[i].compressor, scope.function)
-                   for i in group]
+        group: list[int] = []
+        for index, here in zip(small, present, strict=True):
+            existed[index] = here
+            if not here:
+                group.append(index)
+        pending = [Pending(name_in(prefix, items[i].digest), items[i].data, items[i].digest, items[i].compressor,
+                           scope.function) for i in group]
         for index, error in zip(group, await self._commit_group(pending, [items[i].digest.size for i in group]),
                                 strict=True):
             errors[index] = error
@@ -261,8 +266,36 @@ class LocalBlobAccess(BlobAccess):
                 for item, error, there in zip(items, errors, existed, strict=True)]
 
     async def _commit_group(self, items: list[Pending], sizes: list[int]) -> list[ApiError | None]:
-        """Reserve room for each item, commit them together, index the ones that became durable."""
+        """Reserve room for the items, commit them together, index the ones that became durable."""
         errors: list[ApiError | None] = [None] * len(items)
+        admitted = await self._admit(sizes, errors)
+        try:
+            outcomes = await self.committer.commit([items[i] for i in admitted])
+        finally:
+            self.index.release(sum(sizes[i] for i in admitted))
+        stored: list[int] = []
+        for index, outcome in zip(admitted, outcomes, strict=True):
+            if outcome is None:
+                stored.append(index)
+            elif isinstance(outcome, ApiError):
+                errors[index] = outcome
+            else:
+                raise outcome  # the disk failed (the whole group did): nothing was acknowledged
+        now = time.time()
+        for index in stored:
+            self.index.add(items[index].name, sizes[index], now)
+        if stored:
+            self._publish_gauges()
+            metrics.WRITTEN_BYTES.inc(sum(sizes[i] for i in stored))
+        return errors
+
+    async def _admit(self, sizes: list[int], errors: list[ApiError | None]) -> list[int]:
+        """Reserve room for the items of a group: all at once when they fit, else one by one (refusals in `errors`)."""
+        total = sum(sizes)
+        await self._make_room(total)
+        if self.index.room_for(total):
+            self.index.reserve(total)
+            return list(range(len(sizes)))
         admitted: list[int] = []
         for index, size in enumerate(sizes):
             try:
@@ -270,20 +303,7 @@ class LocalBlobAccess(BlobAccess):
                 admitted.append(index)
             except ApiError as err:
                 errors[index] = err
-        try:
-            outcomes = await self.committer.commit([items[i] for i in admitted])
-        finally:
-            for index in admitted:
-                self.index.release(sizes[index])
-        for index, outcome in zip(admitted, outcomes, strict=True):
-            if outcome is None:
-                self._stored(items[index].name, sizes[index])
-                metrics.WRITTEN_BYTES.inc(sizes[index])
-            elif isinstance(outcome, ApiError):
-                errors[index] = outcome
-            else:
-                raise outcome  # the disk failed (the whole group did): nothing was acknowledged
-        return errors
+        return admitted
 
     async def delete(self, scope: Scope, digest: Digest) -> bool:
         return await self._delete(name_of(scope, Kind.CAS, digest))
