@@ -73,13 +73,9 @@ class CacheStatsRecorder:
         invocation = invocation_of(ctx.request_metadata)
         if not invocation:
             return
-        key = ctx.principal.tenant, invocation
-        counts = self._pending.get(key)
+        counts = self._slot((ctx.principal.tenant, invocation))
         if counts is None:
-            if len(self._pending) >= self.max_pending:
-                DROPPED.inc()
-                return
-            counts = self._pending[key] = Counter()
+            return
         if ctx.counts:
             counts.update(ctx.counts)
         counts[time_counter] += int((time.perf_counter() - start) * 1_000_000)
@@ -121,12 +117,18 @@ class CacheStatsRecorder:
 
     def _restore(self, deltas: Iterable[metadata_pb2.CacheStatsDelta]) -> None:
         for delta in deltas:
-            key = delta.tenant, delta.invocation_id
-            counts = self._pending.get(key)
+            counts = self._slot((delta.tenant, delta.invocation_id))
             if counts is None:
-                if len(self._pending) >= self.max_pending:
-                    DROPPED.inc()
-                    continue
-                counts = self._pending[key] = Counter()
+                continue
             counts.update({field.name: value for field, value in delta.stats.ListFields()})
             counts[LAST_CALL] = max(counts[LAST_CALL], delta.last_call_usec)
+
+    def _slot(self, key: Key) -> Counter[str] | None:
+        """The counts waiting for `key`'s next flush; None (and one more drop counted) when full."""
+        counts = self._pending.get(key)
+        if counts is None:
+            if len(self._pending) >= self.max_pending:
+                DROPPED.inc()
+                return None
+            counts = self._pending[key] = Counter()
+        return counts

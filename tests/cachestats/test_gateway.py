@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY
 
 from services.allinone.settings import ServeSettings
 from services.common import rpc
@@ -146,3 +147,20 @@ def test_recorder_keeps_counts_while_the_metadata_service_is_away(tmp_path: Path
 
     assert asyncio.run(scenario()) == {"cas_uploads": 2, "action_cache_hits": 1}
 
+
+
+def test_recorder_holds_at_most_max_pending_invocations() -> None:
+    """While flushes fail, a gateway holds counts for at most `max_pending` invocations; calls for others are
+    dropped and counted, and those it holds keep counting."""
+    async def scenario() -> tuple[list[str], float]:
+        channel = rpc.insecure_channel("127.0.0.1:1")
+        recorder = CacheStatsRecorder(metadata_pb2_grpc.MetadataStub(channel), interval=3600, max_pending=2)
+        dropped = REGISTRY.get_sample_value("bbapi_gateway_cache_stats_dropped_total") or 0.0
+        start = time.perf_counter()
+        for invocation in ("a", "b", "c", "a"):
+            recorder.observe(context("acme", invocation, cas_uploads=1), "ByteStream/Write", start)
+        held = sorted(f"{key[1]}={counts['cas_uploads']}" for key, counts in recorder._pending.items())
+        await channel.close()
+        return held, (REGISTRY.get_sample_value("bbapi_gateway_cache_stats_dropped_total") or 0.0) - dropped
+
+    assert asyncio.run(scenario()) == (["a=2", "b=1"], 1.0)
