@@ -124,9 +124,15 @@ class LocalBlobAccess(BlobAccess):
             metrics.EVICTED_BYTES.inc(sum(size for _, size in victims))
             await asyncio.to_thread(self._unlink_all, [name for name, _ in victims])
 
-    def _stored(self, name: str, size: int) -> None:
-        self.index.add(name, size, time.time())
+    def _stored(self, written: Sequence[tuple[str, int]]) -> None:
+        """Index what became durable (name, size): one gauge update and one counter step per write or group."""
+        if not written:
+            return
+        now = time.time()
+        for name, size in written:
+            self.index.add(name, size, now)
         self._publish_gauges()
+        metrics.WRITTEN_BYTES.inc(sum(size for _, size in written))
 
     def _unlink_all(self, names: list[str]) -> None:
         packed, files = _split(names)
@@ -200,8 +206,7 @@ class LocalBlobAccess(BlobAccess):
             await files.write(self.layout.temp(), self.layout.path(name), digest, chunks, compressor, scope.function)
         finally:
             self.index.release(digest.size)
-        self._stored(name, digest.size)
-        metrics.WRITTEN_BYTES.inc(digest.size)
+        self._stored([(name, digest.size)])
         return False
 
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
@@ -281,12 +286,7 @@ class LocalBlobAccess(BlobAccess):
                 errors[index] = outcome
             else:
                 raise outcome  # the disk failed (the whole group did): nothing was acknowledged
-        now = time.time()
-        for index in stored:
-            self.index.add(items[index].name, sizes[index], now)
-        if stored:
-            self._publish_gauges()
-            metrics.WRITTEN_BYTES.inc(sum(sizes[i] for i in stored))
+        self._stored([(items[i].name, sizes[i]) for i in stored])
         return errors
 
     async def _admit(self, sizes: list[int], errors: list[ApiError | None]) -> list[int]:
