@@ -1,11 +1,14 @@
 """kopf wiring: what triggers a reconcile, how passes are serialised, and kopf's settings.
 
-A reconcile runs when the BuildBuddyAPI is created, changed or found at start-up, when any child
-it owns is changed or deleted (so status follows the pods, and drift is repaired within
-seconds), and on a timer: while a CAS membership copy is in flight, after a failure, and a slow
-resync for anything a watch missed. There are no kopf timers or daemons and no delete handler:
-those would put a finalizer on every object, and owner references already let the garbage
-collector delete the children, even while the operator is down.
+A reconcile runs when the BuildBuddyAPI is found at start-up or its spec has a generation no pass
+has acted on yet, when any child it owns is changed or deleted (so status follows the pods, and
+drift is repaired within seconds), and on a timer: while a CAS membership copy is in flight, after
+a failure, and a slow resync for anything a watch missed. The trigger compares generations rather
+than using kopf's create/update diff: a pass reads the live object, so kopf's idea of what was
+handled can differ from what a pass saw (a spec changed and changed back while a pass ran looked
+unchanged to kopf, and a refusal stayed on the status). There are no kopf timers, daemons or
+change handlers: those would put a finalizer or annotations on every object, and owner references
+already let the garbage collector delete the children, even while the operator is down.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Controller:
         self._config = config
         self._executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="reconcile")
         self._running: dict[Key, bool] = {}  # object -> another pass was asked for meanwhile
+        self._acted_on: dict[Key, int] = {}  # object -> the generation its last pass read
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -60,6 +64,7 @@ class Controller:
         try:
             while True:
                 outcome = await loop.run_in_executor(self._executor, self._reconciler.reconcile, namespace, name)
+                self._acted_on[key] = outcome.generation
                 if not self._running[key]:
                     break
                 self._running[key] = False
@@ -67,6 +72,14 @@ class Controller:
             del self._running[key]
         if outcome.requeue_after is not None:
             self._schedule(key, outcome.requeue_after)
+
+    def spec_changed(self, namespace: str, name: str, generation: int) -> bool:
+        """True when no pass has read this generation of the object's spec yet."""
+        return generation > self._acted_on.get((namespace, name), 0)
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The object is gone: drop what was kept about it."""
+        self._acted_on.pop((namespace, name), None)
 
     def nudge(self, namespace: str, name: str) -> None:
         """Reconcile in the background; a failure is logged and retried later."""
@@ -105,11 +118,7 @@ class Controller:
 
 
 def configure(settings: kopf.OperatorSettings, config: OperatorSettings) -> None:
-    """kopf's settings: own annotation prefix, no scanning (least privilege), bounded waits."""
-    settings.persistence.finalizer = f"{crd.GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=crd.GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=crd.GROUP, key="last-handled-configuration")
+    """kopf's settings: no scanning (least privilege), bounded waits, watches of our children only."""
     settings.posting.enabled = config.post_events
     settings.posting.level = logging.getLevelNamesMapping()[config.events_level.upper()]
     settings.scanning.disabled = True  # no cluster-wide CRD or namespace listing needed
@@ -143,9 +152,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
              probe_factory: ProbeFactory = PodProbe) -> None:
     """Register every handler in `registry`. Tests pass their own registry and gateway probe."""
     slot = _Slot()
-    # A stable id: kopf keys its progress annotations on it.
-    owner_options: dict[str, Any] = {"id": "reconcile", "registry": registry,
-                                     "errors": kopf.ErrorsMode.TEMPORARY, "backoff": config.retry_seconds}
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -159,12 +165,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorSettings,
         if slot.controller is not None:  # start-up may have failed before building it
             await slot.controller.stop()
 
-    @kopf.on.resume(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
-    @kopf.on.create(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
-    @kopf.on.update(crd.GROUP, crd.VERSION, crd.PLURAL, **owner_options)
-    async def reconcile(namespace: str | None, name: str, **_: Any) -> None:
+    @kopf.on.event(crd.GROUP, crd.VERSION, crd.PLURAL, id="reconcile", registry=registry)
+    async def owner_event(type: str | None, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
         assert namespace is not None  # BuildBuddyAPI is namespaced
-        await slot.get().reconcile(namespace, name)
+        controller = slot.get()
+        if type == "DELETED":
+            controller.forget(namespace, name)
+        elif type is None or controller.spec_changed(namespace, name, body["metadata"].get("generation", 0)):
+            controller.nudge(namespace, name)  # type None: listed at start-up or after a watch restart
 
     async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = _owner_name(body)

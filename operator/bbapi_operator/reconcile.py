@@ -42,6 +42,7 @@ class Outcome:
     the slow resync once settled; None = only on change (the object is gone or invalid)."""
 
     requeue_after: float | None = None
+    generation: int = 0  # the object's metadata.generation this pass acted on (0: it was gone)
 
 
 @dataclass(frozen=True)
@@ -74,27 +75,28 @@ class Reconciler:
         if body is None or body["metadata"].get("deletionTimestamp"):
             return Outcome()  # gone or going: the garbage collector removes the children
         owner = Owner.of(body)
+        generation = int(body["metadata"].get("generation", 0))
         try:
             check_name(name)
             spec = parse(body.get("spec"), self._settings.default_image)
         except InvalidSpec as error:
             log.warning("%s/%s: invalid spec: %s", namespace, name, error)
             self._write_status(body, failure(body, Problem("InvalidSpec", str(error)), self._clock()))
-            return Outcome()
+            return Outcome(generation=generation)
         try:
             done = self._converge(owner, spec)
         except Refused as refused:
             log.warning("%s/%s: refused: %s", namespace, name, refused.problem.message)
             self._write_status(body, failure(body, refused.problem, self._clock()))
-            return Outcome(self._settings.resync_seconds)
+            return Outcome(self._settings.resync_seconds, generation)
         except ApiException as error:
             log.warning("%s/%s: reconcile failed: %s %s", namespace, name, error.status, error.reason)
             problem = Problem("ReconcileFailed", f"Kubernetes API answered {error.status} {error.reason}")
             self._write_status(body, failure(body, problem, self._clock()))
-            return Outcome(self._settings.retry_seconds)
+            return Outcome(self._settings.retry_seconds, generation)
         self._write_status(body, report(body, done.components, done.plan, apikey.secret_ref(owner, spec),
                                         networking.endpoints(owner, spec), self._clock(), done.problems))
-        return Outcome(self._settings.resync_seconds if done.settled else self._settings.poll_seconds)
+        return Outcome(self._settings.resync_seconds if done.settled else self._settings.poll_seconds, generation)
 
     def _converge(self, owner: Owner, spec: Spec) -> Converged:
         self._ensure_api_key(owner, spec)

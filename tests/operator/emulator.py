@@ -7,15 +7,17 @@ references, so deleting a BuildBuddyAPI really removes its children (and a child
 an owner that is already gone is removed too, as the real collector does); equality-based
 `labelSelector`s on LIST and WATCH, so callers get only the objects they asked for; and the
 PersistentVolumeClaimResize admission check: a claim grows only if its StorageClass has
-`allowVolumeExpansion: true`, else 403 as kube-apiserver answers.
+`allowVolumeExpansion: true`, else 403 as kube-apiserver answers. And a `Gate` a test can put
+in front of some requests, to hold the operator in the middle of a pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -49,10 +51,31 @@ def _selected(request: rendering.Request, obj: Any) -> bool:
     return selects(request.params.get("labelSelector", ""), meta.get("labels") or {})
 
 
+class Gate:
+    """Holds the requests it matches until the test lets them through, one at a time."""
+
+    def __init__(self, matches: Callable[[rendering.Request], bool]) -> None:
+        self.matches = matches
+        self.waiting = 0
+        self._passes = asyncio.Semaphore(0)
+
+    async def wait(self, request: rendering.Request) -> None:
+        if self.matches(request):
+            self.waiting += 1
+            await self._passes.acquire()
+
+    def let_one_through(self) -> None:
+        self.waiting -= 1
+        self._passes.release()
+
+
 class ApiServer(KubernetesEmulator):
     _versions = itertools.count(1)
+    gate: Gate | None = None
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.gate is not None:
+            await self.gate.wait(request)
         if self._resize_refused(request):
             return aiohttp.web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                               "reason": "Forbidden", "code": 403,

@@ -108,3 +108,14 @@ async def test_a_sooner_recheck_replaces_a_later_one() -> None:
     await subject.reconcile("ns", "a")  # now something is in flight: look again soon
     await eventually(lambda: len(fake.passes) == 3, what="the sooner re-check")
     await subject.stop()
+
+
+async def test_a_generation_is_new_until_a_pass_has_read_it() -> None:
+    subject = controller(FakeReconciler(Outcome(generation=3)))
+    assert subject.spec_changed("ns", "a", 1)  # never reconciled: anything is new
+    await subject.reconcile("ns", "a")
+    assert not subject.spec_changed("ns", "a", 3)  # e.g. a status write: no pass needed
+    assert subject.spec_changed("ns", "a", 4)
+    subject.forget("ns", "a")
+    assert subject.spec_changed("ns", "a", 3)  # deleted and created again under the same name
+    await subject.stop()

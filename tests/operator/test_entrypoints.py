@@ -40,11 +40,11 @@ def test_run_starts_one_standalone_operator(monkeypatch: pytest.MonkeyPatch) -> 
         (False, ["from-env"]), (False, ["builds"]), (True, [])]
     assert all(s["standalone"] and s["registry"] is r for s, r in zip(started, registries, strict=True))
     assert started[0]["liveness_endpoint"] == "http://0.0.0.0:9999/healthz"
-    changing = registries[0]._changing.get_all_handlers()
-    assert [h.id for h in changing] == ["reconcile"] * 3  # create, update and resume; no delete handler
-    watching = registries[0]._watching.get_all_handlers()
-    assert [h.id for h in watching] == ["child-changed"] * 6
-    selectors = [h.selector for h in watching]
+    assert not registries[0]._changing.get_all_handlers()  # no kopf change tracking, no delete handler
+    watching = list(registries[0]._watching.get_all_handlers())
+    assert [h.id for h in watching] == ["reconcile"] + ["child-changed"] * 6
+    assert watching[0].selector is not None and watching[0].selector.any_name == crd.PLURAL
+    selectors = [h.selector for h in watching[1:]]
     assert {(s.group, s.version, s.any_name) for s in selectors if s is not None} == {
         ("apps", "v1", "deployments"), ("apps", "v1", "statefulsets"), ("", "v1", "services"),
         ("", "v1", "configmaps"), ("policy", "v1", "poddisruptionbudgets"),

@@ -3,10 +3,14 @@ volumes are grown in place, with the cache budget following their real capacity.
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from bbapi_operator import crd
 from bbapi_operator.meta import Owner
 
 from tests.operator.cluster import NAMESPACE, Cluster, eventually
+from tests.operator.emulator import Gate
 from tests.operator.test_lifecycle import CR, DISTRIBUTED, POSTGRES, ready, reason
 
 GiB = 2**30
@@ -57,6 +61,46 @@ async def test_switching_database_mode_is_refused_and_nothing_is_pruned(cluster:
 
         await cluster.patch(CR, "demo", {"spec": {"database": {"embedded": True, "postgres": None}}})
         await eventually(lambda: reason(cluster, "Degraded") == ("False", "AsExpected"), what="back to normal")
+
+
+async def test_a_refused_change_undone_while_a_pass_runs_clears_the_refusal(
+        cluster: Cluster, caplog: pytest.LogCaptureFixture) -> None:
+    """The spec goes A -> B (refused) -> A while passes run back to back: the pass that saw B must
+    not have the last word. (kopf's own change tracking saw A handled and A again, and nothing
+    cleared the refusal until the slow resync.)"""
+    caplog.set_level(logging.INFO, logger="kopf.objects")
+    embedded = {"database": {"embedded": True}}
+
+    def child_events() -> int:
+        return sum("'child-changed' succeeded" in r.getMessage() for r in caplog.records)
+
+    async with cluster.operator():
+        await cluster.create("demo", embedded)
+        await eventually(lambda: "StatefulSet" in cluster.children(), what="children")
+        await cluster.mark_ready()
+        await eventually(lambda: reason(cluster, "Ready") == ("True", "AllComponentsReady"))
+        gate = cluster.server.gate = Gate(lambda r: r.subresource == "status" and r.resource is not None
+                                          and r.resource.plural == crd.PLURAL)
+        try:
+            await cluster.patch(CR, "demo", {"spec": {"image": "bbapi:v2"}})
+            await eventually(lambda: gate.waiting == 1, what="a pass writing its status")
+            seen = child_events()
+            await cluster.delete("Service", "demo-gateway")  # a child event: one more pass is due
+            await eventually(lambda: child_events() > seen, what="the child event handled")
+            await cluster.patch(CR, "demo", {"spec": {"database": {"embedded": False} | POSTGRES}})
+            gate.let_one_through()
+            await eventually(lambda: gate.waiting == 1, what="the next pass (it sees B) writing its status")
+            await cluster.patch(CR, "demo", {"spec": {"database": {"embedded": True, "postgres": None}}})
+            gate.let_one_through()
+            await eventually(lambda: reason(cluster, "Degraded") == ("True", "ModeChangeRefused"), what="refusal")
+            await eventually(lambda: gate.waiting == 1, what="a pass for the spec put back")
+            gate.let_one_through()
+        finally:
+            cluster.server.gate = None
+            while gate.waiting:
+                gate.let_one_through()
+        await eventually(lambda: reason(cluster, "Degraded") == ("False", "AsExpected"), what="refusal cleared")
+        assert "Service" in cluster.children()
 
 
 async def test_storage_class_change_is_refused(cluster: Cluster) -> None:
