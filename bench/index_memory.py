@@ -38,14 +38,15 @@ def main() -> None:
     def found() -> object:
         for n in range(args.blobs):
             digest = hashlib.sha256(n.to_bytes(8, "little")).hexdigest()
-            yield f"{prefixes[n % len(prefixes)]}{digest[:2]}/{digest}-{1000 + n % 60000}", 1000 + n, now - n
+            # small blobs and action results, packed: each with its sequence number in the packed store
+            yield f"{prefixes[n % len(prefixes)]}{digest[:2]}/{digest}-{1000 + n % 60000}", 1000 + n, now - n, n + 1
 
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     index = LruIndex(1 << 50, 0.9, 0)
-    for name, size, used in found():  # type: ignore[attr-defined]
-        index.add(name, size, used)
+    for name, size, used, seq in found():  # type: ignore[attr-defined]
+        index.add(name, size, used, seq)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()

@@ -42,7 +42,7 @@ async def open_store(volume: Path, min_age: float = 0, min_free: int = 256 * 102
 
 
 def packed_names(store: LocalBlobAccess) -> set[str]:
-    return {name for name, _size, _used in store.packed.scan(0)}
+    return {name for name, _size, _used, _seq in store.packed.scan(0)}
 
 
 async def stale_reading(store: LocalBlobAccess) -> None:

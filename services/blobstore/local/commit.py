@@ -36,7 +36,9 @@ class Pending:
     function: DigestFunction = SHA256
 
 
-Outcome = BaseException | None  # None: durable; else why not (ApiError: this item; anything else: the group)
+# An int: durable, under that sequence number of the packed store; else why not (ApiError: this
+# item; anything else: the whole group)
+Outcome = BaseException | int
 
 
 def verified(item: Pending) -> bytes:
@@ -73,7 +75,7 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
 
     async def commit(self, items: list[Pending]) -> list[Outcome]:
-        """Commit the items (in the next group); each one's outcome: None when durable, or its error."""
+        """Commit the items (in the next group); each one's outcome: its sequence number when durable, or its error."""
         if not items:
             return []
         if self._task is None or self._task.done():
@@ -103,18 +105,19 @@ class GroupCommitter:
                     done.set_result(outcomes[start:start + len(items)])
                 start += len(items)
 
-    def _write(self, group: list[Pending]) -> list[Exception | None]:
-        outcomes: list[Exception | None] = []
+    def _write(self, group: list[Pending]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         accepted: list[tuple[str, bytes]] = []
         for item in group:
             try:
                 accepted.append((item.name, verified(item)))
-                outcomes.append(None)
+                outcomes.append(len(accepted) - 1)
             except ApiError as err:
                 outcomes.append(err)
-        if accepted:
-            self.packed.put(accepted, time.time())
-        return outcomes
+        if not accepted:
+            return outcomes
+        seqs = self.packed.put(accepted, time.time())
+        return [seqs[outcome] if isinstance(outcome, int) else outcome for outcome in outcomes]
 
     async def close(self) -> None:
         if self._task is not None:

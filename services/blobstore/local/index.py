@@ -5,10 +5,11 @@ are kept in LRU order. Eviction frees down to the low-water mark, but never anyt
 within `min_age` (Bazel assumes blobs it saw stay for hours): when only young data is left,
 `reserve` refuses and the write gets RESOURCE_EXHAUSTED.
 
-A shard holds millions of keys, so each costs as little memory as Python allows (about 140
-bytes; `python bench/index_memory.py`): the key is 34 bytes (a small number for the scope, kind
-and digest function, then the raw 32-byte hash; SHA-1, SHA-384 and SHA-512 hashes are 20, 48 and
-64 bytes) and the value one integer packing the size and the last use in whole seconds (an
+A shard holds millions of keys, so each costs as little memory as Python allows (under 150
+bytes; `python bench/index_memory.py`): the key is one integer, the hash above a 16-bit tag for
+the scope, kind and digest function (272 bits for SHA-256: 64 bytes, 3 fewer than the same 34
+bytes as a bytes object), and the value one integer packing the size, where a packed item lies
+(its sequence number in the packed store; 0 for a file) and the last use in whole seconds (an
 action result's key also carries its action's size, as the stored size is the result's). The
 recorded use is refreshed when it is `TOUCH_PERSIST_SECONDS` old, which is also when the store
 writes it to disk; the LRU order itself is exact. Names (the store's paths,
@@ -22,15 +23,30 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import and_, attrgetter, eq, rshift
 
+from services.blobstore.access import Kind
+from services.blobstore.local.layout import kind_of_dir
 from services.common.errors import ResourceExhausted
+from services.common.hashing import HEX_LENGTH
 from services.common.resources import Digest
 
 TOUCH_PERSIST_SECONDS = 600  # a use is recorded (and written to disk) at most this often
 _TIME_BITS = 34  # seconds since the epoch, good until the year 2514
 _TIME_MASK = (1 << _TIME_BITS) - 1
-_RESULTS = "ac"  # the kind directory of action results' names, before any "-<function>"
+# A packed item's sequence number, between the size and the time: 2**37 items are ~400 years of
+# writes at 10,000 a second, and a value of a packed item (size <= 2**19) stays within 90 bits,
+# the largest integer Python stores in 36 bytes.
+SEQ_BITS = 37
+_SEQ_MASK = (1 << SEQ_BITS) - 1
+_SIZE_SHIFT = _TIME_BITS + SEQ_BITS
+_TAG_BITS = 16  # a key's low bits: which scope, kind and digest function (a prefix of names)
+_TAG_MASK = (1 << _TAG_BITS) - 1
 _ABSENT = -1  # what use_many reads for a key not stored: its "size" (-1 >> bits) matches no valid digest's
 _HASH, _SIZE = attrgetter("hash"), attrgetter("size")
+
+
+def _seq(value: int) -> int:
+    """The sequence number in an entry's value (0: a file)."""
+    return value >> _TIME_BITS & _SEQ_MASK
 
 
 def _split(name: str) -> tuple[str, str, int]:
@@ -45,47 +61,50 @@ class LruIndex:
         self.low_water_fraction = low_water_fraction
         self.set_max_size(max_size)
         self.min_age = min_age
-        self._entries: dict[bytes, int] = {}  # insertion order is LRU order
-        self._prefixes: dict[str, tuple[bytes, bool]] = {}  # prefix: (tag, whether it names action results)
-        self._prefix_names: list[tuple[str, bool]] = []
+        self._entries: dict[int, int] = {}  # insertion order is LRU order
+        self._prefixes: dict[str, tuple[int, bool]] = {}  # prefix: (tag, whether it names action results)
+        self._prefix_names: list[tuple[str, bool, int]] = []  # by tag: (prefix, action results?, hash's hex digits)
         self._removed = 0  # entries deleted since the dict was last compacted
         self.total = 0
         self.reserved = 0
 
     # ----- keys ------------------------------------------------------------------------------------
 
-    def _scope(self, prefix: str) -> tuple[bytes, bool]:
+    def _scope(self, prefix: str) -> tuple[int, bool]:
         known = self._prefixes.get(prefix)
         if known is None:
-            results = prefix[:-1].rpartition("/")[2].partition("-")[0] == _RESULTS
-            known = self._prefixes[prefix] = (len(self._prefix_names).to_bytes(2, "little"), results)
-            self._prefix_names.append((prefix, results))
+            tag = len(self._prefix_names)
+            if tag > _TAG_MASK:
+                raise ResourceExhausted(f"more than {_TAG_MASK + 1} scopes in one store")
+            kind, function = kind_of_dir(prefix[:-1].rpartition("/")[2])
+            known = self._prefixes[prefix] = (tag, kind is Kind.AC)
+            self._prefix_names.append((prefix, kind is Kind.AC, HEX_LENGTH[function]))
         return known
 
-    def _key(self, name: str) -> tuple[bytes, int | None]:
+    def _key(self, name: str) -> tuple[int, int | None]:
         """The compact key, and the size a stored value must have to match (None: in the key)."""
         prefix, digest_hash, size = _split(name)
         tag, results = self._scope(prefix)
-        key = tag + bytes.fromhex(digest_hash)
+        key = int(digest_hash, 16) << _TAG_BITS | tag
         if results:
-            return key + size.to_bytes(8, "little"), None
+            return size << (4 * len(digest_hash) + _TAG_BITS) | key, None
         return key, size
 
-    def _name(self, key: bytes, value: int) -> str:
-        prefix, results = self._prefix_names[int.from_bytes(key[:2], "little")]
-        digest_hash = key[2:-8].hex() if results else key[2:].hex()
-        size = int.from_bytes(key[-8:], "little") if results else value >> _TIME_BITS
+    def _name(self, key: int, value: int) -> str:
+        prefix, results, digits = self._prefix_names[key & _TAG_MASK]
+        digest_hash = f"{key >> _TAG_BITS & ((1 << 4 * digits) - 1):0{digits}x}"
+        size = key >> (4 * digits + _TAG_BITS) if results else value >> _SIZE_SHIFT
         return f"{prefix}{digest_hash[:2]}/{digest_hash}-{size}"
 
-    def _get(self, name: str) -> tuple[bytes, int | None]:
+    def _get(self, name: str) -> tuple[int, int | None]:
         """The key of `name` and its value, None when not stored."""
         key, size = self._key(name)
         value = self._entries.get(key)
-        if value is not None and size is not None and value >> _TIME_BITS != size:
+        if value is not None and size is not None and value >> _SIZE_SHIFT != size:
             value = None
         return key, value
 
-    def _pop(self, key: bytes) -> int:
+    def _pop(self, key: int) -> int:
         value = self._entries.pop(key)
         self._removed += 1
         self._compact()
@@ -98,12 +117,12 @@ class LruIndex:
 
     # ----- contents --------------------------------------------------------------------------------
 
-    def load(self, found: Iterable[tuple[str, int, float]]) -> None:
-        """Replace the contents with (name, size, last use) found on disk, oldest use first."""
+    def load(self, found: Iterable[tuple[str, int, float, int]]) -> None:
+        """Replace the contents with (name, size, last use, sequence number) found on disk, oldest use first."""
         self._entries = {}
         self.total = 0
-        for name, size, used in sorted(found, key=lambda item: item[2]):
-            self.add(name, size, used)
+        for name, size, used, seq in sorted(found, key=lambda item: item[2]):
+            self.add(name, size, used, seq)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -126,27 +145,30 @@ class LruIndex:
         if value is not None:
             self._entries[key] = value >> _TIME_BITS << _TIME_BITS | int(when)
 
-    def use(self, name: str, now: float) -> bool | None:
-        """Note a use: None if absent, else whether the use is due to be written to disk."""
+    def use(self, name: str, now: float) -> tuple[bool, int] | None:
+        """Note a use: None if absent, else whether the use is due to be written to disk, and the
+        item's sequence number (0: a file)."""
         key, size = self._key(name)
         return self._touch(key, size, now)
 
-    def use_many(self, prefix: str, digests: Sequence[Digest], now: float, stale: list[str]) -> list[bool]:
-        """Whether each digest of one scope and kind is stored, noting uses (FindMissingBlobs' path:
-        a few C-level passes over the batch, and no name is built unless its use is due to be written)."""
+    def use_many(self, prefix: str, digests: Sequence[Digest], now: float,
+                 stale: list[tuple[str, int]]) -> list[bool]:
+        """Whether each digest of one scope and kind is stored, noting uses; the (name, sequence
+        number) of each use due to be written are added to `stale` (FindMissingBlobs' path: a few
+        C-level passes over the batch, and no name is built unless its use is due to be written)."""
         tag, _ = self._scope(prefix)
         entries = self._entries
-        # map chains of C functions, no bytecode per digest: key = tag + raw hash; stored = value's size matches
-        keys = list(map(tag.__add__, map(bytes.fromhex, map(_HASH, digests))))
+        # map chains of C functions, no bytecode per digest: key = hash << tag bits | tag; stored = value's size matches
+        keys = list(map(tag.__or__, map(_TAG_BITS.__rlshift__, map(int, map(_HASH, digests), repeat(16)))))
         values: list[int] = list(map(entries.get, keys, repeat(_ABSENT)))
-        present = list(map(eq, map(rshift, values, repeat(_TIME_BITS)), map(_SIZE, digests)))
+        present = list(map(eq, map(rshift, values, repeat(_SIZE_SHIFT)), map(_SIZE, digests)))
         if True not in present:
             return present
         hit_keys, hit_values = list(compress(keys, present)), list(compress(values, present))
         cutoff = now - TOUCH_PERSIST_SECONDS  # a use older than this is due to be recorded (and written)
         if min(map(and_, hit_values, repeat(_TIME_MASK))) <= cutoff:
             stamp = int(now)
-            stale.extend(f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}"
+            stale.extend((f"{prefix}{digest.hash[:2]}/{digest.hash}-{digest.size}", _seq(value))
                          for digest, value in zip(compress(digests, present), hit_values, strict=True)
                          if value & _TIME_MASK <= cutoff)
             hit_values = [value if value & _TIME_MASK > cutoff else value >> _TIME_BITS << _TIME_BITS | stamp
@@ -157,31 +179,39 @@ class LruIndex:
         self._compact()
         return present
 
-    def _touch(self, key: bytes, size: int | None, now: float) -> bool | None:
+    def _touch(self, key: int, size: int | None, now: float) -> tuple[bool, int] | None:
         value = self._entries.get(key)
-        if value is None or (size is not None and value >> _TIME_BITS != size):
+        if value is None or (size is not None and value >> _SIZE_SHIFT != size):
             return None
         self._pop(key)
         due = now - (value & _TIME_MASK) >= TOUCH_PERSIST_SECONDS
         self._entries[key] = value >> _TIME_BITS << _TIME_BITS | int(now) if due else value
-        return due
+        return due, _seq(value)
 
-    def add(self, name: str, size: int, now: float) -> None:
+    def add(self, name: str, size: int, now: float, seq: int = 0) -> int:
+        """Enter an item stored as a file (seq 0) or packed under `seq`; the sequence number of the
+        item it replaces (0: none, or a file), whose copy is now unreachable and must go."""
+        if not 0 <= seq <= _SEQ_MASK:
+            raise ValueError(f"sequence number {seq} is out of range")
         key, _ = self._key(name)
         old = self._entries.get(key)
+        replaced = 0
         if old is not None:
-            self.total -= old >> _TIME_BITS
+            self.total -= old >> _SIZE_SHIFT
             self._pop(key)
-        self._entries[key] = size << _TIME_BITS | int(now)
+            replaced = _seq(old)
+        self._entries[key] = size << _SIZE_SHIFT | seq << _TIME_BITS | int(now)
         self.total += size
+        return replaced if replaced != seq else 0
 
-    def forget(self, name: str) -> bool:
+    def forget(self, name: str, seq: int | None = None) -> int | None:
+        """Drop `name` (only if stored under `seq`, when given); its sequence number, None if absent."""
         key, value = self._get(name)
-        if value is None:
-            return False
+        if value is None or (seq is not None and _seq(value) != seq):
+            return None
         self._pop(key)
-        self.total -= value >> _TIME_BITS
-        return True
+        self.total -= value >> _SIZE_SHIFT
+        return _seq(value)
 
     # ----- budget ----------------------------------------------------------------------------------
 
@@ -190,23 +220,23 @@ class LruIndex:
         self.max_size = max_size
         self.low_water = int(max_size * self.low_water_fraction)
 
-    def evict_for(self, size: int, now: float) -> list[tuple[str, int]]:
-        """Drop old entries so `size` more bytes fit; the (name, size) dropped, whose data must go."""
+    def evict_for(self, size: int, now: float) -> list[tuple[str, int, int]]:
+        """Drop old entries so `size` more bytes fit; the (name, size, sequence number) dropped, whose data must go."""
         if self.total + self.reserved + size <= self.max_size:
             return []
         target = min(self.low_water, self.max_size - self.reserved - size)
         cutoff = now - self.min_age
-        victims: list[tuple[bytes, int]] = []
+        victims: list[tuple[int, int]] = []
         freed = 0
         for key, value in self._entries.items():
             if self.total - freed <= target or (value & _TIME_MASK) > cutoff:
                 break  # LRU order: everything after this is younger still
             victims.append((key, value))
-            freed += value >> _TIME_BITS
+            freed += value >> _SIZE_SHIFT
         for key, _value in victims:
             self._pop(key)
         self.total -= freed
-        return [(self._name(key, value), value >> _TIME_BITS) for key, value in victims]
+        return [(self._name(key, value), value >> _SIZE_SHIFT, _seq(value)) for key, value in victims]
 
     def room_for(self, size: int) -> bool:
         return self.total + self.reserved + size <= self.max_size

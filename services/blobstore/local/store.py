@@ -62,8 +62,8 @@ class LocalBlobAccess(BlobAccess):
         for name in self.index.names():
             yield key_of(name)
 
-    def _scan(self) -> list[tuple[str, int, float]]:
-        return self.layout.scan() + self.packed.scan(time.time())
+    def _scan(self) -> list[tuple[str, int, float, int]]:
+        return [(name, size, used, 0) for name, size, used in self.layout.scan()] + self.packed.scan(time.time())
 
     async def close(self) -> None:
         await self.committer.close()
@@ -75,26 +75,30 @@ class LocalBlobAccess(BlobAccess):
 
     # ----- bookkeeping -------------------------------------------------------------------------
 
-    def _use(self, name: str, stale: list[str], now: float | None = None) -> bool:
-        """Refresh `name` if stored (its mtime is due when added to `stale`); False if absent."""
-        due = self.index.use(name, time.time() if now is None else now)
+    def _use(self, name: str, stale: list[tuple[str, int]], now: float | None = None) -> int | None:
+        """Refresh `name` if stored (its last use is due to be written when added to `stale`): its
+        sequence number in the packed store (0: a file), None if absent."""
+        used = self.index.use(name, time.time() if now is None else now)
+        if used is None:
+            return None
+        due, seq = used
         if due:
-            stale.append(name)
-        return due is not None
+            stale.append((name, seq))
+        return seq
 
-    async def _persist(self, stale: list[str]) -> None:
+    async def _persist(self, stale: list[tuple[str, int]]) -> None:
         if stale:
             await asyncio.to_thread(self._utime, stale)
 
-    def _utime(self, names: list[str]) -> None:
-        packed, files = _split(names)
-        self.packed.touch(packed, time.time())
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                os.utime(self.layout.path(name))
+    def _utime(self, stale: list[tuple[str, int]]) -> None:
+        self.packed.touch([seq for _, seq in stale if seq], time.time())
+        for name, seq in stale:
+            if not seq:
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(self.layout.path(name))
 
-    def _forget(self, name: str) -> None:
-        if self.index.forget(name):
+    def _forget(self, name: str, seq: int | None = None) -> None:
+        if self.index.forget(name, seq) is not None:
             self._publish_gauges()
 
     def _publish_gauges(self) -> None:
@@ -121,31 +125,34 @@ class LocalBlobAccess(BlobAccess):
         if victims:
             self._publish_gauges()
             metrics.EVICTED_ENTRIES.inc(len(victims))
-            metrics.EVICTED_BYTES.inc(sum(size for _, size in victims))
-            await asyncio.to_thread(self._unlink_all, [name for name, _ in victims])
+            metrics.EVICTED_BYTES.inc(sum(size for _, size, _ in victims))
+            await asyncio.to_thread(self._unlink_all, [(name, seq) for name, _, seq in victims])
 
-    def _stored(self, written: Sequence[tuple[str, int]]) -> None:
-        """Index what became durable (name, size): one gauge update and one counter step per write or group."""
+    async def _stored(self, written: Sequence[tuple[str, int, int]]) -> None:
+        """Index what became durable (name, size, sequence number): one gauge update and one counter
+        step per write or group. A packed copy a new one replaced (two uploads of one blob at once) goes."""
         if not written:
             return
         now = time.time()
-        for name, size in written:
-            self.index.add(name, size, now)
+        replaced = [old for old in (self.index.add(name, size, now, seq) for name, size, seq in written) if old]
         self._publish_gauges()
-        metrics.WRITTEN_BYTES.inc(sum(size for _, size in written))
+        metrics.WRITTEN_BYTES.inc(sum(size for _, size, _ in written))
+        if replaced:
+            await asyncio.to_thread(self.packed.delete, replaced)
 
-    def _unlink_all(self, names: list[str]) -> None:
-        packed, files = _split(names)
-        self.packed.delete(packed)
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                self.layout.path(name).unlink()
+    def _unlink_all(self, stored: list[tuple[str, int]]) -> None:
+        """Delete items by (name, sequence number): packed ones by number, files by name."""
+        self.packed.delete([seq for _, seq in stored if seq])
+        for name, seq in stored:
+            if not seq:
+                with contextlib.suppress(FileNotFoundError):
+                    self.layout.path(name).unlink()
 
     # ----- CAS ---------------------------------------------------------------------------------
 
     async def find_missing(self, scope: Scope, digests: Sequence[Digest]) -> list[Digest]:
         now = time.time()
-        stale: list[str] = []
+        stale: list[tuple[str, int]] = []
         present = self.index.use_many(prefix_of(scope, Kind.CAS), digests, now, stale)
         await self._persist(stale)
         return list(compress(digests, map(not_, present)))
@@ -158,12 +165,13 @@ class LocalBlobAccess(BlobAccess):
             raise InvalidArgument(f"read limit {limit} is negative")
         end = digest.size if limit == 0 else min(digest.size, offset + limit)
         name = name_of(scope, Kind.CAS, digest)
-        stale: list[str] = []
-        if not self._use(name, stale):
+        stale: list[tuple[str, int]] = []
+        seq = self._use(name, stale)
+        if seq is None:
             raise NotFound(f"blob {digest} not found")
         await self._persist(stale)
-        if digest.size <= SMALL_BLOB:
-            data = self._get_packed(name)
+        if seq:
+            data = self._get_packed(name, seq)
             if data is None:
                 raise NotFound(f"blob {digest} not found")
             data = data[offset:end]
@@ -176,22 +184,22 @@ class LocalBlobAccess(BlobAccess):
             self._forget(name)
             raise NotFound(f"blob {digest} not found") from None
 
-    def _get_packed(self, name: str) -> bytes | None:
+    def _get_packed(self, name: str, seq: int) -> bytes | None:
         """A packed item's bytes; None (and forgotten) if it vanished behind the index's back.
 
         Read on the event loop: an item is at most SMALL_BLOB bytes copied out of LMDB's memory map
         (the page cache, for a cache that is in use), which costs less than a hop to a thread and back.
         """
-        (data,) = self.packed.get([name])
+        (data,) = self.packed.get([seq])
         if data is None:
-            self._forget(name)
+            self._forget(name, seq)  # unless a newer copy replaced it meanwhile
         return data
 
     async def write(self, scope: Scope, digest: Digest, chunks: AsyncIterator[bytes],
                     compressor: Compressor = Compressor.IDENTITY) -> bool:
         name = name_of(scope, Kind.CAS, digest)
-        stale: list[str] = []
-        if self._use(name, stale):
+        stale: list[tuple[str, int]] = []
+        if self._use(name, stale) is not None:
             await self._persist(stale)
             return True
         if digest.size <= SMALL_BLOB:
@@ -206,7 +214,7 @@ class LocalBlobAccess(BlobAccess):
             await files.write(self.layout.temp(), self.layout.path(name), digest, chunks, compressor, scope.function)
         finally:
             self.index.release(digest.size)
-        self._stored([(name, digest.size)])
+        await self._stored([(name, digest.size, 0)])
         return False
 
     async def batch_read(self, scope: Scope, digests: Sequence[Digest],
@@ -214,24 +222,24 @@ class LocalBlobAccess(BlobAccess):
         prefix = prefix_of(scope, Kind.CAS)
         names = [name_in(prefix, d) for d in digests]
         now = time.time()
-        stale: list[str] = []
-        present = [self._use(name, stale, now) for name in names]
-        results = await asyncio.to_thread(self._read_many, digests, names, present, compressor)
+        stale: list[tuple[str, int]] = []
+        seqs = [self._use(name, stale, now) for name in names]
+        results = await asyncio.to_thread(self._read_many, digests, names, seqs, compressor)
         await self._persist(stale)
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result.error, NotFound) and name in self.index:
-                self._forget(name)  # the file vanished behind our back
+        for name, seq, result in zip(names, seqs, results, strict=True):
+            if isinstance(result.error, NotFound) and seq is not None:
+                self._forget(name, seq)  # it vanished behind our back
         return results
 
-    def _read_many(self, digests: Sequence[Digest], names: list[str], present: list[bool],
+    def _read_many(self, digests: Sequence[Digest], names: list[str], seqs: list[int | None],
                    compressor: Compressor) -> list[BatchResult]:
-        packed = [i for i, (d, here) in enumerate(zip(digests, present, strict=True)) if here and d.size <= SMALL_BLOB]
-        found: dict[int, bytes | None] = dict(zip(packed, self.packed.get([names[i] for i in packed]),
+        packed = [i for i, seq in enumerate(seqs) if seq]
+        found: dict[int, bytes | None] = dict(zip(packed, self.packed.get([seqs[i] or 0 for i in packed]),
                                                  strict=True))
         results = []
-        for index, (digest, name, here) in enumerate(zip(digests, names, present, strict=True)):
+        for index, (digest, name, seq) in enumerate(zip(digests, names, seqs, strict=True)):
             data = found.get(index)
-            if data is None and here and index not in found:
+            if data is None and seq == 0:
                 with contextlib.suppress(FileNotFoundError):
                     data = self.layout.path(name).read_bytes()
             if data is None:
@@ -254,7 +262,7 @@ class LocalBlobAccess(BlobAccess):
                                                   items[index].compressor)
             except ApiError as err:
                 errors[index] = err
-        stale: list[str] = []
+        stale: list[tuple[str, int]] = []
         present = self.index.use_many(prefix, [items[i].digest for i in small], time.time(), stale)
         await self._persist(stale)
         group: list[int] = []
@@ -278,15 +286,15 @@ class LocalBlobAccess(BlobAccess):
             outcomes = await self.committer.commit([items[i] for i in admitted])
         finally:
             self.index.release(sum(sizes[i] for i in admitted))
-        stored: list[int] = []
+        stored: list[tuple[str, int, int]] = []
         for index, outcome in zip(admitted, outcomes, strict=True):
-            if outcome is None:
-                stored.append(index)
+            if isinstance(outcome, int):
+                stored.append((items[index].name, sizes[index], outcome))
             elif isinstance(outcome, ApiError):
                 errors[index] = outcome
             else:
                 raise outcome  # the disk failed (the whole group did): nothing was acknowledged
-        self._stored([(items[i].name, sizes[i]) for i in stored])
+        await self._stored(stored)
         return errors
 
     async def _admit(self, sizes: list[int], errors: list[ApiError | None]) -> list[int]:
@@ -309,20 +317,22 @@ class LocalBlobAccess(BlobAccess):
         return await self._delete(name_of(scope, Kind.CAS, digest))
 
     async def _delete(self, name: str) -> bool:
-        if name not in self.index:
+        seq = self.index.forget(name)
+        if seq is None:
             return False
-        self._forget(name)
-        await asyncio.to_thread(self._unlink_all, [name])
+        self._publish_gauges()
+        await asyncio.to_thread(self._unlink_all, [(name, seq)])
         return True
 
     # ----- AC ----------------------------------------------------------------------------------
 
     async def get_action_result(self, scope: Scope, action: Digest) -> bytes:
         name = name_of(scope, Kind.AC, action)
-        stale: list[str] = []
-        if not self._use(name, stale):
+        stale: list[tuple[str, int]] = []
+        seq = self._use(name, stale)
+        if not seq:  # action results are always packed
             raise NotFound(f"no action result for {action}")
-        data = self._get_packed(name)
+        data = self._get_packed(name, seq)
         if data is None:
             raise NotFound(f"no action result for {action}")
         await self._persist(stale)
@@ -336,12 +346,3 @@ class LocalBlobAccess(BlobAccess):
     async def delete_action_result(self, scope: Scope, action: Digest) -> bool:
         return await self._delete(name_of(scope, Kind.AC, action))
 
-
-def _split(names: list[str]) -> tuple[list[str], list[str]]:
-    """Names of packed items (action results, small blobs) and of files."""
-    packed: list[str] = []
-    files: list[str] = []
-    for name in names:
-        key = key_of(name)
-        (packed if key.kind is Kind.AC or key.digest.size <= SMALL_BLOB else files).append(name)
-    return packed, files
