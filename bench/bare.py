@@ -46,7 +46,8 @@ class ByteStream(bs_grpc.ByteStreamServicer):
         self.blobs = blobs  # the CAS's: small uploads are kept, so a replayed build reads them back
 
     async def Read(self, request: bs_pb2.ReadRequest, context: object) -> AsyncIterator[bs_pb2.ReadResponse]:
-        blob = self.blobs.get(request.resource_name.split("/")[-2], self.blob)
+        parts = request.resource_name.split("/")  # .../blobs/<hash>/<size>; any other name reads the random blob
+        blob = self.blobs.get(parts[-2], self.blob) if len(parts) > 1 else self.blob
         view = memoryview(blob)
         for start in range(0, len(blob), CHUNK_READ):
             yield bs_pb2.ReadResponse(data=bytes(view[start:start + CHUNK_READ]))
