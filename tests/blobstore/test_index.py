@@ -143,3 +143,12 @@ def test_a_second_copy_replaces_the_first_and_names_it_for_deletion() -> None:
     assert index.forget(blob(1), seq=9) == 9 and blob(1) not in index
     index.add(blob(2), 100, NOW - 7200, seq=3)
     assert index.evict_for(10_000, NOW) == [(blob(2), 100, 3)]
+
+
+def test_a_store_refuses_more_scopes_than_its_keys_can_tag() -> None:
+    index = LruIndex(10**12, 0.5, 0)
+    for n in range(1 << 16):  # tenants x instance names x kinds x digest functions
+        index.add(blob(1, scope=Scope(f"t{n}")), 100, NOW)
+    with pytest.raises(ResourceExhausted, match="scopes"):
+        index.add(blob(1, scope=Scope("one-too-many")), 100, NOW)
+    assert blob(1, scope=Scope("t0")) in index and len(index) == 1 << 16

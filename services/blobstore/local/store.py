@@ -97,9 +97,12 @@ class LocalBlobAccess(BlobAccess):
                 with contextlib.suppress(FileNotFoundError):
                     os.utime(self.layout.path(name))
 
-    def _forget(self, name: str, seq: int | None = None) -> None:
-        if self.index.forget(name, seq) is not None:
+    def _forget(self, name: str, seq: int | None = None) -> int | None:
+        """Drop `name` from the index (only if stored under `seq`, when given); its sequence number."""
+        forgotten = self.index.forget(name, seq)
+        if forgotten is not None:
             self._publish_gauges()
+        return forgotten
 
     def _publish_gauges(self) -> None:
         metrics.STORED_BYTES.set(self.index.total)
@@ -233,9 +236,8 @@ class LocalBlobAccess(BlobAccess):
 
     def _read_many(self, digests: Sequence[Digest], names: list[str], seqs: list[int | None],
                    compressor: Compressor) -> list[BatchResult]:
-        packed = [i for i, seq in enumerate(seqs) if seq]
-        found: dict[int, bytes | None] = dict(zip(packed, self.packed.get([seqs[i] or 0 for i in packed]),
-                                                 strict=True))
+        packed = {i: seq for i, seq in enumerate(seqs) if seq}
+        found = dict(zip(packed, self.packed.get(list(packed.values())), strict=True))
         results = []
         for index, (digest, name, seq) in enumerate(zip(digests, names, seqs, strict=True)):
             data = found.get(index)
@@ -317,10 +319,9 @@ class LocalBlobAccess(BlobAccess):
         return await self._delete(name_of(scope, Kind.CAS, digest))
 
     async def _delete(self, name: str) -> bool:
-        seq = self.index.forget(name)
+        seq = self._forget(name)
         if seq is None:
             return False
-        self._publish_gauges()
         await asyncio.to_thread(self._unlink_all, [(name, seq)])
         return True
 
