@@ -38,8 +38,9 @@ def main() -> None:
     def found() -> object:
         for n in range(args.blobs):
             digest = hashlib.sha256(n.to_bytes(8, "little")).hexdigest()
+            size = 1000 + n % 60000  # as the name says: the index matches a blob's size against its name's
             # small blobs and action results, packed: each with its sequence number in the packed store
-            yield f"{prefixes[n % len(prefixes)]}{digest[:2]}/{digest}-{1000 + n % 60000}", 1000 + n, now - n, n + 1
+            yield f"{prefixes[n % len(prefixes)]}{digest[:2]}/{digest}-{size}", size, now - n, n + 1
 
     gc.collect()
     tracemalloc.start()

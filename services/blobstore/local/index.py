@@ -6,11 +6,13 @@ within `min_age` (Bazel assumes blobs it saw stay for hours): when only young da
 `reserve` refuses and the write gets RESOURCE_EXHAUSTED.
 
 A shard holds millions of keys, so each costs as little memory as Python allows (under 150
-bytes; `python bench/index_memory.py`): the key is one integer, the hash above a 16-bit tag for
-the scope, kind and digest function (272 bits for SHA-256: 64 bytes, 3 fewer than the same 34
-bytes as a bytes object), and the value one integer packing the size, where a packed item lies
-(its sequence number in the packed store; 0 for a file) and the last use in whole seconds (an
-action result's key also carries its action's size, as the stored size is the result's). The
+bytes; `python bench/index_memory.py`): the key is 34 bytes (a small number for the scope, kind
+and digest function, then the raw 32-byte hash; SHA-1, SHA-384 and SHA-512 hashes are 20, 48 and
+64 bytes; bytes rather than one integer, which would be 3 bytes smaller but cost FindMissingBlobs
+~1.3 ms more per 10,000 digests to parse from hex), and the value one integer packing the size,
+where a packed item lies (its sequence number in the packed store; 0 for a file) and the last use
+in whole seconds (an action result's key also carries its action's size, as the stored size is
+the result's). The
 recorded use is refreshed when it is `TOUCH_PERSIST_SECONDS` old, which is also when the store
 writes it to disk; the LRU order itself is exact. Names (the store's paths,
 `tenant/instance/kind[-function]/hh/hash-size`) are the interface; the compact form stays inside.
@@ -23,10 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from itertools import compress, repeat
 from operator import and_, attrgetter, eq, rshift
 
-from services.blobstore.access import Kind
-from services.blobstore.local.layout import kind_of_dir
 from services.common.errors import ResourceExhausted
-from services.common.hashing import HEX_LENGTH
 from services.common.resources import Digest
 
 TOUCH_PERSIST_SECONDS = 600  # a use is recorded (and written to disk) at most this often
@@ -38,8 +37,8 @@ _TIME_MASK = (1 << _TIME_BITS) - 1
 SEQ_BITS = 37
 _SEQ_MASK = (1 << SEQ_BITS) - 1
 _SIZE_SHIFT = _TIME_BITS + SEQ_BITS
-_TAG_BITS = 16  # a key's low bits: which scope, kind and digest function (a prefix of names)
-_TAG_MASK = (1 << _TAG_BITS) - 1
+_RESULTS = "ac"  # the kind directory of action results' names, before any "-<function>"
+_TAGS = 1 << 16  # a key starts with 2 bytes naming its scope, kind and digest function (a prefix of names)
 _ABSENT = -1  # what use_many reads for a key not stored: its "size" (-1 >> bits) matches no valid digest's
 _HASH, _SIZE = attrgetter("hash"), attrgetter("size")
 
@@ -61,42 +60,41 @@ class LruIndex:
         self.low_water_fraction = low_water_fraction
         self.set_max_size(max_size)
         self.min_age = min_age
-        self._entries: dict[int, int] = {}  # insertion order is LRU order
-        self._prefixes: dict[str, tuple[int, bool]] = {}  # prefix: (tag, whether it names action results)
-        self._prefix_names: list[tuple[str, bool, int]] = []  # by tag: (prefix, action results?, hash's hex digits)
+        self._entries: dict[bytes, int] = {}  # insertion order is LRU order
+        self._prefixes: dict[str, tuple[bytes, bool]] = {}  # prefix: (tag, whether it names action results)
+        self._prefix_names: list[tuple[str, bool]] = []
         self._removed = 0  # entries deleted since the dict was last compacted
         self.total = 0
         self.reserved = 0
 
     # ----- keys ------------------------------------------------------------------------------------
 
-    def _scope(self, prefix: str) -> tuple[int, bool]:
+    def _scope(self, prefix: str) -> tuple[bytes, bool]:
         known = self._prefixes.get(prefix)
         if known is None:
-            tag = len(self._prefix_names)
-            if tag > _TAG_MASK:
-                raise ResourceExhausted(f"more than {_TAG_MASK + 1} scopes in one store")
-            kind, function = kind_of_dir(prefix[:-1].rpartition("/")[2])
-            known = self._prefixes[prefix] = (tag, kind is Kind.AC)
-            self._prefix_names.append((prefix, kind is Kind.AC, HEX_LENGTH[function]))
+            if len(self._prefix_names) == _TAGS:
+                raise ResourceExhausted(f"more than {_TAGS} scopes in one store")
+            results = prefix[:-1].rpartition("/")[2].partition("-")[0] == _RESULTS
+            known = self._prefixes[prefix] = (len(self._prefix_names).to_bytes(2, "little"), results)
+            self._prefix_names.append((prefix, results))
         return known
 
-    def _key(self, name: str) -> tuple[int, int | None]:
+    def _key(self, name: str) -> tuple[bytes, int | None]:
         """The compact key, and the size a stored value must have to match (None: in the key)."""
         prefix, digest_hash, size = _split(name)
         tag, results = self._scope(prefix)
-        key = int(digest_hash, 16) << _TAG_BITS | tag
+        key = tag + bytes.fromhex(digest_hash)
         if results:
-            return size << (4 * len(digest_hash) + _TAG_BITS) | key, None
+            return key + size.to_bytes(8, "little"), None
         return key, size
 
-    def _name(self, key: int, value: int) -> str:
-        prefix, results, digits = self._prefix_names[key & _TAG_MASK]
-        digest_hash = f"{key >> _TAG_BITS & ((1 << 4 * digits) - 1):0{digits}x}"
-        size = key >> (4 * digits + _TAG_BITS) if results else value >> _SIZE_SHIFT
+    def _name(self, key: bytes, value: int) -> str:
+        prefix, results = self._prefix_names[int.from_bytes(key[:2], "little")]
+        digest_hash = key[2:-8].hex() if results else key[2:].hex()
+        size = int.from_bytes(key[-8:], "little") if results else value >> _SIZE_SHIFT
         return f"{prefix}{digest_hash[:2]}/{digest_hash}-{size}"
 
-    def _get(self, name: str) -> tuple[int, int | None]:
+    def _get(self, name: str) -> tuple[bytes, int | None]:
         """The key of `name` and its value, None when not stored."""
         key, size = self._key(name)
         value = self._entries.get(key)
@@ -104,7 +102,7 @@ class LruIndex:
             value = None
         return key, value
 
-    def _pop(self, key: int) -> int:
+    def _pop(self, key: bytes) -> int:
         value = self._entries.pop(key)
         self._removed += 1
         self._compact()
@@ -158,8 +156,8 @@ class LruIndex:
         C-level passes over the batch, and no name is built unless its use is due to be written)."""
         tag, _ = self._scope(prefix)
         entries = self._entries
-        # map chains of C functions, no bytecode per digest: key = hash << tag bits | tag; stored = value's size matches
-        keys = list(map(tag.__or__, map(_TAG_BITS.__rlshift__, map(int, map(_HASH, digests), repeat(16)))))
+        # map chains of C functions, no bytecode per digest: key = tag + raw hash; stored = value's size matches
+        keys = list(map(tag.__add__, map(bytes.fromhex, map(_HASH, digests))))
         values: list[int] = list(map(entries.get, keys, repeat(_ABSENT)))
         present = list(map(eq, map(rshift, values, repeat(_SIZE_SHIFT)), map(_SIZE, digests)))
         if True not in present:
@@ -179,7 +177,7 @@ class LruIndex:
         self._compact()
         return present
 
-    def _touch(self, key: int, size: int | None, now: float) -> tuple[bool, int] | None:
+    def _touch(self, key: bytes, size: int | None, now: float) -> tuple[bool, int] | None:
         value = self._entries.get(key)
         if value is None or (size is not None and value >> _SIZE_SHIFT != size):
             return None
@@ -226,7 +224,7 @@ class LruIndex:
             return []
         target = min(self.low_water, self.max_size - self.reserved - size)
         cutoff = now - self.min_age
-        victims: list[tuple[int, int]] = []
+        victims: list[tuple[bytes, int]] = []
         freed = 0
         for key, value in self._entries.items():
             if self.total - freed <= target or (value & _TIME_MASK) > cutoff:
